@@ -1,0 +1,515 @@
+"""xl-disk-configuration(5) disk specifications, parsed the way xl parses them.
+
+A disk spec is one string of a ``disk = [...]`` list, for example
+``'file:/var/lib/xen/images/guest.ext4,xvda,rw'`` or
+``'format=qcow2, vdev=xvdb, access=ro, target=/images/a,b.qcow2'``.
+
+The parser reproduces libxlutil's flex scanner (``tools/libs/util/libxlu_disk_l.l``)
+and the checks in ``libxlu_disk.c``:
+
+* flex semantics: at every position the longest match wins and ties go to the rule
+  written first; the deprecated prefixes (``file:``, ``phy:``, ``tap:``, ``tap2:``,
+  ``tapdisk:``, ``aio:``, ``ioemu:``, ``raw:``, ``qcow:``, ``qcow2:``, ``vhd:``,
+  ``iscsi:``, ``nbd:``, ``enbd:``, ``drbd:``) count as matching the whole rest of
+  the string, so they take precedence;
+* positional parameters fill target, format, vdev and access in that order; after a
+  deprecated prefix the format is skipped (``file:/x,xvda,rw``), and a ``vdev:cdrom``
+  positional sets the device type;
+* ``target=`` swallows the rest of the string, commas and colons included (one
+  trailing comma is dropped);
+* keyword parameters: ``format= vdev= access= devtype= backend= backendtype=
+  script= specification= colo-host= colo-port= colo-export= active-disk=
+  hidden-disk=``, flags ``cdrom direct-io-safe discard no-discard colo no-colo
+  trusted untrusted grant_usage=0|1``.
+
+:func:`parse_disk` returns a :class:`DiskSpec` with xl's resulting values;
+:meth:`DiskSpec.with_target` rewrites the target keeping the spec as written
+(legacy prefix and positional form included) whenever xl reads it back the same.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, replace
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+__all__ = ["DiskSpec", "DiskSpecError", "parse_disk", "FORMATS", "BACKEND_TYPES"]
+
+#: Values xl accepts for ``format=`` (``""`` means raw).
+FORMATS = ("raw", "qcow", "qcow2", "vhd", "empty", "qed")
+#: Values xl accepts for ``backendtype=``.
+BACKEND_TYPES = ("phy", "tap", "qdisk", "standalone")
+SPECIFICATIONS = ("xen", "virtio")
+
+
+class DiskSpecError(ValueError):
+    """A disk specification xl would refuse; ``messages`` lists every problem found."""
+
+    def __init__(self, spec: str, messages: List[str]) -> None:
+        self.spec = spec
+        self.messages = list(messages)
+        super().__init__("; ".join(self.messages))
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    """The values xl derives from one disk specification.
+
+    Fields hold xl's resulting values (``format`` defaults to ``"raw"``, a cdrom is
+    read-only, ...).  ``legacy_prefix`` is the deprecated prefix as written (e.g.
+    ``"file:"`` or ``"tap:aio:"``); ``text`` and ``target_span`` record the spec as
+    written and where its target is, so that :meth:`with_target` can keep its form.
+    """
+
+    target: Optional[str]
+    vdev: str
+    format: str = "raw"
+    access: str = "rw"
+    devtype: str = "disk"
+    backend: Optional[str] = None
+    backendtype: Optional[str] = None
+    script: Optional[str] = None
+    specification: Optional[str] = None
+    direct_io_safe: bool = False
+    discard: Optional[bool] = None
+    colo: Optional[bool] = None
+    colo_host: Optional[str] = None
+    colo_port: Optional[int] = None
+    colo_export: Optional[str] = None
+    active_disk: Optional[str] = None
+    hidden_disk: Optional[str] = None
+    trusted: Optional[bool] = None
+    grant_usage: Optional[bool] = None
+    legacy_prefix: str = ""
+    text: Optional[str] = field(default=None, compare=False)
+    target_span: Optional[Tuple[int, int]] = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_cdrom(self) -> bool:
+        """True for a cdrom (removable, read-only) device."""
+        return self.devtype == "cdrom"
+
+    @property
+    def is_file_backed(self) -> bool:
+        """True when the target names a file or device path (not an empty cdrom drive)."""
+        return bool(self.target)
+
+    def values(self) -> Dict[str, Union[str, int, bool, None]]:
+        """xl's values as a plain dict (the ``--disk --json`` output)."""
+        out: Dict[str, Union[str, int, bool, None]] = {}
+        for f in fields(self):
+            if f.name in ("text", "target_span"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        return out
+
+    def semantics(self) -> Dict[str, Union[str, int, bool, None]]:
+        """The values that matter to xl (everything but the legacy prefix)."""
+        vals = self.values()
+        del vals["legacy_prefix"]
+        return vals
+
+    def render(self) -> str:
+        """A spec string that xl parses back to these values.
+
+        The spec as written is returned when it still describes these values;
+        otherwise the keyword form with ``target=`` last is written.
+        """
+        if self.text is not None:
+            try:
+                if parse_disk(self.text).semantics() == self.semantics():
+                    return self.text
+            except DiskSpecError:
+                pass
+        return self._render_keywords()
+
+    def _render_keywords(self) -> str:
+        parts: List[str] = []
+
+        def put(name: str, value: Optional[str]) -> None:
+            if value is None:
+                return
+            _check_keyword_value(name, value)
+            parts.append(f"{name}={value}")
+
+        put("format", self.format)
+        put("vdev", self.vdev)
+        if self.devtype == "cdrom":
+            parts.append("devtype=cdrom")
+        else:
+            put("access", self.access)
+        put("backend", self.backend)
+        put("backendtype", self.backendtype)
+        put("script", self.script)
+        put("specification", self.specification)
+        if self.direct_io_safe:
+            parts.append("direct-io-safe")
+        if self.discard is not None:
+            parts.append("discard" if self.discard else "no-discard")
+        if self.colo is not None:
+            parts.append("colo" if self.colo else "no-colo")
+        put("colo-host", self.colo_host)
+        put("colo-port", None if self.colo_port is None else str(self.colo_port))
+        put("colo-export", self.colo_export)
+        put("active-disk", self.active_disk)
+        put("hidden-disk", self.hidden_disk)
+        if self.trusted is not None:
+            parts.append("trusted" if self.trusted else "untrusted")
+        if self.grant_usage is not None:
+            parts.append("grant_usage=1" if self.grant_usage else "grant_usage=0")
+        if self.target is not None:
+            if "\n" in self.target or self.target.endswith(","):
+                raise DiskSpecError(self.target, [
+                    f"target {self.target!r} cannot be written in a disk spec "
+                    "(a newline or a trailing comma cannot be expressed)"])
+            parts.append(f"target={self.target}")
+        text = ",".join(parts)
+        result = parse_disk(text)
+        if result.semantics() != self.semantics():  # pragma: no cover - self-check
+            raise DiskSpecError(text, [f"internal error: {text!r} does not round-trip"])
+        return text
+
+    def with_target(self, new_target: str) -> "DiskSpec":
+        """This spec with its target replaced by ``new_target``, otherwise as written.
+
+        The target is replaced in place in the original text (so ``file:`` prefixes
+        and the positional form survive) when xl reads the edited text back with
+        only the target changed; otherwise the keyword form is used.
+        """
+        wanted = replace(self, target=new_target, text=None, target_span=None)
+        if self.text is not None and self.target_span is not None:
+            start, end = self.target_span
+            candidate = self.text[:start] + new_target + self.text[end:]
+            try:
+                parsed = parse_disk(candidate)
+            except DiskSpecError:
+                parsed = None
+            if parsed is not None and parsed == wanted:
+                return parsed
+        text = wanted._render_keywords()
+        return parse_disk(text)
+
+
+def _check_keyword_value(name: str, value: str) -> None:
+    if "," in value or "\n" in value:
+        raise DiskSpecError(value, [f"{name} value {value!r} cannot contain a comma or newline"])
+
+
+# ---------------------------------------------------------------------------- scanner
+
+class _State:
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.errors: List[str] = []
+        self.values: Dict[str, object] = {}
+        self.had_depr_prefix = False
+        self.access_set = False
+        self.prefix_end = 0
+        self.target_span: Optional[Tuple[int, int]] = None
+        self.stop = False
+
+    def err(self, near: Optional[str], message: str, fix: str = "") -> None:
+        text = message
+        if near is not None:
+            text += f": near `{near}'"
+        text += f" in `{self.spec}'"
+        if fix:
+            text += f" ({fix})"
+        self.errors.append(text)
+
+    # DSET: an enum may be set twice only to the same value.
+    def set_enum(self, member: str, value: object, near: str) -> None:
+        old = self.values.get(member)
+        if old is not None and old != value:
+            self.err(near, f"{member} respecified")
+        else:
+            self.values[member] = value
+
+    # savestring: a string may be set twice only when the first was empty.
+    def save(self, what: str, member: str, value: str, span: Optional[Tuple[int, int]] = None) -> None:
+        old = self.values.get(member)
+        if old:
+            self.err(value, f"{what} respecified")
+            return
+        self.values[member] = value
+        if member == "target" and span is not None:
+            self.target_span = span
+
+
+def _set_format(st: _State, value: str) -> None:
+    fmt = "raw" if value == "" else value
+    if fmt in FORMATS:
+        st.set_enum("format", fmt, value)
+    else:
+        st.err(value, "unknown value for format", "use one of: " + ", ".join(FORMATS))
+
+
+def _set_access(st: _State, value: str) -> None:
+    if value in ("r", "ro"):
+        st.values["access"] = "ro"
+    elif value in ("rw", "w", ""):
+        st.values["access"] = "rw"
+    else:
+        st.err(value, "unknown value for access", "use ro or rw")
+
+
+def _set_backendtype(st: _State, value: str) -> None:
+    if value in BACKEND_TYPES:
+        st.set_enum("backendtype", value, value)
+    else:
+        st.err(value, "unknown value for backendtype", "use one of: " + ", ".join(BACKEND_TYPES))
+
+
+def _set_specification(st: _State, value: str) -> None:
+    if value in SPECIFICATIONS:
+        st.set_enum("specification", value, value)
+    else:
+        st.err(value, "unknown value for specification", "use xen or virtio")
+
+
+def _set_colo_port(st: _State, value: str) -> None:
+    m = re.match(r"\s*[+-]?\d+", value)   # C atoi()
+    port = int(m.group()) if m else 0
+    if port:
+        st.values["colo_port"] = port
+    else:
+        st.err(value, "unknown value for colo_port")
+
+
+def _vdev_and_devtype(st: _State, text: str) -> bool:
+    colon = text.rfind(":")
+    if colon < 0:
+        return False
+    st.save("vdev", "vdev", text[:colon])
+    kind = text[colon + 1:]
+    if kind == "cdrom":
+        st.values["cdrom"] = True
+    elif kind == "disk":
+        st.values["cdrom"] = False
+    else:
+        st.err(kind, "unknown deprecated type", "use devtype=cdrom or devtype=disk")
+    return True
+
+
+def _strip_comma(text: str) -> str:
+    return text[:-1] if text.endswith(",") else text
+
+
+def _from_equals(text: str) -> str:
+    return text[text.index("=") + 1:]
+
+
+_Action = Callable[[_State, str, int, int], None]
+
+
+def _kw_string(what: str, member: str) -> _Action:
+    def act(st: _State, text: str, start: int, end: int) -> None:
+        st.save(what, member, _from_equals(_strip_comma(text)))
+    return act
+
+
+def _kw_call(func: Callable[[_State, str], None]) -> _Action:
+    def act(st: _State, text: str, start: int, end: int) -> None:
+        func(st, _from_equals(_strip_comma(text)))
+    return act
+
+
+def _flag(member: str, value: object) -> _Action:
+    def act(st: _State, text: str, start: int, end: int) -> None:
+        st.values[member] = value
+    return act
+
+
+def _act_ignore(st: _State, text: str, start: int, end: int) -> None:
+    pass
+
+
+def _act_bad_devtype(st: _State, text: str, start: int, end: int) -> None:
+    st.err(text, "unknown value for type", "use devtype=cdrom or devtype=disk")
+
+
+def _act_target(st: _State, text: str, start: int, end: int) -> None:
+    value = _strip_comma(text)
+    vstart = start + value.index("=") + 1
+    st.save("target", "target", _from_equals(value), (vstart, start + len(value)))
+
+
+def _act_unknown_param(st: _State, text: str, start: int, end: int) -> None:
+    st.err(text, "unknown parameter",
+           "if this is part of a path, write the path last as target=PATH")
+
+
+def _act_format_prefix(st: _State, text: str, start: int, end: int) -> None:
+    st.had_depr_prefix = True
+    st.prefix_end = end
+    _set_format(st, text[:-1])
+
+
+def _act_script_prefix(st: _State, text: str, start: int, end: int) -> None:
+    st.had_depr_prefix = True
+    st.prefix_end = end
+    st.save("script", "script", "block-" + text[:-1])
+
+
+def _act_plain_prefix(st: _State, text: str, start: int, end: int) -> None:
+    st.had_depr_prefix = True
+    st.prefix_end = end
+
+
+def _act_unknown_prefix(st: _State, text: str, start: int, end: int) -> None:
+    st.err(text, "unknown deprecated disk prefix",
+           "use target=PATH (as the last item) for paths containing ':'")
+    st.stop = True
+
+
+def _act_positional(st: _State, text: str, start: int, end: int) -> None:
+    value = _strip_comma(text)
+    if st.errors:
+        return  # previous errors may just lead to subsequent ones
+    v = st.values
+    if v.get("target") is None:
+        st.save("target", "target", value, (start, start + len(value)))
+    elif not st.had_depr_prefix and v.get("format") is None:
+        if not v["target"] and _vdev_and_devtype(st, value):
+            v["format"] = "empty"
+        else:
+            _set_format(st, value)
+    elif v.get("vdev") is None:
+        if not _vdev_and_devtype(st, value):
+            st.save("vdev", "vdev", value)
+    elif not st.access_set:
+        st.access_set = True
+        _set_access(st, value)
+    else:
+        st.err(value, "too many positional parameters",
+               "the positional form is TARGET,FORMAT,VDEV,ACCESS; use key=value for the rest")
+        st.stop = True
+
+
+# (pattern, trailing context or None, action).  The trailing context counts for
+# the longest-match comparison but is not consumed, exactly like flex's `/`.
+_RULES: List[Tuple[str, Optional[str], _Action]] = [
+    (r"[ \t\n]+", r"(?:[^ \t\n].*)?", _act_ignore),
+    (r"format=[^,]*,?", None, _kw_call(_set_format)),
+    (r"cdrom,?", None, _flag("cdrom", True)),
+    (r"devtype=cdrom,?", None, _flag("cdrom", True)),
+    (r"devtype=disk,?", None, _flag("cdrom", False)),
+    (r"devtype=[^,]*,?", None, _act_bad_devtype),
+    (r"access=[^,]*,?", None, _kw_call(_set_access)),
+    (r"backend=[^,]*,?", None, _kw_string("backend", "backend")),
+    (r"backendtype=[^,]*,?", None, _kw_call(_set_backendtype)),
+    (r"specification=[^,]*,?", None, _kw_call(_set_specification)),
+    (r"vdev=[^,]*,?", None, _kw_string("vdev", "vdev")),
+    (r"script=[^,]*,?", None, _kw_string("script", "script")),
+    (r"direct-io-safe,?", None, _flag("direct_io_safe", True)),
+    (r"discard,?", None, _flag("discard", True)),
+    (r"no-discard,?", None, _flag("discard", False)),
+    (r"colo,?", None, _flag("colo", True)),
+    (r"no-colo,?", None, _flag("colo", False)),
+    (r"colo-host=[^,]*,?", None, _kw_string("colo-host", "colo_host")),
+    (r"colo-port=[^,]*,?", None, _kw_call(_set_colo_port)),
+    (r"colo-export=[^,]*,?", None, _kw_string("colo-export", "colo_export")),
+    (r"active-disk=[^,]*,?", None, _kw_string("active-disk", "active_disk")),
+    (r"hidden-disk=[^,]*,?", None, _kw_string("hidden-disk", "hidden_disk")),
+    (r"trusted,?", None, _flag("trusted", True)),
+    (r"untrusted,?", None, _flag("trusted", False)),
+    (r"grant_usage=1,?", None, _flag("grant_usage", True)),
+    (r"grant_usage=0,?", None, _flag("grant_usage", False)),
+    (r"target=.*", None, _act_target),
+    (r"[a-z][-a-z0-9]*=[^,],?", None, _act_unknown_param),
+    (r"(?:raw|qcow2?|vhd):", r".*", _act_format_prefix),
+    (r"(?:iscsi|e?nbd|drbd):", r".*", _act_script_prefix),
+    (r"tapdisk:", r".*", _act_plain_prefix),
+    (r"tap2?:", r".*", _act_plain_prefix),
+    (r"aio:", r".*", _act_plain_prefix),
+    (r"ioemu:", r".*", _act_plain_prefix),
+    (r"file:", r".*", _act_plain_prefix),
+    (r"phy:", r".*", _act_plain_prefix),
+    (r"[a-z][a-z0-9]*:", r"(?:[^a-z0-9].*)?", _act_unknown_prefix),
+    (r"[^=,]*,|[^=,]+,?", None, _act_positional),
+]
+_COMPILED = [(re.compile(p), re.compile(c) if c is not None else None, a) for p, c, a in _RULES]
+
+
+def _scan(st: _State) -> None:
+    text = st.spec
+    pos = 0
+    while pos < len(text) and not st.stop:
+        best_len = -1
+        best: Optional[Tuple[int, _Action]] = None
+        for pattern, context, action in _COMPILED:
+            m = pattern.match(text, pos)
+            if not m:
+                continue
+            length = m.end() - pos
+            total = length
+            if context is not None:
+                cm = context.match(text, m.end())
+                if cm is None:
+                    continue
+                total += cm.end() - m.end()
+            if total > best_len and length > 0:
+                best_len, best = total, (m.end(), action)
+        if best is None:
+            # flex's `.` rule: everything from here on is reported as bad syntax.
+            st.err(text[pos:].split("\n")[0], "bad disk syntax",
+                   "paths containing '=' or ',' must be written last as target=PATH")
+            return
+        end, action = best
+        action(st, text[pos:end], pos, end)
+        if action in (_act_format_prefix, _act_script_prefix, _act_plain_prefix):
+            st.values.setdefault("_prefix_start", pos)
+        pos = end
+
+
+def parse_disk(spec: str) -> DiskSpec:
+    """Parse one xl disk specification; raise :class:`DiskSpecError` if xl would refuse it."""
+    if not isinstance(spec, str):
+        raise TypeError("a disk spec is a string")
+    st = _State(spec)
+    _scan(st)
+    v = st.values
+    if st.errors:
+        raise DiskSpecError(spec, st.errors)
+    fmt = v.get("format") or "raw"
+    access = v.get("access", "rw")
+    cdrom = bool(v.get("cdrom", False))
+    target = v.get("target")
+    if cdrom:
+        access = "ro"
+        if not target:
+            fmt = "empty"
+    if v.get("vdev") is None:
+        st.err(None, "no vdev specified", "add the guest device name, e.g. ,xvda, or vdev=xvda")
+    if target is None and not cdrom:
+        st.err(None, "no target specified (and device not removable)",
+               "add the image path, e.g. target=/var/lib/xen/images/disk.img")
+    if st.errors:
+        raise DiskSpecError(spec, st.errors)
+    prefix = ""
+    if st.had_depr_prefix:
+        prefix = spec[int(v.get("_prefix_start", 0)):st.prefix_end]  # type: ignore[arg-type]
+    return DiskSpec(
+        target=target,  # type: ignore[arg-type]
+        vdev=str(v["vdev"]),
+        format=str(fmt),
+        access=str(access),
+        devtype="cdrom" if cdrom else "disk",
+        backend=v.get("backend"),  # type: ignore[arg-type]
+        backendtype=v.get("backendtype"),  # type: ignore[arg-type]
+        script=v.get("script"),  # type: ignore[arg-type]
+        specification=v.get("specification"),  # type: ignore[arg-type]
+        direct_io_safe=bool(v.get("direct_io_safe", False)),
+        discard=v.get("discard"),  # type: ignore[arg-type]
+        colo=v.get("colo"),  # type: ignore[arg-type]
+        colo_host=v.get("colo_host"),  # type: ignore[arg-type]
+        colo_port=v.get("colo_port"),  # type: ignore[arg-type]
+        colo_export=v.get("colo_export"),  # type: ignore[arg-type]
+        active_disk=v.get("active_disk"),  # type: ignore[arg-type]
+        hidden_disk=v.get("hidden_disk"),  # type: ignore[arg-type]
+        trusted=v.get("trusted"),  # type: ignore[arg-type]
+        grant_usage=v.get("grant_usage"),  # type: ignore[arg-type]
+        legacy_prefix=prefix,
+        text=spec,
+        target_span=st.target_span,
+    )

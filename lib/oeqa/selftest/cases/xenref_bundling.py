@@ -1,0 +1,210 @@
+#
+# SPDX-License-Identifier: MIT
+#
+"""oe-selftest cases for bundling Xen guests into the xen-image-minimal host.
+
+Run them from an OE build directory that has meta-selftest and this layer in bblayers.conf:
+
+    oe-selftest -r xenref_bundling                         # every case
+    oe-selftest -r xenref_bundling.XenRefBundlingTests.test_auto_bundled_guest_is_installed
+
+They build real images (a guest and the host, several times), so they need a full build
+machine; docs/testing-with-oe.md says what they cost. What they check:
+
+* each bundling form puts the guest into the host rootfs: the guest's own
+  ``xen-guest-bundle-<link name>.cfg`` (``XEN_GUEST_AUTO_BUNDLE``), ``XEN_BUNDLED_GUESTS``
+  ``rootfs:kernel`` pairs, and a hand-written ``xen-guest-bundle*.cfg`` in DEPLOY_DIR_IMAGE;
+  configs land in ``/etc/xen`` rewritten to point at ``/var/lib/xen/images``;
+* changing the guest reruns the host's do_rootfs (a new do_rootfs stamp with another task hash);
+* bad input (a malformed ``XEN_BUNDLED_GUESTS`` entry, a kernel that does not exist) stops the
+  build with the message the bundling engine writes (taken from ``xenbundle`` itself, so the test
+  follows the engine's wording);
+* the host image grows with the bundled guests.
+
+The host rootfs is read from the host's ``IMAGE_ROOTFS`` (oe-selftest refuses to run with
+rm_work, so the folder is still there after the build).
+"""
+
+import glob
+import os
+import sys
+
+from oeqa.selftest.case import OESelftestTestCase
+from oeqa.utils.commands import bitbake, get_bb_var, get_bb_vars
+
+# Layer lib (xenbundle) on sys.path: oe-selftest adds BBPATH's lib dirs only after loading the
+# test modules, so a module-level import needs it here already.
+LAYER_LIB = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+if LAYER_LIB not in sys.path:
+    sys.path.append(LAYER_LIB)
+
+from xenbundle.disk import parse_disk  # noqa: E402
+from xenbundle.errors import BundleError  # noqa: E402
+from xenbundle.xlcfg import parse_file as parse_xl_config_file  # noqa: E402
+
+HOST = "xen-image-minimal"
+GUEST = "xen-guest-image-minimal"
+IMAGES_DIR = "/var/lib/xen/images"
+
+#: Settings every case needs: Xen in the distro, systemd, ext4 images for the guests.
+BASE_CONFIG = """
+DISTRO_FEATURES:append = " xen systemd virtualization"
+INIT_MANAGER = "systemd"
+"""
+
+
+class XenRefBundlingTests(OESelftestTestCase):
+    """Build a guest and the host with each bundling form and inspect the host rootfs."""
+
+    def configure(self, extra=""):
+        self.write_config(BASE_CONFIG + extra)
+
+    def host_vars(self):
+        return get_bb_vars(["IMAGE_ROOTFS", "DEPLOY_DIR_IMAGE", "IMAGE_LINK_NAME", "STAMP"], HOST)
+
+    def guest_vars(self):
+        return get_bb_vars(["DEPLOY_DIR_IMAGE", "IMAGE_LINK_NAME", "KERNEL_IMAGETYPE"], GUEST)
+
+    def bundled_configs(self, rootfs):
+        return sorted(glob.glob(os.path.join(rootfs, "etc/xen/xen-guest-bundle*.cfg")))
+
+    def assert_guest_installed(self, rootfs, config_path):
+        """The config points only at files under /var/lib/xen/images that the rootfs holds."""
+        config = parse_xl_config_file(config_path)
+        kernel = config.get("kernel")
+        self.assertTrue(kernel, "%s has no kernel" % config_path)
+        files = [kernel] + [config.get(k) for k in ("ramdisk", "device_tree") if config.get(k)]
+        files += [parse_disk(spec).target for spec in (config.get("disk") or [])]
+        self.assertTrue(len(files) > 1, "%s has no disk" % config_path)
+        for path in files:
+            self.assertTrue(path.startswith(IMAGES_DIR + "/"),
+                            "%s: %s is not under %s (config not rewritten)" % (config_path, path, IMAGES_DIR))
+            self.assertTrue(os.path.isfile(os.path.join(rootfs, path.lstrip("/"))),
+                            "%s: %s is missing from the host rootfs" % (config_path, path))
+        return config
+
+    def rootfs_stamps(self, stamp):
+        """Task hashes of the host's do_rootfs stamps, newest last."""
+        stamps = [p for p in glob.glob(stamp + ".do_rootfs.*") if not p.endswith((".sigdata", ".siginfo"))]
+        stamps.sort(key=os.path.getmtime)
+        return [os.path.basename(p).split(".do_rootfs.", 1)[1].split(".")[0] for p in stamps]
+
+    def test_auto_bundled_guest_is_installed(self):
+        """XEN_GUEST_AUTO_BUNDLE: the guest deploys its config, the host installs it."""
+        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\n' % GUEST)
+        bitbake(GUEST)
+        bitbake(HOST)
+        guest = self.guest_vars()
+        deployed = os.path.join(guest["DEPLOY_DIR_IMAGE"], "xen-guest-bundle-%s.cfg" % guest["IMAGE_LINK_NAME"])
+        self.assertTrue(os.path.isfile(deployed), "the guest did not deploy %s" % deployed)
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        installed = os.path.join(rootfs, "etc/xen", os.path.basename(deployed))
+        self.assertIn(installed, self.bundled_configs(rootfs))
+        config = self.assert_guest_installed(rootfs, installed)
+        self.assertEqual(config.get("name"), parse_xl_config_file(deployed).get("name"))
+
+    def test_bundled_guests_pair_is_installed(self):
+        """XEN_BUNDLED_GUESTS: a rootfs:kernel pair becomes a generated config."""
+        self.configure()
+        bitbake(GUEST)
+        guest = self.guest_vars()
+        pair = "%s.ext4:%s" % (guest["IMAGE_LINK_NAME"], guest["KERNEL_IMAGETYPE"])
+        self.configure('XEN_BUNDLED_GUESTS = "%s"\n' % pair)
+        bitbake(HOST)
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        configs = self.bundled_configs(rootfs)
+        self.assertEqual(len(configs), 1, "expected one generated config for %s, found %s" % (pair, configs))
+        config = self.assert_guest_installed(rootfs, configs[0])
+        self.assertEqual(os.path.basename(configs[0]), "xen-guest-bundle-%s.cfg" % config.get("name"))
+
+    def test_config_in_deploy_dir_is_installed(self):
+        """A hand-written xen-guest-bundle*.cfg next to the guest's files is bundled as well."""
+        self.configure()
+        bitbake(GUEST)
+        guest = self.guest_vars()
+        deploy = guest["DEPLOY_DIR_IMAGE"]
+        handwritten = os.path.join(deploy, "xen-guest-bundle-selftest-handwritten.cfg")
+        self.track_for_cleanup(handwritten)
+        with open(handwritten, "w") as cfg:
+            cfg.write('# written by oe-selftest xenref_bundling\n'
+                      'name = "selftest-handwritten"\n'
+                      'type = "pvh"\n'
+                      'memory = 128\n'
+                      'kernel = "%s"\n'
+                      'extra = "console=hvc0 root=/dev/xvda rw"\n'
+                      'disk = ["file:%s.ext4,xvda,rw"]\n'
+                      'vif = ["bridge=xenbr0"]\n'
+                      % (os.path.join(deploy, guest["KERNEL_IMAGETYPE"]),
+                         os.path.join(deploy, guest["IMAGE_LINK_NAME"])))
+        bitbake(HOST)
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        installed = os.path.join(rootfs, "etc/xen", os.path.basename(handwritten))
+        self.assertIn(installed, self.bundled_configs(rootfs))
+        config = self.assert_guest_installed(rootfs, installed)
+        self.assertEqual(config.get("extra"), "console=hvc0 root=/dev/xvda rw", "unknown keys must be kept")
+        with open(installed) as cfg:
+            self.assertIn("# written by oe-selftest xenref_bundling", cfg.read(), "comments must be kept")
+
+    def test_changing_the_guest_reruns_host_rootfs(self):
+        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\n' % GUEST)
+        bitbake(HOST)
+        stamp = self.host_vars()["STAMP"]
+        before = self.rootfs_stamps(stamp)
+        self.assertTrue(before, "no do_rootfs stamp for %s" % HOST)
+        bitbake(HOST)
+        self.assertEqual(self.rootfs_stamps(stamp)[-1], before[-1], "an unchanged guest reran do_rootfs")
+
+        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\nIMAGE_INSTALL:append:pn-%s = " strace"\n'
+                       % (GUEST, GUEST))
+        bitbake(HOST)
+        after = self.rootfs_stamps(stamp)
+        self.assertNotEqual(after[-1], before[-1],
+                            "changing %s did not change %s:do_rootfs's task hash" % (GUEST, HOST))
+
+    def expected_problems(self, bundled_guests):
+        """The engine's own messages for a XEN_BUNDLED_GUESTS value (with the real deploy dir)."""
+        from xenbundle import plan_bundle
+        deploy = self.guest_vars()["DEPLOY_DIR_IMAGE"]
+        try:
+            plan_bundle(os.path.join(self.builddir, "xenref-selftest-empty-rootfs"), deploy,
+                        bundled_guests=bundled_guests, config_glob="xen-guest-bundle-none-*.cfg")
+        except BundleError as err:
+            return err.problems
+        self.fail("xenbundle accepts XEN_BUNDLED_GUESTS = %r; the test input is not bad" % bundled_guests)
+
+    def assert_build_stops_with(self, bundled_guests):
+        self.configure('XEN_BUNDLED_GUESTS = "%s"\n' % bundled_guests)
+        result = bitbake(HOST, ignore_status=True)
+        self.assertNotEqual(result.status, 0, "the build accepted XEN_BUNDLED_GUESTS = %r" % bundled_guests)
+        output = " ".join(result.output.split())
+        for problem in self.expected_problems(bundled_guests):
+            self.assertIn(" ".join(problem.split()), output)
+
+    def test_malformed_bundled_guests_stops_the_build(self):
+        self.configure()
+        bitbake(GUEST)
+        self.assert_build_stops_with("just-a-rootfs-without-kernel")
+
+    def test_missing_kernel_stops_the_build(self):
+        self.configure()
+        bitbake(GUEST)
+        guest = self.guest_vars()
+        self.assert_build_stops_with("%s.ext4:no-such-kernel-Image" % guest["IMAGE_LINK_NAME"])
+
+    def test_image_size_grows_with_bundled_guests(self):
+        self.configure()
+        bitbake(HOST)
+        host = self.host_vars()
+        image = os.path.join(host["DEPLOY_DIR_IMAGE"], host["IMAGE_LINK_NAME"] + ".ext4")
+        plain_size = os.path.getsize(os.path.realpath(image))
+
+        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\n' % GUEST)
+        bitbake(GUEST)
+        bitbake(HOST)
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        guest_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(rootfs, IMAGES_DIR.lstrip("/"), "*")))
+        self.assertGreater(guest_bytes, 0, "no guest files in %s" % IMAGES_DIR)
+        bundled_size = os.path.getsize(os.path.realpath(image))
+        self.assertGreaterEqual(bundled_size - plain_size, guest_bytes,
+                                "the host image grew by %d bytes for %d bytes of bundled guests"
+                                % (bundled_size - plain_size, guest_bytes))

@@ -1,0 +1,33 @@
+"""xenbundle: bundle Xen guests into a host root filesystem, safely.
+
+The engine behind the meta-xen-ref host image's guest bundling, with no BitBake
+import so it is testable on its own:
+
+* :mod:`xenbundle.xlcfg` - the xl.cfg(5) grammar with a lossless document model;
+* :mod:`xenbundle.disk` - xl-disk-configuration(5) specs;
+* :mod:`xenbundle.guests` - ``XEN_BUNDLED_GUESTS`` entries and generated configs;
+* :mod:`xenbundle.plan` - validation and the bundle plan (nothing written);
+* :mod:`xenbundle.sparse` - hole-preserving copies;
+* :mod:`xenbundle.install` - all-or-nothing installation into the rootfs.
+
+Typical use (what the bbclass does in ``do_rootfs``)::
+
+    from xenbundle import bundle_guests, BundleError
+    result = bundle_guests(rootfs, deploy_dir, "guest.rootfs.ext4:Image", autostart=["guest"])
+"""
+
+from .errors import BundleError
+from .guests import GuestSettings, parse_bundled_guests
+from .install import BundleResult, InstalledGuest, bundle_guests
+from .plan import BundlePlan, plan_bundle
+
+__all__ = [
+    "BundleError",
+    "BundlePlan",
+    "BundleResult",
+    "GuestSettings",
+    "InstalledGuest",
+    "bundle_guests",
+    "parse_bundled_guests",
+    "plan_bundle",
+]

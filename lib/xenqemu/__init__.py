@@ -1,0 +1,16 @@
+"""xenqemu: boot a Xen host image in QEMU and drive ``xl`` over the serial console.
+
+Public API (see docs/harness.md)::
+
+    from xenqemu import load_target, QemuMachine, ConsoleChannel, Xl, BootTimeouts
+"""
+
+from .target import Dom0Boot, Target, TargetError, load_target
+from .console import (CommandResult, ConsoleChannel, ConsoleClosed, ConsoleError, ConsoleStream,
+                      ConsoleTimeout, LoginError, Transcript)
+
+__all__ = [
+    "Dom0Boot", "Target", "TargetError", "load_target",
+    "CommandResult", "ConsoleChannel", "ConsoleClosed", "ConsoleError", "ConsoleStream",
+    "ConsoleTimeout", "LoginError", "Transcript",
+]

@@ -1,0 +1,556 @@
+"""A reliable shell command channel over a serial console (dom0's, or a guest's through ``xl``).
+
+:class:`ConsoleChannel` works over any pexpect spawn: a pseudo-terminal (``pexpect.spawn``), a
+socket or file descriptor (``pexpect.fdpexpect.fdspawn``), for instance the serial socket that
+oe-core's QemuRunner holds.  Serial consoles under Xen are noisy: ``(XEN)`` hypervisor lines and
+kernel messages arrive in the middle of command output, sometimes in the middle of a line.  The
+protocol copes with that:
+
+* After login the channel installs two small shell functions.  ``run(cmd)`` sends
+  ``__xq_run 'ABCDE''FGHIJ' '<cmd>'``: the command runs in the current shell (``command eval``, so
+  ``cd`` and variables persist and a syntax error is just a non-zero status) with its output in a
+  file, then ``__xq_show`` prints a begin line, the file, and an end line carrying the exit status
+  (twice) and the file's md5.  The random marker is split-quoted on the command line, so the echo
+  of the command can never contain it (labgrid's technique).
+* Markers are found even when noise lines were inserted inside them; the output is checked
+  against the md5, noise lines are dropped if that makes it match, and otherwise the saved output
+  is shown again (the command is not run again) until two copies agree.
+* ``sync()`` echoes a fresh marker together with the shell's identity token and waits for it, so
+  after garbage, a timeout or a detach the channel knows it talks to the right shell again.
+* Long lines are sent in small chunks, each waited for (its echo) before the next: Xen's serial
+  receive ring towards dom0 holds only about 128 bytes.
+* Output is cleaned: CR, ANSI escape sequences (including busybox's ``ESC[6n``) removed.
+
+Every command goes to an optional :class:`Transcript` (JSON lines plus a readable log) with its
+status and duration.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import random
+import re
+import shlex
+import string
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, TextIO, Union
+
+import pexpect
+
+__all__ = [
+    "ConsoleError",
+    "ConsoleTimeout",
+    "ConsoleClosed",
+    "LoginError",
+    "CommandResult",
+    "Transcript",
+    "ConsoleStream",
+    "ConsoleChannel",
+    "clean_text",
+    "make_marker",
+]
+
+# ANSI CSI/OSC/two-byte escape sequences; ESC[6n (cursor position query) is a CSI sequence.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+#: Lines that are console noise rather than command output: Xen's and the kernel's.
+NOISE_LINE = re.compile(r"(?m)^(?:\(XEN\)|\(d\d+\)|\[\s*\d+\.\d+\]).*\n")
+#: Marker alphabet: upper-case letters without R, I, D (no ERROR/INFO/DEBUG spelled by chance).
+_MARKER_LETTERS = "".join(c for c in string.ascii_uppercase if c not in "RID")
+_GAP = r"(?:[^\n]+\n){0,3}?"  # up to three noise lines inserted at any point (fewest first)
+CTRL_C = "\x03"
+CTRL_RIGHT_BRACKET = "\x1d"
+
+
+def clean_text(text: str) -> str:
+    """Remove ANSI escape sequences, carriage returns and stray control characters."""
+    text = _ANSI.sub("", text)
+    text = text.replace("\r", "")
+    return _CONTROL.sub("", text)
+
+
+def make_marker(length: int = 10) -> str:
+    """A random marker of ``length`` upper-case letters (no R, I or D)."""
+    return "".join(random.choice(_MARKER_LETTERS) for _ in range(length))
+
+
+def _split_quoted(marker: str) -> str:
+    """``'ABCDE''FGHIJ'``: the shell joins it, but the echoed line never contains the marker."""
+    half = len(marker) // 2
+    return f"'{marker[:half]}''{marker[half:]}'"
+
+
+def _tolerant(literal: str) -> str:
+    """A regex for ``literal`` that also matches when noise lines were inserted inside it."""
+    return _GAP.join(re.escape(c) for c in literal)
+
+
+class ConsoleError(RuntimeError):
+    """Base class of console failures; the message says what was going on and quotes the log."""
+
+
+class ConsoleTimeout(ConsoleError):
+    """A command or an expected text did not arrive in time."""
+
+    def __init__(self, message: str, command: Optional[str] = None, partial: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.partial = partial
+
+
+class ConsoleClosed(ConsoleError):
+    """The other end went away (QEMU exited, the socket closed)."""
+
+
+class LoginError(ConsoleError):
+    """Login failed (wrong password, no shell)."""
+
+
+@dataclass
+class CommandResult:
+    """Exit status and output of one command; unpacks as ``status, output = result``."""
+
+    status: int
+    output: str
+    command: str = ""
+    duration: float = 0.0
+    #: False when the output could not be checked against the md5 the shell computed.
+    verified: bool = True
+
+    def __iter__(self) -> Iterator[Union[int, str]]:
+        yield self.status
+        yield self.output
+
+    @property
+    def ok(self) -> bool:
+        """True when the exit status is 0."""
+        return self.status == 0
+
+    @property
+    def lines(self) -> List[str]:
+        """The output split into lines (no trailing empty line)."""
+        return self.output.splitlines()
+
+
+class Transcript:
+    """Command log of a run: ``transcript.jsonl`` (one JSON object per command) and a text log."""
+
+    def __init__(self, directory: Union[str, Path]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._json: TextIO = open(self.directory / "transcript.jsonl", "a", encoding="utf-8")
+        self._text: TextIO = open(self.directory / "transcript.log", "a", encoding="utf-8")
+
+    def record(self, channel: str, command: str, status: Optional[int], duration: float,
+               output: str, note: str = "") -> None:
+        """Append one command with its status (None = did not finish), duration and output."""
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "channel": channel, "command": command,
+                 "status": status, "duration": round(duration, 3), "output_bytes": len(output)}
+        if note:
+            entry["note"] = note
+        self._json.write(json.dumps(entry) + "\n")
+        self._json.flush()
+        shown = "TIMEOUT" if status is None else status
+        self._text.write(f"[{entry['time']}] {channel}$ {command}\n")
+        if output:
+            self._text.write(output if output.endswith("\n") else output + "\n")
+        self._text.write(f"  -> status {shown} in {duration:.2f}s{(' (' + note + ')') if note else ''}\n")
+        self._text.flush()
+
+    def close(self) -> None:
+        """Close the log files."""
+        self._json.close()
+        self._text.close()
+
+
+class ConsoleStream:
+    """The byte stream shared by all channels on one console (dom0 and nested guests).
+
+    Holds the spawn, a cleaned text buffer of what was received and not yet consumed, and an
+    optional liveness check (called while waiting; it raises when the other end is dead).
+    """
+
+    def __init__(self, spawn: pexpect.spawnbase.SpawnBase,
+                 liveness: Optional[Callable[[], None]] = None) -> None:
+        self.spawn = spawn
+        self.liveness = liveness
+        self.buffer = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def _decode(self, data: Union[bytes, str]) -> str:
+        return data if isinstance(data, str) else self._decoder.decode(data)
+
+    def fill(self, timeout: float) -> bool:
+        """Read what arrives within ``timeout`` into the buffer; True if anything came."""
+        try:
+            data = self.spawn.read_nonblocking(65536, timeout=max(0.0, timeout))
+        except pexpect.TIMEOUT:
+            self.check_alive()
+            return False
+        except pexpect.EOF:
+            self.check_alive()
+            raise ConsoleClosed("the console closed (end of file): the machine or the program "
+                                "behind the console went away") from None
+        text = self._decode(data)
+        if text:
+            self.buffer = clean_text(self.buffer + text)
+        return bool(text)
+
+    def check_alive(self) -> None:
+        """Run the liveness check, if any."""
+        if self.liveness is not None:
+            self.liveness()
+
+    def drain(self, quiet: float = 0.2, limit: float = 2.0) -> str:
+        """Read until ``quiet`` seconds pass without data (at most ``limit``); return and clear."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end and self.fill(quiet):
+            pass
+        text, self.buffer = self.buffer, ""
+        return text
+
+    def send(self, text: str) -> None:
+        """Send raw text."""
+        self.spawn.send(text)
+
+    def wait_for(self, pattern: "re.Pattern[str]", deadline: float) -> Optional["re.Match[str]"]:
+        """Wait until ``pattern`` matches in the buffer; consume through the match; None on timeout."""
+        while True:
+            m = pattern.search(self.buffer)
+            if m:
+                self.buffer = self.buffer[m.end():]
+                return m
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.fill(min(0.5, remaining))
+
+
+@dataclass
+class _Settings:
+    chunk_size: int = 48
+    echo_timeout: float = 3.0
+    login_prompt: str = r"login:\s*$"
+    password_prompt: str = r"[Pp]assword:\s*$"
+    quiet_kernel: bool = True
+    extra_setup: List[str] = field(default_factory=list)
+
+
+class ConsoleChannel:
+    """Run shell commands over a console and get ``CommandResult(status, output)`` back.
+
+    ``spawn`` is any pexpect spawn (or a :class:`ConsoleStream` to share one with other channels).
+    ``name`` labels the transcript.  ``parent`` is the channel this one is nested in (a guest
+    console reached from dom0 with ``xl create -c``/``xl console``); :meth:`detach` returns to it.
+    ``quiet_kernel`` runs ``dmesg -n 1`` after login so kernel messages stay off the console.
+    """
+
+    def __init__(self, spawn: Union[pexpect.spawnbase.SpawnBase, ConsoleStream], *, name: str = "console",
+                 transcript: Optional[Transcript] = None, parent: Optional["ConsoleChannel"] = None,
+                 liveness: Optional[Callable[[], None]] = None, chunk_size: int = 48,
+                 echo_timeout: float = 3.0, quiet_kernel: bool = True,
+                 default_timeout: float = 300.0) -> None:
+        self.stream = spawn if isinstance(spawn, ConsoleStream) else ConsoleStream(spawn, liveness)
+        if liveness is not None:
+            self.stream.liveness = liveness
+        self.name = name
+        self.transcript = transcript
+        self.parent = parent
+        self.default_timeout = default_timeout
+        self.settings = _Settings(chunk_size=chunk_size, echo_timeout=echo_timeout, quiet_kernel=quiet_kernel)
+        self.identity = make_marker(8)
+        self.ready = False
+        self._needs_resync = False
+
+    # ------------------------------------------------------------------ sending
+
+    def send_raw(self, text: str) -> None:
+        """Send text as it is (no chunking, no newline)."""
+        self.stream.send(text)
+
+    def send_line(self, line: str) -> None:
+        """Send one line in chunks, waiting for each chunk's echo (Xen's small RX ring)."""
+        size = self.settings.chunk_size
+        start = len(self.stream.buffer)
+        for offset in range(0, len(line), size):
+            chunk = line[offset:offset + size]
+            self.stream.send(chunk)
+            if offset + size < len(line):  # the last chunk needs no wait: nothing follows it
+                start = self._await_echo(chunk, start)
+        self.stream.send("\n")
+
+    def _await_echo(self, chunk: str, start: int) -> int:
+        """Wait (briefly) until the tail of ``chunk`` is echoed; return the new search start."""
+        needle = re.sub(r"\s", "", chunk)[-4:]
+        if not needle:
+            return start
+        deadline = time.monotonic() + self.settings.echo_timeout
+        while True:
+            haystack = re.sub(r"\s", "", self.stream.buffer[max(0, start - 16):])
+            if needle in haystack:
+                return len(self.stream.buffer)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return len(self.stream.buffer)  # no echo (echo off?): carry on
+            self.stream.fill(min(0.2, remaining))
+
+    # ------------------------------------------------------------------ sync and login
+
+    def sync(self, timeout: float = 30.0, own_identity: bool = True) -> str:
+        """Make sure a shell answers and nothing old is pending; return the answering identity.
+
+        Echoes a fresh marker with the shell's identity token and waits for it.  With
+        ``own_identity`` a reply from another shell (e.g. the guest still attached when dom0 is
+        expected) raises :class:`ConsoleError`.
+        """
+        marker = make_marker()
+        pattern = re.compile(_tolerant(marker + ":") + r"([A-Z]*):I")
+        self.stream.drain(quiet=0.1, limit=0.5)
+        self.send_line(f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\"")
+        m = self.stream.wait_for(pattern, time.monotonic() + timeout)
+        if m is None:
+            raise ConsoleTimeout(f"{self.name}: no shell answered within {timeout:.0f}s; last output:\n"
+                                 + self._tail())
+        who = m.group(1)
+        # drop the rest of the line and the prompt
+        self.stream.drain(quiet=0.1, limit=0.3)
+        if own_identity and self.ready and who != self.identity:
+            raise ConsoleError(f"{self.name}: a different shell answered (identity {who or 'none'}, "
+                               f"expected {self.identity}); is a nested console still attached?")
+        self._needs_resync = False
+        return who
+
+    def resync(self, timeout: float = 30.0) -> None:
+        """Recover after garbage or a timed-out command: interrupt it, then :meth:`sync`."""
+        last: Optional[Exception] = None
+        end = time.monotonic() + timeout
+        for attempt in range(4):
+            self.stream.send(CTRL_C)
+            time.sleep(0.2)
+            self.stream.send("\n")
+            try:
+                self.sync(timeout=max(2.0, min(10.0 * (attempt + 1), end - time.monotonic())))
+                return
+            except ConsoleTimeout as err:
+                last = err
+            if time.monotonic() >= end:
+                break
+        raise ConsoleTimeout(f"{self.name}: could not resynchronise with the shell: {last}")
+
+    def login(self, user: str = "root", password: Optional[str] = None, timeout: float = 300.0) -> None:
+        """Reach a shell: answer a login prompt (and password prompt), or accept a shell prompt.
+
+        Then install the helper functions.  Raises :class:`LoginError` after repeated
+        "Login incorrect" and :class:`ConsoleTimeout` when nothing usable answers in time.
+        """
+        deadline = time.monotonic() + timeout
+        login_re = re.compile(self.settings.login_prompt)
+        password_re = re.compile(self.settings.password_prompt)
+        failures = 0
+        probe = 3.0
+        sent_password = False
+        self.stream.send("\n")
+        while time.monotonic() < deadline:
+            # read until the console is quiet for a moment (at most 2 s), then look at the tail
+            window_end = time.monotonic() + min(2.0, max(0.1, deadline - time.monotonic()))
+            while time.monotonic() < window_end:
+                if not self.stream.fill(0.5):
+                    break
+            tail = self.stream.buffer[-200:]
+            if "Login incorrect" in tail:
+                # only a password we sent counts; a probe taken for a user name does not
+                failures += 1 if sent_password else 0
+                sent_password = False
+                self.stream.buffer = ""
+                if failures >= 3:
+                    raise LoginError(f"{self.name}: 'Login incorrect' {failures} times for user {user!r}; "
+                                     "check the password (password=...)")
+                continue
+            if login_re.search(tail):
+                self.stream.buffer = ""
+                time.sleep(0.2)
+                self.send_line(user)
+                continue
+            if password_re.search(tail):
+                self.stream.buffer = ""
+                self.send_line(password or "")
+                sent_password = True
+                continue
+            try:
+                self.sync(timeout=min(probe, max(1.0, deadline - time.monotonic())), own_identity=False)
+            except ConsoleTimeout:
+                probe = min(probe * 2, 30.0)
+                self.stream.send("\n")
+                continue
+            self._install_helpers()
+            return
+        raise ConsoleTimeout(f"{self.name}: no login prompt or shell within {timeout:.0f}s; last output:\n"
+                             + self._tail())
+
+    def _install_helpers(self) -> None:
+        lines = [
+            "case $- in *H*) set +H;; esac; stty cols 4000 2>/dev/null",
+            "for __xq_d in /tmp /run /dev/shm /var/tmp /; do [ -w $__xq_d ] && break; done",
+            "__xq_f=$__xq_d/.xenqemu.$$",
+            "__xq_run() { command eval \"$2\" >\"$__xq_f\" 2>&1 </dev/null; "
+            "echo $? >\"$__xq_f.rc\"; __xq_show \"$1\"; }",
+            "__xq_show() { __xq_m=$1; __xq_s=$(cat \"$__xq_f.rc\"); "
+            "__xq_h=$(md5sum <\"$__xq_f\" 2>/dev/null); printf '%s:B\\n' \"$__xq_m\"; cat \"$__xq_f\"; "
+            "printf '\\n%s:E:%s:%.32s:%s\\n' \"$__xq_m\" \"$__xq_s\" \"$__xq_h\" \"$__xq_s\"; }",
+            f"__xq_id={self.identity}",
+        ]
+        if self.settings.quiet_kernel:
+            lines.append("dmesg -n 1 2>/dev/null")
+        for line in lines + self.settings.extra_setup:
+            self.send_line(line)
+        self.ready = True
+        self.sync(timeout=60.0)
+
+    # ------------------------------------------------------------------ commands
+
+    def run(self, command: str, timeout: Optional[float] = None, check: bool = False) -> CommandResult:
+        """Run ``command`` in the shell; return its exit status and output (stderr merged).
+
+        The command runs in the current shell (``cd`` persists) with stdin from /dev/null.  On
+        timeout it raises :class:`ConsoleTimeout` and the next call first interrupts the command
+        and resynchronises.  With ``check`` a non-zero status raises :class:`ConsoleError`.
+        """
+        if not self.ready:
+            raise ConsoleError(f"{self.name}: not logged in; call login() first")
+        if self._needs_resync:
+            self.resync()
+        timeout = self.default_timeout if timeout is None else timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        marker = make_marker()
+        quoted = _split_quoted(marker)
+        self.stream.drain(quiet=0.05, limit=0.3)
+        self.send_line(f"__xq_run {quoted} {shlex.quote(command)}")
+        try:
+            result = self._collect(marker, quoted, command, deadline)
+        except ConsoleTimeout as err:
+            self._needs_resync = True
+            duration = time.monotonic() - started
+            if self.transcript:
+                self.transcript.record(self.name, command, None, duration, err.partial, "timeout")
+            raise
+        except ConsoleError:
+            self._needs_resync = True
+            if self.transcript:
+                self.transcript.record(self.name, command, None, time.monotonic() - started, "", "console error")
+            raise
+        result.duration = time.monotonic() - started
+        if self.transcript:
+            self.transcript.record(self.name, command, result.status, result.duration, result.output,
+                                   "" if result.verified else "output not verified")
+        if check and result.status != 0:
+            raise ConsoleError(f"{self.name}: command failed with status {result.status}: {command}\n"
+                               f"{result.output}")
+        return result
+
+    def _collect(self, marker: str, quoted: str, command: str, deadline: float) -> CommandResult:
+        begin_re = re.compile(_tolerant(marker + ":B\n"))
+        end_re = re.compile(_tolerant(marker + ":E"))
+        field_re = re.compile(r":(\d+):([0-9a-f]{0,32}):(\d+)\n")
+        previous: Optional[str] = None
+        for attempt in range(6):
+            end = self.stream.wait_for(end_re, deadline)
+            if end is None:
+                partial = self.stream.buffer
+                raise ConsoleTimeout(
+                    f"{self.name}: command did not finish within the timeout: {command}\n"
+                    f"last output:\n{self._tail()}", command=command, partial=partial)
+            consumed = end.string[:end.start()]
+            # the fields line: wait for its end, it may still be arriving
+            fields = None
+            line_deadline = min(deadline, time.monotonic() + 10.0)
+            while fields is None:
+                fields = field_re.match(self.stream.buffer)
+                if fields is None:
+                    if "\n" in self.stream.buffer or time.monotonic() > line_deadline:
+                        break
+                    self.stream.fill(0.2)
+            begin = None
+            for begin in begin_re.finditer(consumed):
+                pass  # keep the last begin line before the end marker
+            if fields is not None:
+                self.stream.buffer = self.stream.buffer[fields.end():]
+            if fields is not None and begin is not None and fields.group(1) == fields.group(3):
+                status = int(fields.group(1))
+                digest = fields.group(2)
+                raw = consumed[begin.end():]
+                raw = raw[:-1] if raw.endswith("\n") else raw  # the newline __xq_show adds
+                for candidate in (raw, NOISE_LINE.sub("", raw)):
+                    if digest and hashlib.md5(candidate.encode("utf-8", "surrogateescape")).hexdigest() == digest:
+                        return CommandResult(status, candidate, command)
+                if not digest and NOISE_LINE.sub("", raw) == raw:
+                    return CommandResult(status, raw, command, verified=False)
+                if previous is not None and previous == raw:
+                    # two copies agree: the difference is cleaning (CR/escapes in the output)
+                    return CommandResult(status, raw, command, verified=False)
+                previous = raw
+            # noise broke something: show the saved output again (the command is not re-run)
+            self.stream.drain(quiet=0.1, limit=0.5)
+            self.send_line(f"__xq_show {quoted}")
+        raise ConsoleError(f"{self.name}: could not read a clean copy of the output of: {command}")
+
+    def start(self, command: str) -> None:
+        """Send ``command`` to the shell without waiting for it (it may take over the console)."""
+        if self._needs_resync:
+            self.resync()
+        self.stream.drain(quiet=0.05, limit=0.3)
+        self.send_line(command)
+        if self.transcript:
+            self.transcript.record(self.name, command, None, 0.0, "", "started")
+
+    def expect(self, pattern: str, timeout: float = 60.0) -> "re.Match[str]":
+        """Wait for a regular expression in the (cleaned) console output; consume through it."""
+        m = self.stream.wait_for(re.compile(pattern), time.monotonic() + timeout)
+        if m is None:
+            raise ConsoleTimeout(f"{self.name}: {pattern!r} did not appear within {timeout:.0f}s; last output:\n"
+                                 + self._tail())
+        return m
+
+    # ------------------------------------------------------------------ nesting
+
+    def nested(self, name: str) -> "ConsoleChannel":
+        """A channel for a console reached from this shell (same stream), e.g. ``xl console``."""
+        return ConsoleChannel(self.stream, name=name, transcript=self.transcript, parent=self,
+                              chunk_size=self.settings.chunk_size, echo_timeout=self.settings.echo_timeout,
+                              quiet_kernel=False, default_timeout=self.default_timeout)
+
+    def detach(self, timeout: float = 60.0) -> "ConsoleChannel":
+        """Leave a nested console with Ctrl-] sent on its own; wait for the parent shell.
+
+        Returns the parent channel.  Raises :class:`ConsoleError` if this channel is not nested or
+        the parent shell does not answer.
+        """
+        if self.parent is None:
+            raise ConsoleError(f"{self.name}: not a nested console, nothing to detach from")
+        end = time.monotonic() + timeout
+        last: Optional[Exception] = None
+        for _ in range(3):
+            time.sleep(0.5)  # Ctrl-] must arrive alone, not glued to earlier input
+            self.stream.send(CTRL_RIGHT_BRACKET)
+            time.sleep(0.5)
+            try:
+                self.parent.sync(timeout=max(5.0, min(30.0, end - time.monotonic())))
+                self.ready = False
+                if self.transcript:
+                    self.transcript.record(self.name, "<Ctrl-]>", 0, 0.0, "", "detached")
+                return self.parent
+            except ConsoleError as err:
+                last = err
+            if time.monotonic() >= end:
+                break
+        raise ConsoleError(f"{self.name}: detach with Ctrl-] did not return to {self.parent.name}: {last}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _tail(self, lines: int = 30) -> str:
+        text = self.stream.buffer
+        return "\n".join(text.splitlines()[-lines:])

@@ -16,10 +16,41 @@ Typical use (what the bbclass does in ``do_rootfs``)::
     result = bundle_guests(rootfs, deploy_dir, "guest.rootfs.ext4:Image", autostart=["guest"])
 """
 
-from .errors import BundleError
-from .guests import GuestSettings, parse_bundled_guests
-from .install import BundleResult, InstalledGuest, bundle_guests
-from .plan import BundlePlan, plan_bundle
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import BundleError
+    from .guests import GuestSettings, parse_bundled_guests
+    from .install import BundleResult, InstalledGuest, bundle_guests
+    from .plan import BundlePlan, plan_bundle
+
+# Exports are loaded on first use (PEP 562), so that `python3 -m xenbundle.xlcfg`
+# does not import the module twice.
+_EXPORTS = {
+    "BundleError": "errors",
+    "GuestSettings": "guests",
+    "parse_bundled_guests": "guests",
+    "BundleResult": "install",
+    "InstalledGuest": "install",
+    "bundle_guests": "install",
+    "BundlePlan": "plan",
+    "plan_bundle": "plan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xenbundle' has no attribute {name!r}")
+    from importlib import import_module
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __all__ = [
     "BundleError",

@@ -434,16 +434,18 @@ def _check_rootfs_path(planner: _Planner, path: str, allowed_dir: str, what: str
                        label: str) -> None:
     """Check that ``path`` (inside the host) resolves inside ``allowed_dir`` and is free."""
     try:
-        resolved_dir = resolve_in_root(planner.rootfs, allowed_dir)
         resolved = resolve_in_root(planner.rootfs, path)
     except ValueError as err:
         planner.problems.append(f"{label}: {what} {path} cannot be written safely in the rootfs: "
                                 f"{err}; fix the symlink in the rootfs")
         return
-    if not _is_within(resolved, resolved_dir):
+    # Strict on purpose: a symlink that redirects the directory (even to another
+    # place inside the rootfs) would put guests where nobody looks for them.
+    if not _is_within(resolved, allowed_dir):
         planner.problems.append(
             f"{label}: {what} {path} would land at {resolved} in the rootfs, outside "
-            f"{allowed_dir} (a symlink in the rootfs redirects it): fix the symlink")
+            f"{allowed_dir} (a symlink in the rootfs redirects it): make {allowed_dir} a real "
+            "directory in the rootfs, or bundle into the directory it points to")
         return
     if os.path.lexists(os.path.join(planner.rootfs, resolved.lstrip("/"))):
         planner.problems.append(

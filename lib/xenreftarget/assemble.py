@@ -1,0 +1,324 @@
+"""Assemble the reference target's root file systems and initrd from unpacked Debian packages.
+
+Nothing here needs root rights, loop mounts or a chroot: packages are unpacked with
+``dpkg-deb -x``, trees are laid out in plain folders (merged-/usr, like current Debian and Yocto),
+ext4 images are made with ``mkfs.ext4 -d`` and the initrd is written by :mod:`xenreftarget.cpio`.
+Kernel module dependency order comes from the host's ``depmod``/``modprobe`` run on the unpacked
+kernel (kmod reads foreign-architecture modules fine).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from . import initscripts
+from .cpio import console_node, write_initramfs
+from .packages import XEN_VERSION, extract_deb
+
+#: Modules the initrd loads so that dom0 (virtio-blk) and guests (xen-blkfront) find an ext4 root.
+INITRD_MODULES: tuple = ("virtio_mmio", "virtio_blk", "crc32c_generic", "ext4",
+                         "xen-blkfront", "xen-netfront")
+#: Modules dom0 loads at start-up: Xen devices, backends, loop for file: disks, the bridge, the NIC.
+DOM0_MODULES: tuple = ("virtio_mmio", "xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd",
+                       "xenfs", "xen-blkback", "xen-netback", "loop", "bridge", "virtio_net")
+
+#: Paths (relative, after merging /usr) left out of both root file systems.
+_EXCLUDED_PREFIXES: tuple = (
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
+    "usr/share/bug", "usr/share/bash-completion", "usr/share/python3", "usr/share/initramfs-tools",
+    "usr/share/i18n", "usr/lib/aarch64-linux-gnu/gconv", f"usr/lib/xen-{XEN_VERSION}/lib/python",
+    "usr/lib/aarch64-linux-gnu/audit", "boot", "etc/init.d", "etc/default", "usr/share/xen-utils-common",
+)
+#: Packages of which only some files are installed.
+_ONLY_FILES: Mapping[str, tuple] = {"util-linux": ("usr/bin/flock",)}
+#: Packages that are not installed into dom0's root file system.
+_NOT_IN_DOM0: tuple = (f"xen-hypervisor-{XEN_VERSION}-arm64",)
+
+
+class AssembleError(RuntimeError):
+    """A step of the assembly failed; the message names the step and the file."""
+
+
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(cmd), check=False, text=True, capture_output=True)
+    if result.returncode != 0:
+        raise AssembleError(f"{' '.join(cmd)} failed: {(result.stderr or result.stdout).strip()}")
+    return result
+
+
+def merged_usr_path(rel: str) -> str:
+    """Map a package path onto the merged-/usr layout: ``bin/x`` -> ``usr/bin/x``, ``lib/...``..."""
+    rel = rel[2:] if rel.startswith("./") else rel.lstrip("/")
+    first, _, rest = rel.partition("/")
+    if first in ("bin", "sbin", "lib", "lib64"):
+        return f"usr/{first}" + (f"/{rest}" if rest else "")
+    return rel
+
+
+def is_excluded(rel: str) -> bool:
+    """Whether a (merged) path belongs to the documentation/boot parts left out of the images."""
+    return any(rel == prefix or rel.startswith(prefix + "/") for prefix in _EXCLUDED_PREFIXES)
+
+
+def parse_show_depends(output: str, modules_dir: str) -> List[str]:
+    """Module paths relative to ``modules_dir`` from ``modprobe --show-depends`` output.
+
+    ``builtin`` lines (code compiled into the kernel) are dropped.
+    """
+    paths = []
+    prefix = modules_dir.rstrip("/") + "/"
+    for line in output.splitlines():
+        match = re.match(r"insmod\s+(\S+)", line.strip())
+        if not match:
+            continue
+        path = os.path.normpath(match.group(1))
+        norm_prefix = os.path.normpath(prefix) + "/"
+        if not path.startswith(norm_prefix):
+            raise AssembleError(f"modprobe named {path}, outside {modules_dir}")
+        paths.append(path[len(norm_prefix):])
+    return paths
+
+
+def unique(items: Iterable[str]) -> List[str]:
+    """``items`` without repeats, first occurrence kept."""
+    seen: Dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+@dataclass
+class KernelTree:
+    """The unpacked kernel package: its root folder and release string."""
+
+    root: Path
+    release: str
+
+    @property
+    def modules_dir(self) -> Path:
+        """``lib/modules/<release>`` inside the unpacked package."""
+        return self.root / "lib" / "modules" / self.release
+
+    @property
+    def image(self) -> Path:
+        """The kernel binary (Debian's arm64 ``vmlinuz`` is an uncompressed Image)."""
+        return self.root / "boot" / f"vmlinuz-{self.release}"
+
+    def load_order(self, names: Sequence[str]) -> List[str]:
+        """Module files (relative to :attr:`modules_dir`) that load ``names``, dependencies first."""
+        order: List[str] = []
+        for name in names:
+            result = subprocess.run(
+                ["modprobe", "-d", str(self.root), "-S", self.release, "--show-depends", name],
+                check=False, text=True, capture_output=True)
+            if result.returncode != 0:
+                raise AssembleError(
+                    f"kernel {self.release} has no module {name}: {result.stderr.strip()}")
+            order.extend(parse_show_depends(result.stdout, str(self.modules_dir)))
+        return unique(order)
+
+
+def unpack_kernel(deb: Path, dest: Path) -> KernelTree:
+    """Unpack the kernel package and create its module index with the host's ``depmod``."""
+    extract_deb(deb, dest)
+    releases = sorted(p.name for p in (dest / "lib" / "modules").iterdir() if p.is_dir())
+    if len(releases) != 1:
+        raise AssembleError(f"{deb.name}: expected one kernel release in lib/modules, found {releases}")
+    tree = KernelTree(dest, releases[0])
+    _run(["depmod", "-b", str(dest), tree.release])
+    if not tree.image.is_file():
+        raise AssembleError(f"{deb.name}: no boot/vmlinuz-{tree.release}")
+    return tree
+
+
+def install_package_tree(package: str, unpacked: Path, root: Path) -> None:
+    """Copy one unpacked package into ``root`` (merged /usr, documentation left out)."""
+    only = _ONLY_FILES.get(package)
+    for dirpath, dirnames, filenames in os.walk(unpacked):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            src = Path(dirpath) / name
+            rel = merged_usr_path(src.relative_to(unpacked).as_posix())
+            if is_excluded(rel):
+                continue
+            if only is not None and rel not in only:
+                continue
+            dst = root / rel
+            if src.is_symlink():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if dst.is_symlink() or dst.exists():
+                    dst.unlink()
+                os.symlink(os.readlink(src), dst)
+            elif src.is_dir():
+                if only is None:
+                    dst.mkdir(parents=True, exist_ok=True)
+            else:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+
+
+def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
+    """The skeleton shared by dom0 and guests: folders, merged-/usr links, accounts, init files."""
+    for folder in ("usr/bin", "usr/sbin", "usr/lib", "etc/init.d", "etc/xen-ref", "dev", "proc",
+                   "sys", "run", "tmp", "root", "home", "mnt", "var/log", "var/lib",
+                   "usr/share/udhcpc"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "tmp", 0o1777)
+    os.chmod(root / "root", 0o700)
+    for link, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"),
+                         ("var/run", "../run"), ("var/lock", "../run/lock"), ("var/tmp", "../tmp")):
+        path = root / link
+        if not path.is_symlink():
+            os.symlink(target, path)
+    files = {
+        # root has an empty password, as in the Yocto image with debug-tweaks/empty-root-password.
+        "etc/passwd": "root::0:0:root:/root:/bin/sh\n",
+        "etc/group": "root:x:0:\ntty:x:5:\ndisk:x:6:\n",
+        "etc/hostname": f"{hostname}\n",
+        "etc/hosts": f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n",
+        "etc/shells": "/bin/sh\n/bin/bash\n",
+        "etc/inittab": initscripts.inittab(),
+        # busybox ash leaves \\u empty without USER; the only account is root.
+        "etc/profile": "export PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PS1='root@\\h:\\w\\$ '\n",
+        "etc/issue": "meta-xen-ref reference target (Debian bookworm arm64) \\n \\l\n\n",
+        "etc/fstab": "# mounts are done by /etc/init.d/rcS\n",
+        "etc/resolv.conf": "",
+    }
+    for rel, text in files.items():
+        (root / rel).write_text(text)
+    script = root / initscripts.UDHCPC_SCRIPT.lstrip("/")
+    script.write_text(initscripts.udhcpc_script())
+    script.chmod(0o755)
+
+
+def install_busybox(busybox_unpacked: Path, root: Path) -> None:
+    """Install the static busybox and the links needed before ``busybox --install`` runs."""
+    binary = busybox_unpacked / "bin" / "busybox"
+    if not binary.is_file():
+        raise AssembleError(f"{busybox_unpacked}: no bin/busybox")
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(binary, root / "usr/bin/busybox")
+    for rel, target in (("usr/bin/sh", "busybox"), ("usr/sbin/init", "../bin/busybox")):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        os.symlink(target, path)
+
+
+def write_executable(path: Path, text: str) -> None:
+    """Write a script and make it executable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def install_modules(kernel: KernelTree, names: Sequence[str], root: Path) -> List[str]:
+    """Copy the modules for ``names`` (with dependencies) into ``root`` and index them there.
+
+    Returns the load order (paths relative to ``lib/modules/<release>``).
+    """
+    order = kernel.load_order(names)
+    dest_dir = root / "usr/lib/modules" / kernel.release
+    for rel in order:
+        dest = dest_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kernel.modules_dir / rel, dest)
+    for index in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (kernel.modules_dir / index).is_file():
+            shutil.copy2(kernel.modules_dir / index, dest_dir / index)
+    _run(["depmod", "-b", str(root / "usr"), kernel.release])
+    return order
+
+
+def dom0_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) -> None:
+    """Lay out dom0's root file system (before the guests are bundled into it)."""
+    base_tree(root)
+    for name, unpacked in packages.items():
+        if name in _NOT_IN_DOM0 or name == "busybox-static":
+            continue
+        install_package_tree(name, unpacked, root)
+    install_busybox(packages["busybox-static"], root)
+    # Debian's /usr/sbin/xl etc. go through a version-detecting wrapper; point at the tools directly.
+    xen_bin = root / initscripts.XEN_BIN_DIR.lstrip("/")
+    for tool in sorted(p.name for p in xen_bin.iterdir()):
+        link = root / "usr/sbin" / tool
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        os.symlink(f"../lib/xen-{XEN_VERSION}/bin/{tool}", link)
+    for folder in ("var/lib/xen/images", "etc/xen/auto", "var/log/xen"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    order = install_modules(kernel, DOM0_MODULES, root)
+    (root / initscripts.MODULE_LIST.lstrip("/")).write_text(initscripts.module_list_file(order))
+    write_executable(root / "etc/init.d/rcS", initscripts.dom0_rcs())
+    write_executable(root / "etc/init.d/rcK", initscripts.dom0_rck())
+
+
+def guest_tree(packages: Mapping[str, Path], root: Path) -> None:
+    """Lay out a guest's root file system: busybox (sh, getty, login, udhcpc, wget) only."""
+    base_tree(root)
+    install_busybox(packages["busybox-static"], root)
+    write_executable(root / "etc/init.d/rcS", initscripts.guest_rcs())
+    write_executable(root / "etc/init.d/rcK", initscripts.guest_rck())
+
+
+def initrd_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) -> List[str]:
+    """Lay out the initrd: busybox, the storage modules, ``/init``. Returns the module order."""
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    (root / "dev").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(packages["busybox-static"] / "bin" / "busybox", root / "bin" / "busybox")
+    order = kernel.load_order(INITRD_MODULES)
+    for rel in order:
+        dest = root / "lib/modules" / kernel.release / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kernel.modules_dir / rel, dest)
+    write_executable(root / "init", initscripts.initrd_init(order))
+    return order
+
+
+def write_initrd(tree: Path, output: Path) -> None:
+    """Pack the initrd tree (plus ``/dev/console``) as a gzip'd newc cpio."""
+    write_initramfs(tree, output, extra=[console_node()])
+
+
+def apparent_size(root: Path) -> int:
+    """Bytes the files below ``root`` occupy when every file is rounded up to 4 KiB blocks."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        total += 4096 * (len(dirnames) + 1)
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                total += (path.lstat().st_size + 4095) // 4096 * 4096
+    return total
+
+
+def make_ext4(tree: Path, image: Path, label: str, size_bytes: Optional[int] = None,
+              headroom_bytes: int = 48 << 20) -> int:
+    """Create an ext4 image of ``tree`` with ``mkfs.ext4 -d``; returns its size in bytes.
+
+    Without ``size_bytes`` the image gets the tree's size plus a quarter plus ``headroom_bytes``
+    (the image file is sparse, so unused space costs nothing on disk).
+    """
+    if size_bytes is None:
+        content = apparent_size(tree)
+        size_bytes = content + content // 4 + headroom_bytes
+    size_kib = (size_bytes + 1023) // 1024
+    size_kib = (size_kib + 4095) // 4096 * 4096
+    if image.exists():
+        image.unlink()
+    mkfs = shutil.which("mkfs.ext4") or "/usr/sbin/mkfs.ext4"
+    _run([mkfs, "-q", "-F", "-t", "ext4", "-b", "4096", "-L", label, "-E", "root_owner=0:0",
+          "-d", str(tree), str(image), f"{size_kib}K"])
+    return size_kib * 1024
+
+
+def sparse_copy(src: Path, dst: Path) -> None:
+    """Copy a disk image keeping its holes (``cp --sparse=always``)."""
+    _run(["cp", "--sparse=always", str(src), str(dst)])

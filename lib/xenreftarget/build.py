@@ -1,0 +1,363 @@
+"""Build the reference Xen target into a cache folder, only when its inputs changed.
+
+Stand-in notice: this target replaces the bitbake-built ``xen-image-minimal`` and
+``xen-guest-image-minimal`` (a full build takes hours and needs the internet) with images
+assembled from Debian bookworm's arm64 packages. Everything after the build is real: the Xen
+hypervisor, dom0's kernel and ``xl`` toolstack, the guests, and the bundling, which goes through
+:func:`xenbundle.bundle_guests`, the function the host image's ``do_rootfs`` hook calls.
+
+Layout of the cache folder::
+
+    <cache>/debs/             downloaded .deb files (kept between builds, verified by checksum)
+    <cache>/builds/<id>/      one finished build: a deploy-like folder (see docs/reference-target.md)
+    <cache>/target            symlink to the current build, swapped atomically
+    <cache>/lock              serialises concurrent builds
+
+A build happens in ``<cache>/builds/.tmp-*`` and becomes visible only by the atomic replacement
+of the ``target`` symlink, so an interrupted build leaves no half-written target behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from . import assemble, stamp
+from .packages import Apt, PackageError, PackageRecord, extract_deb, missing_host_tools
+from .qemuboot import BootSettings, check_load_addresses, qemuboot_values, render_qemuboot_conf
+
+Log = Callable[[str], None]
+
+MACHINE = "qemuarm64"
+XEN_BINARY = f"xen-{MACHINE}"
+KERNEL = "Image"
+INITRD = f"xen-ref-initramfs-{MACHINE}.cpio.gz"
+HOST_IMAGE_LINK_NAME = f"xen-image-minimal-{MACHINE}.rootfs"
+HOST_ROOTFS = f"{HOST_IMAGE_LINK_NAME}.ext4"
+#: The name the project's contract uses for the host's qemuboot.conf.
+QEMUBOOT_CONF = f"xen-image-minimal-{MACHINE}.qemuboot.conf"
+#: The name oe-core writes (``${IMAGE_LINK_NAME}.qemuboot.conf``), a symlink to the former.
+QEMUBOOT_CONF_LINK = f"{HOST_IMAGE_LINK_NAME}.qemuboot.conf"
+GUEST_DISK_BYTES = 64 << 20
+GUEST_MEMORY_MB = 128
+GUEST_EXTRA = "console=hvc0 root=/dev/xvda rw quiet"
+
+
+class BuildError(RuntimeError):
+    """The target could not be built; the message says which step failed and what to do."""
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """One guest of the reference target and the bundling form that brings it into dom0."""
+
+    form: str            #: "XEN_BUNDLED_GUESTS", "deploy-config" or "auto-bundle"
+    name: str            #: domain name
+    disk: str            #: the guest's root file system in the deploy folder
+    config: str = ""     #: config file in the deploy folder (forms 2 and 3)
+
+
+#: The three guests: one per bundling form, each with its own disk file and domain name.
+GUESTS: tuple = (
+    # The bundler names an entry's domain after its rootfs file.
+    GuestSpec("XEN_BUNDLED_GUESTS", f"xen-guest-image-minimal-{MACHINE}",
+              f"xen-guest-image-minimal-{MACHINE}.rootfs.ext4"),
+    GuestSpec("deploy-config", "thirdparty-guest", "thirdparty-guest.ext4",
+              "xen-guest-bundle-thirdparty-guest.cfg"),
+    GuestSpec("auto-bundle", "xen-guest-image-auto",
+              f"xen-guest-image-auto-{MACHINE}.rootfs.ext4",
+              f"xen-guest-bundle-xen-guest-image-auto-{MACHINE}.rootfs.cfg"),
+)
+
+
+@dataclass
+class ReferenceTarget:
+    """A finished build: where its files are and which guests dom0 carries."""
+
+    deploy_dir: Path
+    qemuboot_conf: Path
+    host_rootfs: Path
+    guests: List[Dict[str, Any]] = field(default_factory=list)
+    manifest: Dict[str, Any] = field(default_factory=dict)
+    rebuilt: bool = False
+
+
+def default_cache_dir() -> Path:
+    """``$XEN_REF_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/meta-xen-ref/reftarget``."""
+    explicit = os.environ.get("XEN_REF_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "meta-xen-ref" / "reftarget"
+
+
+def _lib_dir() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def source_folders() -> List[Path]:
+    """The source folders whose content is part of the build key (builder and bundling engine)."""
+    return [_lib_dir() / "xenreftarget", _lib_dir() / "xenbundle"]
+
+
+def deploy_config_text(spec: GuestSpec, comment: str) -> str:
+    """A guest config as it would lie in DEPLOY_DIR_IMAGE: paths relative to that folder."""
+    return (
+        f"# {comment}\n"
+        f'name = "{spec.name}"\n'
+        'type = "pvh"\n'
+        f"memory = {GUEST_MEMORY_MB}\n"
+        "vcpus = 1\n"
+        f'kernel = "{KERNEL}"\n'
+        "# Debian's kernel has ext4 and xen-blkfront as modules: the initrd loads them.\n"
+        f'ramdisk = "{INITRD}"\n'
+        f'extra = "{GUEST_EXTRA}"\n'
+        f"disk = [ 'file:{spec.disk},xvda,rw' ]\n"
+        "vif = [ 'bridge=xenbr0' ]\n"
+    )
+
+
+def guest_settings(name: str) -> Any:
+    """Settings of a generated guest config (the bbclasses read them from ``XEN_GUEST_*``)."""
+    from xenbundle import GuestSettings
+
+    return GuestSettings(name=name, memory=GUEST_MEMORY_MB, vcpus=1, extra=GUEST_EXTRA,
+                         vif=("bridge=xenbr0",), ramdisk=INITRD)
+
+
+@contextmanager
+def _locked(cache_dir: Path, log: Log) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another build in {cache_dir} to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class _Timer:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.steps: Dict[str, float] = {}
+        self._start = time.monotonic()
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.log(f"[{name}] ...")
+        start = time.monotonic()
+        yield
+        self.steps[name] = round(time.monotonic() - start, 2)
+        self.log(f"[{name}] done in {self.steps[name]:.1f} s")
+
+    @property
+    def total(self) -> float:
+        return round(time.monotonic() - self._start, 2)
+
+
+def load_target(cache_dir: Optional[Path] = None) -> ReferenceTarget:
+    """The current build in ``cache_dir`` (no building); fails when there is none."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    deploy = cache_dir / "target"
+    manifest = stamp.read_manifest(deploy)
+    if manifest is None:
+        raise BuildError(f"no reference target in {cache_dir}: run 'xen-ref-target build'")
+    return ReferenceTarget(deploy, deploy / QEMUBOOT_CONF, deploy / HOST_ROOTFS,
+                           manifest.get("guests", []), manifest)
+
+
+def _settings_for_key(boot: BootSettings) -> Dict[str, Any]:
+    return {"boot": json.dumps(asdict(boot), sort_keys=True),
+            "guests": json.dumps([asdict(g) for g in GUESTS])}
+
+
+def build_target(cache_dir: Optional[Path] = None, force: bool = False, log: Log = print,
+                 apt: Optional[Apt] = None, boot: BootSettings = BootSettings()) -> ReferenceTarget:
+    """Build (or reuse) the reference target in ``cache_dir`` and return it.
+
+    Reuses the current build when its key matches and its files are intact, unless ``force``.
+    """
+    cache_dir = Path(cache_dir or default_cache_dir()).absolute()
+    if any(ch.isspace() for ch in str(cache_dir)):
+        raise BuildError(f"cache folder {cache_dir} contains white space, which QEMU options in "
+                         "qemuboot.conf cannot carry; choose another with --cache or XEN_REF_CACHE")
+    missing = missing_host_tools()
+    if missing:
+        raise BuildError("host tools missing:\n  " + "\n  ".join(missing))
+    apt = apt or Apt(log=log)
+    with _locked(cache_dir, log):
+        try:
+            apt.ensure_architecture()
+            apt.ensure_lists()
+            records = apt.resolve()
+        except PackageError as err:
+            raise BuildError(str(err)) from None
+        inputs = stamp.build_inputs(records, stamp.source_digest(source_folders()),
+                                    _settings_for_key(boot))
+        key = stamp.input_key(inputs)
+        current = cache_dir / "target"
+        fresh, reason = stamp.check_current(current, key)
+        if fresh and not force:
+            log(f"reference target is up to date: {current.resolve()}")
+            return load_target(cache_dir)
+        old = stamp.read_manifest(current)
+        if force:
+            reason = "forced"
+        elif old and reason == "inputs changed":
+            reason = "; ".join(stamp.describe_changes(old.get("inputs", {}), inputs)[:8])
+        log(f"building the reference target ({reason})")
+        deploy = _build(cache_dir, records, inputs, key, boot, apt, log)
+        _publish(cache_dir, deploy, log)
+        target = load_target(cache_dir)
+        target.rebuilt = True
+        return target
+
+
+def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: Dict[str, Any], key: str,
+           boot: BootSettings, apt: Apt, log: Log) -> Path:
+    builds = cache_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=builds))
+    try:
+        deploy = tmp / "deploy"
+        deploy.mkdir()
+        timer = _Timer(log)
+        with timer.step("download"):
+            try:
+                debs = apt.download(records, cache_dir / "debs")
+            except PackageError as err:
+                raise BuildError(str(err)) from None
+        guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log)
+        with timer.step("qemuboot.conf"):
+            (deploy / QEMUBOOT_CONF).write_text(render_qemuboot_conf(qemuboot_values(boot)))
+            os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)
+        shutil.rmtree(tmp / "work")
+        manifest = {
+            "key": key,
+            "inputs": inputs,
+            "files": stamp.file_records(deploy),
+            "guests": guests,
+            "kernel_release": _kernel_release(records),
+            "timings_s": dict(timer.steps, total=timer.total),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        stamp.write_manifest(deploy, manifest)
+        final = builds / key[:16]
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(deploy, final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _kernel_release(records: Sequence[PackageRecord]) -> str:
+    kernel = [r.name for r in records if r.name.startswith("linux-image-")]
+    return kernel[0][len("linux-image-"):] if kernel else ""
+
+
+def _publish(cache_dir: Path, final: Path, log: Log) -> None:
+    """Point ``<cache>/target`` at ``final`` atomically, then drop the builds no longer used."""
+    link = cache_dir / "target"
+    tmp_link = cache_dir / f".target-{os.getpid()}"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    os.symlink(os.path.relpath(final, cache_dir), tmp_link)
+    os.replace(tmp_link, link)
+    for entry in (cache_dir / "builds").iterdir():
+        if entry.resolve() != final.resolve() and not entry.name.startswith(".tmp-"):
+            shutil.rmtree(entry, ignore_errors=True)
+    log(f"reference target ready: {link} -> {final}")
+
+
+def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: Dict[str, Path],
+              boot: BootSettings, timer: _Timer, log: Log) -> List[Dict[str, Any]]:
+    kernel_name = [r.name for r in records if r.name.startswith("linux-image-")][0]
+    packages: Dict[str, Path] = {}
+    with timer.step("unpack"):
+        for record in records:
+            if record.name == kernel_name:
+                continue
+            dest = work / "pkgs" / record.name
+            extract_deb(debs[record.name], dest)
+            packages[record.name] = dest
+        kernel = assemble.unpack_kernel(debs[kernel_name], work / "kernel")
+
+    with timer.step("boot files"):
+        xen = packages[f"xen-hypervisor-4.17-arm64"] / "boot" / "xen-4.17-arm64"
+        shutil.copy2(xen, deploy / XEN_BINARY)
+        shutil.copy2(kernel.image, deploy / KERNEL)
+        assemble.initrd_tree(packages, kernel, work / "initrd")
+        assemble.write_initrd(work / "initrd", deploy / INITRD)
+        check_load_addresses(boot, (deploy / KERNEL).stat().st_size, (deploy / INITRD).stat().st_size)
+
+    with timer.step("guest images"):
+        for spec in GUESTS:
+            tree = work / "guests" / spec.name
+            assemble.guest_tree(packages, tree)
+            (tree / "etc/hostname").write_text(f"{spec.name}\n")
+            (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
+            (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
+            assemble.make_ext4(tree, deploy / spec.disk, label=spec.name[:16],
+                               size_bytes=GUEST_DISK_BYTES)
+        for spec in GUESTS:
+            if spec.form == "deploy-config":
+                text = deploy_config_text(spec, "A third-party guest: a config dropped into the deploy folder.")
+                (deploy / spec.config).write_text(text)
+            elif spec.form == "auto-bundle":
+                (deploy / spec.config).write_text(_auto_bundle_config(spec))
+
+    with timer.step("dom0 tree"):
+        dom0 = work / "dom0"
+        assemble.dom0_tree(packages, kernel, dom0)
+
+    with timer.step("bundle guests"):
+        installed = _bundle(dom0, deploy, log)
+
+    with timer.step("dom0 image"):
+        assemble.make_ext4(dom0, deploy / HOST_ROOTFS, label="xen-dom0")
+    return installed
+
+
+def _auto_bundle_config(spec: GuestSpec) -> str:
+    """The config a guest image with XEN_GUEST_AUTO_BUNDLE deploys for itself.
+
+    Rendered by the same function as ``xen-ref-guest.bbclass``'s ``do_xen_guest_bundle_config``.
+    """
+    import xenbundle.guests
+
+    return xenbundle.guests.auto_bundle_config(guest_settings(spec.name), spec.disk, KERNEL)
+
+
+def _bundle(dom0: Path, deploy: Path, log: Log) -> List[Dict[str, Any]]:
+    """Bundle the guests into dom0's tree with the layer's engine, in all three forms at once."""
+    try:
+        import xenbundle
+    except ImportError as err:
+        raise BuildError(f"the bundling engine xenbundle cannot be imported ({err}); "
+                         "put the layer's lib/ folder on PYTHONPATH") from None
+    entries = " ".join(f"{g.disk}:{KERNEL}" for g in GUESTS if g.form == "XEN_BUNDLED_GUESTS")
+
+    def settings(domain_name: str) -> Any:
+        return guest_settings(domain_name)
+
+    try:
+        result = xenbundle.bundle_guests(dom0, deploy, bundled_guests=entries,
+                                         config_glob="xen-guest-bundle*.cfg", settings=settings,
+                                         autostart=(), log=log)
+    except xenbundle.BundleError as err:
+        raise BuildError(f"bundling the guests failed:\n{err}") from None
+    # Origins name files in the temporary build folder: keep them relative to the deploy folder.
+    return [{"name": g.name, "config": "/" + str(g.config).lstrip("/"),
+             "files": ["/" + str(f).lstrip("/") for f in g.files],
+             "origin": str(g.origin).replace(str(deploy) + os.sep, "")}
+            for g in result.guests]

@@ -1,0 +1,62 @@
+"""Command line of the reference target builder: ``xen-ref-target build [--cache DIR] [--force]``.
+
+A thin layer over :func:`xenreftarget.build.build_target`; exit status 0 on success, 1 when the
+build fails (the message says which step and what to do), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from .build import BuildError, build_target, default_cache_dir, load_target
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xen-ref-target",
+        description="Build the reference Xen target (Xen, dom0 and bundled guests) from Debian "
+                    "bookworm arm64 packages, for QEMU.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cache_help = (f"cache folder (default: $XEN_REF_CACHE or "
+                  f"${{XDG_CACHE_HOME:-~/.cache}}/meta-xen-ref/reftarget; now {default_cache_dir()})")
+    build = sub.add_parser("build", help="build the target, or reuse it when nothing changed")
+    build.add_argument("--cache", type=Path, default=None, help=cache_help)
+    build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    show = sub.add_parser("show", help="print the current target's manifest summary as JSON")
+    show.add_argument("--cache", type=Path, default=None, help=cache_help)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``xen-ref-target`` console script."""
+    args = _parser().parse_args(argv)
+    log = lambda message: print(f"xen-ref-target: {message}", flush=True)  # noqa: E731
+    try:
+        if args.command == "build":
+            start = time.monotonic()
+            target = build_target(args.cache, force=args.force, log=log)
+            log(f"{'built' if target.rebuilt else 'reused'} in {time.monotonic() - start:.1f} s")
+            log(f"qemuboot.conf: {target.qemuboot_conf}")
+            for guest in target.guests:
+                log(f"guest {guest['name']}: {guest['config']}")
+            return 0
+        target = load_target(args.cache)
+        summary = {"deploy_dir": str(target.deploy_dir), "qemuboot_conf": str(target.qemuboot_conf),
+                   "guests": target.guests, "timings_s": target.manifest.get("timings_s", {})}
+        print(json.dumps(summary, indent=2))
+        return 0
+    except BuildError as err:
+        print(f"xen-ref-target: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("xen-ref-target: interrupted; the previous target (if any) is unchanged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -179,6 +179,7 @@ class ConsoleStream:
         self.spawn = spawn
         self.liveness = liveness
         self.buffer = ""
+        self.max_buffer = 8 * 1024 * 1024
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _decode(self, data: Union[bytes, str]) -> str:
@@ -191,13 +192,21 @@ class ConsoleStream:
         except pexpect.TIMEOUT:
             self.check_alive()
             return False
-        except pexpect.EOF:
-            self.check_alive()
+        except (pexpect.EOF, OSError):  # OSError: connection reset by the peer
+            if self.liveness is not None:
+                # the socket may close a moment before the process is seen to exit
+                for _ in range(30):
+                    self.check_alive()
+                    time.sleep(0.1)
             raise ConsoleClosed("the console closed (end of file): the machine or the program "
                                 "behind the console went away") from None
         text = self._decode(data)
         if text:
-            self.buffer = clean_text(self.buffer + text)
+            # the buffer is already clean; only its tail can hold half an escape sequence
+            head, tail = self.buffer[:-64], self.buffer[-64:]
+            self.buffer = head + clean_text(tail + text)
+            if len(self.buffer) > self.max_buffer:
+                self.buffer = self.buffer[-self.max_buffer:]
         return bool(text)
 
     def check_alive(self) -> None:

@@ -1,0 +1,426 @@
+"""Run one QEMU instance for a target: private run dir, unix sockets, clean stop, no leftovers.
+
+:class:`QemuMachine` is a context manager::
+
+    with QemuMachine(load_target(path)) as machine:
+        shell = machine.boot()            # phases, login; returns machine.console
+        status, output = shell.run("xl list")
+
+What it guarantees:
+
+* A private run directory per run (``tempfile.mkdtemp`` under a base directory), holding the QMP
+  and serial unix sockets (never a TCP port), ``serial.log`` (raw, written by QEMU's chardev),
+  ``console.log`` (what the harness read), ``qmp-events.jsonl``, ``transcript.jsonl``/``.log``,
+  ``qemu-cmdline.txt``, ``qemu-stderr.log`` and ``watchdog.log``.  Two runs never share anything.
+* QEMU starts paused (``-S``); the harness connects the serial socket and QMP (one client at a
+  time on a QMP socket) before ``cont``, so no byte of the boot is lost.
+* Stop: ``poweroff -f`` in dom0 (QMP ``system_powerdown`` does nothing under Xen with busybox),
+  then QMP ``quit``, then SIGTERM, then SIGKILL.  Also on exceptions and Ctrl-C (``__exit__``).
+  QEMU runs in its own session; a watchdog process holding a pidfd of QEMU and a pipe from this
+  process kills QEMU when this process dies in any way, SIGKILL included.
+* QEMU dying is noticed while waiting on the console: :class:`QemuDied` quotes QEMU's stderr and
+  the serial log's last lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import pexpect.fdpexpect
+
+from .boot import BootError, BootTimeouts, PhaseResult, ProgressCallback, serial_tail, wait_boot_phases
+from .cmdline import RunPaths, build_argv, format_argv
+from .console import ConsoleChannel, ConsoleError, ConsoleStream, Transcript
+from .target import Target
+
+__all__ = ["QemuMachine", "MachineError", "QemuDied", "BootError", "BootTimeouts", "default_run_base"]
+
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+
+
+class MachineError(RuntimeError):
+    """QEMU could not be started, reached or stopped; the message says why and where the logs are."""
+
+
+class QemuDied(MachineError):
+    """QEMU exited while the harness still needed it."""
+
+
+def default_run_base() -> Path:
+    """Base folder of run dirs: ``$XENQEMU_RUN_BASE`` or ``<tmp>/xenqemu-runs``."""
+    return Path(os.environ.get("XENQEMU_RUN_BASE") or Path(tempfile.gettempdir()) / "xenqemu-runs")
+
+
+class _QmpThread:
+    """A qemu.qmp ``QMPClient`` on its own asyncio loop in a thread; events go to a JSON-lines file."""
+
+    def __init__(self, socket_path: Path, events_file: Path) -> None:
+        from qemu.qmp import QMPClient  # imported here: the rest of the module works without it
+
+        self.socket_path = socket_path
+        self.events_file = events_file
+        self.loop = asyncio.new_event_loop()
+        self.client = QMPClient("xenqemu")
+        self._events_task: Optional["asyncio.Task[None]"] = None
+        self.thread = threading.Thread(target=self.loop.run_forever, name="xenqemu-qmp", daemon=True)
+        self.thread.start()
+
+    def _call(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Connect, negotiate, and start logging events."""
+        self._call(self.client.connect(str(self.socket_path)), timeout)
+        self._events_task = self._call(self._spawn_event_logger(), timeout)
+
+    async def _spawn_event_logger(self) -> "asyncio.Task[None]":
+        return asyncio.ensure_future(self._log_events())
+
+    async def _cancel_event_logger(self) -> None:
+        if self._events_task is not None:
+            self._events_task.cancel()
+            await asyncio.gather(self._events_task, return_exceptions=True)
+
+    async def _log_events(self) -> None:
+        with open(self.events_file, "a", encoding="utf-8") as f:
+            async for event in self.client.events:
+                f.write(json.dumps(dict(event)) + "\n")
+                f.flush()
+
+    def execute(self, command: str, arguments: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Any:
+        """Run one QMP command and return its result."""
+        with open(self.events_file, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"command": command, "arguments": arguments or {}, "time": time.time()}) + "\n")
+        return self._call(self.client.execute(command, arguments), timeout)
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread."""
+        try:
+            self._call(self.client.disconnect(), 5.0)
+        except Exception:  # already gone with QEMU
+            pass
+        try:
+            self._call(self._cancel_event_logger(), 5.0)
+        except Exception:  # the loop may be stuck with a dead QEMU; the thread is a daemon
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5.0)
+
+
+class QemuMachine:
+    """One QEMU run of ``target`` (see the module docstring).
+
+    ``run_dir`` is the exact run directory (created; must not hold an earlier run); by default a
+    fresh one under ``base_dir`` (default :func:`default_run_base`).  ``hostfwd`` entries such as
+    ``"2222:22"`` are forwarded on 127.0.0.1 only.  ``progress(phase, description, seconds)`` is
+    called as boot phases complete.
+    """
+
+    def __init__(self, target: Target, run_dir: Optional[os.PathLike | str] = None,
+                 timeouts: BootTimeouts = BootTimeouts(), *, base_dir: Optional[os.PathLike | str] = None,
+                 snapshot: bool = True, hostfwd: Sequence[str] = (), extra_args: Sequence[str] = (),
+                 xen_cmdline_extra: str = "", qemu_binary: Optional[str] = None, user: str = "root",
+                 password: Optional[str] = None, progress: Optional[ProgressCallback] = None,
+                 command_timeout: float = 300.0) -> None:
+        self.target = target
+        self.timeouts = timeouts
+        self.user = user
+        self.password = password
+        self.progress = progress
+        self.command_timeout = command_timeout
+        if run_dir is None:
+            base = Path(base_dir) if base_dir is not None else default_run_base()
+            base.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.run_dir = Path(tempfile.mkdtemp(prefix=f"{_safe(target.name)}-{stamp}-", dir=base))
+        else:
+            self.run_dir = Path(run_dir).resolve()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if (self.run_dir / "qemu-cmdline.txt").exists():
+                raise MachineError(f"{self.run_dir} already holds a run; give a new run directory "
+                                   "(or none, for a fresh one under the base directory)")
+        self._socket_dir: Optional[Path] = None
+        if len(str(self.run_dir / "serial.sock")) > _SOCKET_PATH_MAX:
+            # unix socket paths are limited to 108 bytes: sockets go to a short private folder,
+            # linked from the run dir
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="xq-", dir="/tmp"))
+        self.paths = RunPaths.in_dir(self.run_dir, self._socket_dir)
+        self.argv: List[str] = build_argv(target, self.paths, snapshot=snapshot, hostfwd=hostfwd,
+                                          extra_args=extra_args, xen_cmdline_extra=xen_cmdline_extra,
+                                          qemu_binary=qemu_binary)
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.watchdog: Optional[subprocess.Popen[bytes]] = None
+        self._watchdog_pipe: Optional[int] = None
+        self._pidfd: Optional[int] = None
+        self._serial_sock: Optional[socket.socket] = None
+        self._qmp: Optional[_QmpThread] = None
+        self._console_log: Any = None
+        self.stream: Optional[ConsoleStream] = None
+        self.console: Optional[ConsoleChannel] = None
+        self.transcript: Optional[Transcript] = None
+        self.phases: List[PhaseResult] = []
+        self.started_at: Optional[float] = None
+        self._stopped = False
+        self._activity = "starting"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> "QemuMachine":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> Optional[int]:
+        """QEMU's process id (None before start)."""
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        """Start QEMU paused, connect the serial console and QMP. Idempotent."""
+        if self.process is not None:
+            return
+        (self.run_dir / "qemu-cmdline.txt").write_text(format_argv(self.argv) + "\n", encoding="utf-8")
+        if self.target.notes:
+            (self.run_dir / "target-notes.txt").write_text("\n".join(self.target.notes) + "\n", encoding="utf-8")
+        stderr = open(self.run_dir / "qemu-stderr.log", "wb")
+        try:
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                            start_new_session=True, close_fds=True, cwd=self.run_dir)
+        except FileNotFoundError:
+            raise MachineError(f"QEMU binary {self.argv[0]!r} not found: install qemu-system-arm "
+                               "(Debian) or pass qemu_binary=/path/to/qemu-system-aarch64") from None
+        finally:
+            stderr.close()
+        self.started_at = time.monotonic()
+        try:
+            self._start_watchdog()
+            self._link_sockets()
+            self._wait_sockets(timeout=30.0)
+            self._connect_serial()
+            self._qmp = _QmpThread(self.paths.qmp_socket, self.run_dir / "qmp-events.jsonl")
+            self._qmp.connect()
+            self._activity = "paused before boot"
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_watchdog(self) -> None:
+        assert self.process is not None
+        self._pidfd = os.pidfd_open(self.process.pid)
+        read_end, write_end = os.pipe()  # both non-inheritable; only the read end is passed on
+        self._watchdog_pipe = write_end
+        try:
+            env = dict(os.environ)
+            package_parent = str(Path(__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = package_parent + os.pathsep + env.get("PYTHONPATH", "")
+            self.watchdog = subprocess.Popen(
+                [sys.executable, "-m", "xenqemu._watchdog", str(self._pidfd), str(read_end),
+                 str(self.process.pid), str(self.run_dir / "watchdog.log")],
+                pass_fds=(self._pidfd, read_end), start_new_session=True, stdin=subprocess.DEVNULL,
+                env=env)
+        finally:
+            os.close(read_end)
+
+    def _link_sockets(self) -> None:
+        if self._socket_dir is not None:
+            for name in ("qmp.sock", "serial.sock"):
+                link = self.run_dir / name
+                if not link.exists():
+                    link.symlink_to(self._socket_dir / name)
+
+    def _wait_sockets(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while not (self.paths.qmp_socket.exists() and self.paths.serial_socket.exists()):
+            self.check_alive()
+            if time.monotonic() > end:
+                raise MachineError(f"QEMU did not create its sockets within {timeout:.0f}s; "
+                                   f"see {self.run_dir}/qemu-stderr.log")
+            time.sleep(0.05)
+        self.check_alive()
+
+    def _connect_serial(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(self.paths.serial_socket))
+        self._serial_sock = sock
+        self._console_log = open(self.run_dir / "console.log", "ab")
+        spawn = pexpect.fdpexpect.fdspawn(sock.fileno(), timeout=30)
+        spawn.logfile_read = self._console_log
+        self.stream = ConsoleStream(spawn, liveness=self.check_alive)
+        self.transcript = Transcript(self.run_dir)
+        self.console = ConsoleChannel(self.stream, name="dom0", transcript=self.transcript,
+                                      default_timeout=self.command_timeout)
+
+    # ------------------------------------------------------------------ health
+
+    def stderr_text(self, limit: int = 4000) -> str:
+        """QEMU's stderr so far (the last ``limit`` characters)."""
+        path = self.run_dir / "qemu-stderr.log"
+        return path.read_text(encoding="utf-8", errors="replace")[-limit:] if path.exists() else ""
+
+    def check_alive(self) -> None:
+        """Raise :class:`QemuDied` (with stderr and serial tail) if QEMU has exited."""
+        if self.process is None or self._stopped:
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        raise QemuDied(f"QEMU exited with {how} while {self._activity}.\n"
+                       f"QEMU stderr:\n{self.stderr_text().strip() or '(empty)'}\n"
+                       f"Last lines of the serial log:\n{serial_tail(self.paths.serial_log)}\n"
+                       f"Run directory: {self.run_dir}")
+
+    def qmp(self, command: str, arguments: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Any:
+        """Execute a QMP command (``query-status``, ``stop``, ...) and return its result."""
+        if self._qmp is None:
+            raise MachineError("QMP is not connected (machine not started)")
+        self.check_alive()
+        return self._qmp.execute(command, arguments, timeout)
+
+    def status(self) -> str:
+        """QEMU's run state from ``query-status`` (e.g. ``running``, ``paused``)."""
+        return str(self.qmp("query-status").get("status"))
+
+    # ------------------------------------------------------------------ boot
+
+    def resume(self) -> None:
+        """Let the paused CPUs run (QMP ``cont``)."""
+        self.start()
+        self.qmp("cont")
+
+    def boot(self) -> ConsoleChannel:
+        """Start (if needed), ``cont``, wait for every boot phase, log in; return the console.
+
+        Raises :class:`BootError` naming the phase that did not complete, or :class:`QemuDied`.
+        """
+        self.start()
+        assert self.stream is not None and self.console is not None
+        self._activity = "booting"
+        started = time.monotonic()
+        self.qmp("cont")
+        self.phases = wait_boot_phases(self.stream, self.timeouts, progress=self.progress,
+                                       serial_log=self.paths.serial_log, started=started,
+                                       status=self.status)
+        self._activity = "logging in"
+        try:
+            self.console.login(self.user, self.password, timeout=self.timeouts.shell)
+        except ConsoleError as err:
+            if isinstance(err, QemuDied):
+                raise
+            raise BootError("shell", f"boot phase 'shell' (shell ready) failed: {err}\n"
+                            f"Last lines of the serial log:\n{serial_tail(self.paths.serial_log)}\n"
+                            f"Run directory: {self.run_dir}") from err
+        elapsed = time.monotonic() - started
+        self.phases.append(PhaseResult("shell", "shell ready", elapsed, ""))
+        if self.progress is not None:
+            self.progress("shell", "shell ready", elapsed)
+        self._activity = "running commands"
+        return self.console
+
+    # ------------------------------------------------------------------ stop
+
+    def stop(self) -> Optional[int]:
+        """Stop QEMU (poweroff, QMP quit, SIGTERM, SIGKILL) and release everything; return its status."""
+        if self._stopped:
+            return self.process.returncode if self.process else None
+        self._activity = "stopping"
+        code: Optional[int] = None
+        try:
+            code = self._stop_qemu()
+        except BaseException:
+            self._kill_hard()
+            raise
+        finally:
+            self._stopped = True
+            self._release()
+        return code
+
+    def _wait_exit(self, seconds: float) -> bool:
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _stop_qemu(self) -> Optional[int]:
+        if self.process is None:
+            return None
+        if self.process.poll() is None and self.console is not None and self.console.ready:
+            try:
+                self.console.start("poweroff -f")
+            except Exception:  # the console may be dead or stuck; QMP quit comes next anyway
+                pass
+            self._wait_exit(self.timeouts.poweroff)
+        if self.process.poll() is None and self._qmp is not None:
+            try:
+                self._qmp.execute("quit", timeout=5.0)
+            except Exception:  # QEMU may close the socket before answering
+                pass
+            self._wait_exit(10.0)
+        if self.process.poll() is None:
+            self.process.terminate()
+            if not self._wait_exit(5.0):
+                self._kill_hard()
+        return self.process.returncode
+
+    def _kill_hard(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.kill()
+            self.process.wait()
+
+    def _release(self) -> None:
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
+        if self._serial_sock is not None:
+            self._serial_sock.close()
+            self._serial_sock = None
+        if self._console_log is not None:
+            self._console_log.close()
+            self._console_log = None
+        if self.transcript is not None:
+            self.transcript.close()
+        if self._watchdog_pipe is not None:
+            os.close(self._watchdog_pipe)  # the watchdog sees EOF, finds QEMU gone, exits
+            self._watchdog_pipe = None
+        if self.watchdog is not None:
+            try:
+                self.watchdog.wait(timeout=20.0)
+            except subprocess.TimeoutExpired:
+                self.watchdog.kill()
+                self.watchdog.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._socket_dir is not None:
+            for name in ("qmp.sock", "serial.sock"):
+                try:
+                    (self._socket_dir / name).unlink()
+                except FileNotFoundError:
+                    pass
+            try:
+                self._socket_dir.rmdir()
+            except OSError:
+                pass
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40] or "run"

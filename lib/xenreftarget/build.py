@@ -240,7 +240,7 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: Dict[str, 
         with timer.step("qemuboot.conf"):
             (deploy / QEMUBOOT_CONF).write_text(render_qemuboot_conf(qemuboot_values(boot)))
             os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)
-        shutil.rmtree(tmp / "work")
+        shutil.rmtree(tmp / "work", ignore_errors=True)
         manifest = {
             "key": key,
             "inputs": inputs,

@@ -295,12 +295,15 @@ def host_tool_packages() -> Mapping[str, str]:
     }
 
 
-def missing_host_tools(which: Callable[[str], Optional[str]] = shutil.which) -> List[str]:
-    """Messages for each host program that is missing, naming the apt package to install."""
-    extra = ["/usr/sbin", "/sbin"]
+def missing_host_tools(which: Callable[[str], Optional[str]] = shutil.which,
+                       extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin")) -> List[str]:
+    """Messages for each host program that is missing, naming the apt package to install.
+
+    ``extra_dirs`` are searched too: a non-root PATH often lacks /usr/sbin (mkfs.ext4, depmod).
+    """
     missing = []
     for tool, package in host_tool_packages().items():
-        found = which(tool) or any(os.access(os.path.join(d, tool), os.X_OK) for d in extra)
+        found = which(tool) or any(os.access(os.path.join(d, tool), os.X_OK) for d in extra_dirs)
         if not found:
             missing.append(f"{tool} is missing: install it with 'apt-get install {package}'")
     return missing

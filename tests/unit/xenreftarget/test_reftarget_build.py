@@ -1,0 +1,164 @@
+"""Build orchestration: reuse when current, rebuild on changes, atomic publication."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xenreftarget import build, stamp
+from xenreftarget.packages import PackageRecord
+
+from reftarget_helpers import record
+
+
+class FakeApt:
+    """Stands in for apt: fixed records, downloads are empty files."""
+
+    def __init__(self, records):
+        self.records = records
+
+    def ensure_architecture(self):
+        pass
+
+    def ensure_lists(self):
+        pass
+
+    def resolve(self):
+        return list(self.records)
+
+    def download(self, records, debs_dir):
+        debs_dir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for r in records:
+            (debs_dir / r.deb_name).write_bytes(b"")
+            paths[r.name] = debs_dir / r.deb_name
+        return paths
+
+
+@pytest.fixture
+def assembled(monkeypatch):
+    """Replace the real assembly with one that writes small files and counts its calls."""
+    calls = []
+
+    def fake_assemble(work, deploy, records, debs, boot, timer, log):
+        calls.append(deploy)
+        if getattr(fake_assemble, "fail", False):
+            (deploy / build.KERNEL).write_bytes(b"half")
+            raise RuntimeError("mkfs.ext4 killed")
+        (deploy / build.KERNEL).write_bytes(b"kernel")
+        (deploy / build.HOST_ROOTFS).write_bytes(b"rootfs")
+        return [{"name": "g1", "config": "/etc/xen/g1.cfg", "files": [], "origin": "x"}]
+
+    monkeypatch.setattr(build, "_assemble", fake_assemble)
+    monkeypatch.setattr(build, "missing_host_tools", lambda: [])
+    return fake_assemble, calls
+
+
+def _records(sha="a" * 64):
+    return [record("busybox-static", "1", sha), record("linux-image-6.1.0-56-arm64", "6.1")]
+
+
+def _build(cache, records=None, **kw):
+    return build.build_target(cache, apt=FakeApt(records or _records()), log=lambda m: None, **kw)
+
+
+def test_first_build_publishes_a_complete_deploy_folder(tmp_path, assembled):
+    target = _build(tmp_path)
+    assert target.rebuilt
+    link = tmp_path / "target"
+    assert link.is_symlink()
+    assert target.qemuboot_conf.read_text().startswith("[config_bsp]")
+    assert os.readlink(link / build.QEMUBOOT_CONF_LINK) == build.QEMUBOOT_CONF
+    manifest = stamp.read_manifest(link)
+    assert manifest["guests"][0]["name"] == "g1"
+    assert manifest["kernel_release"] == "6.1.0-56-arm64"
+    assert set(manifest["files"]) == {build.KERNEL, build.HOST_ROOTFS, build.QEMUBOOT_CONF}
+
+
+def test_unchanged_inputs_reuse_the_build(tmp_path, assembled):
+    _, calls = assembled
+    _build(tmp_path)
+    again = _build(tmp_path)
+    assert not again.rebuilt and len(calls) == 1
+    forced = _build(tmp_path, force=True)
+    assert forced.rebuilt and len(calls) == 2
+
+
+def test_changed_package_rebuilds_and_drops_the_old_build(tmp_path, assembled):
+    _, calls = assembled
+    first = (tmp_path / "target").resolve()
+    _build(tmp_path)
+    first = (tmp_path / "target").resolve()
+    _build(tmp_path, records=_records(sha="b" * 64))
+    assert len(calls) == 2
+    assert (tmp_path / "target").resolve() != first
+    assert not first.exists()
+    assert len(list((tmp_path / "builds").iterdir())) == 1
+
+
+def test_damaged_output_rebuilds(tmp_path, assembled):
+    _, calls = assembled
+    _build(tmp_path)
+    (tmp_path / "target" / build.KERNEL).unlink()
+    assert _build(tmp_path).rebuilt and len(calls) == 2
+
+
+def test_interrupted_build_leaves_the_previous_target_untouched(tmp_path, assembled):
+    fake, _ = assembled
+    _build(tmp_path)
+    before = (tmp_path / "target").resolve()
+    kernel = (before / build.KERNEL).read_bytes()
+    fake.fail = True
+    with pytest.raises(RuntimeError, match="mkfs.ext4 killed"):
+        _build(tmp_path, records=_records(sha="c" * 64))
+    assert (tmp_path / "target").resolve() == before
+    assert (before / build.KERNEL).read_bytes() == kernel
+    assert [p.name for p in (tmp_path / "builds").iterdir()] == [before.name]
+
+
+def test_interrupted_first_build_leaves_no_target(tmp_path, assembled):
+    fake, _ = assembled
+    fake.fail = True
+    with pytest.raises(RuntimeError):
+        _build(tmp_path)
+    assert not (tmp_path / "target").exists()
+    assert list((tmp_path / "builds").iterdir()) == []
+    with pytest.raises(build.BuildError, match="xen-ref-target build"):
+        build.load_target(tmp_path)
+
+
+def test_white_space_in_the_cache_path_is_refused(tmp_path, assembled):
+    with pytest.raises(build.BuildError, match="white space"):
+        _build(tmp_path / "my cache")
+
+
+def test_missing_host_tools_stop_the_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "missing_host_tools",
+                        lambda: ["mkfs.ext4 is missing: install it with 'apt-get install e2fsprogs'"])
+    with pytest.raises(build.BuildError, match="apt-get install e2fsprogs"):
+        _build(tmp_path)
+
+
+def test_default_cache_dir_honours_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("XEN_REF_CACHE", str(tmp_path / "explicit"))
+    assert build.default_cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("XEN_REF_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert build.default_cache_dir() == tmp_path / "xdg" / "meta-xen-ref" / "reftarget"
+
+
+def test_every_guest_has_its_own_disk_and_name():
+    assert len({g.disk for g in build.GUESTS}) == len(build.GUESTS)
+    assert len({g.name for g in build.GUESTS}) == len(build.GUESTS)
+    assert {g.form for g in build.GUESTS} == {"XEN_BUNDLED_GUESTS", "deploy-config", "auto-bundle"}
+
+
+def test_third_party_config_carries_ramdisk_extra_vif_and_memory():
+    spec = [g for g in build.GUESTS if g.form == "deploy-config"][0]
+    from xenbundle import xlcfg
+    settings = xlcfg.parse(build.deploy_config_text(spec, "test")).settings()
+    assert settings["ramdisk"] == build.INITRD
+    assert settings["extra"] == build.GUEST_EXTRA
+    assert settings["vif"] == ["bridge=xenbr0"]
+    assert settings["memory"] == str(build.GUEST_MEMORY_MB)
+    assert settings["disk"] == [f"file:{spec.disk},xvda,rw"]

@@ -39,6 +39,8 @@ IMAGE_ROOTFS_EXTRA_SPACE = "${XEN_HOST_ROOTFS_HEADROOM}"
 
 ROOTFS_POSTPROCESS_COMMAND += "xen_ref_bundle_guests"
 
+xen_ref_bundle_guests[doc] = "Installs the bundled Xen guests into IMAGE_ROOTFS (/var/lib/xen/images, /etc/xen)."
+
 python xen_ref_bundle_guests() {
     import xenbundle
 
@@ -170,6 +172,9 @@ def xen_ref_third_party_inputs(d):
                 paths.add(source)
     return ["%s:%s" % (path, os.path.exists(path)) for path in sorted(paths)]
 
+# Task dependencies and checksums are derived from variables, so they are
+# set while parsing.
+# nooelint: oelint.task.noanonpython
 python __anonymous() {
     recipes = xen_ref_built_guest_recipes(d)
     depends = ["%s:do_image_complete" % recipe for recipe in recipes]

@@ -16,6 +16,8 @@ inherit features_check
 
 XEN_REF_KERNEL_NEEDS_VIRTUALIZATION ??= "${@'1' if (d.getVar('PREFERRED_PROVIDER_virtual/kernel') or '').startswith('linux-yocto') else '0'}"
 
+# Skipping a recipe with a reason can only be done while parsing.
+# nooelint: oelint.task.noanonpython
 python __anonymous() {
     needs = d.getVar("XEN_REF_KERNEL_NEEDS_VIRTUALIZATION") or "0"
     features = (d.getVar("DISTRO_FEATURES") or "").split()

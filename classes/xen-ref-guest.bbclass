@@ -64,9 +64,12 @@ python do_xen_guest_bundle_config() {
     bb.note("xen-ref-guest: deployed %s for domain '%s'" % (os.path.basename(cfg), domain))
 }
 do_xen_guest_bundle_config[vardeps] += "XEN_GUEST_AUTO_BUNDLE XEN_GUEST_NAME IMAGE_LINK_NAME KERNEL_IMAGETYPE IMAGE_FSTYPES"
+do_xen_guest_bundle_config[doc] = "Deploys the xl config of this guest (XEN_GUEST_AUTO_BUNDLE) for bundling by a host image."
 do_xen_guest_bundle_config[dirs] = "${IMGDEPLOYDIR}"
 addtask xen_guest_bundle_config after do_image before do_image_complete
 
+# The per-domain varflags to hash are only known once the recipe is parsed.
+# nooelint: oelint.task.noanonpython
 python __anonymous() {
     d.appendVarFlag("do_xen_guest_bundle_config", "vardeps", " " + xen_ref_settings_vardeps(d))
 }

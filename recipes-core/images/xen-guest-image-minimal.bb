@@ -1,7 +1,8 @@
 SUMMARY = "Xen guest (domU) reference image"
-DESCRIPTION = "A minimal Xen guest that boots the same kernel as the host image, with \
-a login on the hvc0 Xen console. Deploys ext4, ext4.qcow2 and tar.zst images and, \
-with XEN_GUEST_AUTO_BUNDLE, an xl config that xen-image-minimal bundles."
+DESCRIPTION = "A minimal Xen guest that boots the same kernel as the host \
+               image, with a login on the hvc0 Xen console. Deploys ext4, \
+               ext4.qcow2 and tar.zst images and, with XEN_GUEST_AUTO_BUNDLE, \
+               an xl config that xen-image-minimal bundles."
 HOMEPAGE = "https://xenproject.org/"
 LICENSE = "MIT"
 

@@ -1,9 +1,10 @@
 SUMMARY = "Xen host (dom0) reference image"
-DESCRIPTION = "A minimal systemd-based Xen dom0: the xl toolstack with xenstored and \
-xenconsoled, bridge xenbr0 over the wired network with DHCP, SSH, a login on the \
-hvc0 console, and the guests chosen with XEN_BUNDLED_GUESTS, deployed as \
-xen-guest-bundle*.cfg or auto-bundled by guest images, installed in \
-/var/lib/xen/images and /etc/xen."
+DESCRIPTION = "A minimal systemd-based Xen dom0: the xl toolstack with \
+               xenstored and xenconsoled, bridge xenbr0 over the wired network \
+               with DHCP, SSH, a login on the hvc0 console, and the guests \
+               chosen with XEN_BUNDLED_GUESTS, deployed as xen-guest-bundle*.cfg \
+               or auto-bundled by guest images, installed in /var/lib/xen/images \
+               and /etc/xen."
 HOMEPAGE = "https://xenproject.org/"
 LICENSE = "MIT"
 

@@ -1,7 +1,8 @@
 SUMMARY = "Xen dom0 user space for the meta-xen-ref host image"
-DESCRIPTION = "The xl toolstack, xenstored, xenconsoled, the hotplug scripts for \
-block and network backends, xendomains (autostart of /etc/xen/auto), the xenbr0 \
-bridge configuration and a getty on the hvc0 Xen console."
+DESCRIPTION = "The xl toolstack, xenstored, xenconsoled, the hotplug scripts \
+               for block and network backends, xendomains (autostart of \
+               /etc/xen/auto), the xenbr0 bridge configuration and a getty \
+               on the hvc0 Xen console."
 HOMEPAGE = "https://xenproject.org/"
 LICENSE = "MIT"
 
@@ -15,17 +16,20 @@ REQUIRED_DISTRO_FEATURES = "xen systemd"
 # twice. Set to "" to configure the network yourself.
 XEN_REF_DOM0_NETWORK_PACKAGE ??= "${@'' if bb.utils.which(d.getVar('BBPATH'), 'classes/virt_networking.bbclass') else 'xen-ref-dom0-network'}"
 
-RDEPENDS:${PN} = " \
-    xen-tools \
-    xen-tools-xl \
-    xen-tools-console \
+# virtual-xenstored: whichever xenstored the distro prefers (xen-tools-xenstored
+# by default). xen-tools-console has xenconsoled; xen-tools-xencommons the
+# systemd units that start xenstored, xenconsoled and xen-init-dom0.
+RDEPENDS:${PN} = "\
+    ${XEN_REF_DOM0_NETWORK_PACKAGE} \
     virtual-xenstored \
-    xen-tools-xencommons \
-    xen-tools-xendomains \
+    xen-ref-hvc0-getty \
+    xen-tools \
+    xen-tools-console \
     xen-tools-scripts-block \
     xen-tools-scripts-network \
-    xen-ref-hvc0-getty \
-    ${XEN_REF_DOM0_NETWORK_PACKAGE} \
+    xen-tools-xencommons \
+    xen-tools-xendomains \
+    xen-tools-xl \
 "
 
 # Built in on many kernels: recommended, so a missing module package is fine.

@@ -1,10 +1,13 @@
 SUMMARY = "Bridge xenbr0 for Xen guests, configured by systemd-networkd"
-DESCRIPTION = "Creates the bridge xenbr0, adds the wired uplink to it, gets the \
-bridge's address by DHCP and leaves the Xen backend interfaces (vif*) to Xen's \
-hotplug scripts, which add them to the bridge named in each guest's vif setting."
+DESCRIPTION = "Creates the bridge xenbr0, adds the wired uplink to it, gets \
+               the bridge's address by DHCP and leaves the Xen backend \
+               interfaces (vif*) to Xen's hotplug scripts, which add them to \
+               the bridge named in each guest's vif setting."
 HOMEPAGE = "https://xenproject.org/"
 LICENSE = "MIT"
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+
+# Nothing to fetch: the files are generated in do_install.
+SRC_URI = ""
 
 inherit features_check allarch
 
@@ -27,7 +30,5 @@ do_install() {
         > $netdir/10-xen-ref-vif.network
     chmod 0644 $netdir/*
 }
-
-FILES:${PN} = "${sysconfdir}/systemd/network"
 
 RDEPENDS:${PN} = "systemd"

@@ -1,11 +1,14 @@
 SUMMARY = "Login prompt on the Xen console hvc0"
-DESCRIPTION = "Enables systemd's serial-getty@hvc0.service, so that dom0 and the \
-guests offer a login on the Xen console. SERIAL_CONSOLES is a machine setting \
-used when systemd-serialgetty is built, so an image cannot add hvc0 through it, \
-and systemd's getty generator is not enabled in every release."
+DESCRIPTION = "Enables systemd's serial-getty@hvc0.service, so that dom0 and \
+               the guests offer a login on the Xen console. SERIAL_CONSOLES \
+               is a machine setting used when systemd-serialgetty is built, \
+               so an image cannot add hvc0 through it, and systemd's getty \
+               generator is not enabled in every release."
 HOMEPAGE = "https://xenproject.org/"
 LICENSE = "MIT"
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+
+# Nothing to fetch: the package is one symlink made in do_install.
+SRC_URI = ""
 
 inherit features_check allarch
 
@@ -19,7 +22,7 @@ do_install() {
     ln -sf ../serial-getty@.service ${D}${systemd_system_unitdir}/getty.target.wants/serial-getty@hvc0.service
 }
 
-FILES:${PN} = "${systemd_system_unitdir}/getty.target.wants/serial-getty@hvc0.service"
+FILES:${PN} += "${systemd_system_unitdir}/getty.target.wants"
 
 # serial-getty@.service comes from systemd-serialgetty when systemd's getty
 # generator is disabled (scarthgap) and from systemd otherwise.

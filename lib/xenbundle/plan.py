@@ -293,6 +293,9 @@ def _load_configs(planner: _Planner, bundled_guests: str, config_glob: str,
         default_name = domain_name_from_rootfs(entry.rootfs)
         try:
             guest_settings = settings(default_name) if settings else GuestSettings(name=default_name)
+        except BundleError as err:   # already a complete message (e.g. from the bbclass)
+            planner.problems.extend(f"{p} ({entry.origin})" for p in err.problems)
+            continue
         except Exception as err:  # a user callable: report, do not crash the plan
             planner.problems.append(f"guest '{default_name}' ({entry.origin}): its settings "
                                     f"could not be read: {err}")

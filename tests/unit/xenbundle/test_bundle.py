@@ -417,3 +417,13 @@ def test_copy_sparse_fallback_without_seek_data(tmp_path, monkeypatch):
     sparse_mod.copy_sparse(str(src), str(dst))
     assert dst.read_bytes() == src.read_bytes()
     assert dst.stat().st_blocks * 512 <= 64 * 1024
+
+
+def test_settings_callable_errors_are_reported_with_the_entry(deploy, rootfs):
+    def settings(domain):
+        raise BundleError([f"guest '{domain}': XEN_GUEST_MEMORY = \"lots\" is not a number"])
+
+    msg = problems_of(deploy, rootfs, "xen-guest-image-minimal-qemuarm64.rootfs.ext4:Image",
+                      settings=settings)
+    assert ("guest 'xen-guest-image-minimal-qemuarm64': XEN_GUEST_MEMORY = \"lots\" is not a "
+            "number (XEN_BUNDLED_GUESTS entry 1 ") in msg

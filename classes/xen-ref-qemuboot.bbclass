@@ -55,7 +55,8 @@ QB_GRAPHICS:qemuarm64 = ""
 # Replaces the machine's USB devices; runqemu substitutes @DEPLOY_DIR_IMAGE@.
 QB_OPT_APPEND:qemuarm64 = '-device "${QB_XEN_GUEST_LOADER}"'
 
-IMAGE_FSTYPES:append:qemuarm64 = " ext4"
+# runqemu boots the ext4 (QB_DEFAULT_FSTYPE); machines may only build compressed types.
+IMAGE_FSTYPES:append = " ext4"
 
 # qemuboot.conf names the Xen binary and the dom0 kernel: both must be
 # deployed before it is written (do_write_qemuboot_conf resolves

@@ -21,8 +21,6 @@ XEN_KERNEL_MODULES ?= "kernel-module-xen-blkback kernel-module-xen-gntalloc kern
 
 IMAGE_INSTALL = "packagegroup-core-boot packagegroup-xen-ref-dom0 ${XEN_KERNEL_MODULES} ${CORE_IMAGE_EXTRA_INSTALL}"
 
-IMAGE_FSTYPES:append = " ext4"
-
 # The hypervisor is not part of the root filesystem, but the image is only
 # usable (and qemuboot.conf only correct) once it is deployed.
 do_image_complete[depends] += "xen:do_deploy"

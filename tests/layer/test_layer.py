@@ -63,14 +63,11 @@ def test_oelint_clean(release, absolute):
     assert rc == 0, output
 
 
-def test_oelint_would_report_a_problem():
-    """The lint run can fail: an undeclared variable in a recipe is reported."""
-    bad = LAYER / "recipes-core" / "images" / "oelint-selfcheck-tmp.bb"
+def test_oelint_would_report_a_problem(tmp_path):
+    """The lint run can fail: a misspelt variable in a recipe is reported."""
+    bad = tmp_path / "oelint-selfcheck_1.0.bb"
     bad.write_text('SUMMARY = "x"\nXEN_GUEST_MEMROY = "1"\n')
-    try:
-        _rc, findings, _out = run_oelint("scarthgap", [str(bad.relative_to(LAYER))])
-    finally:
-        bad.unlink()
+    _rc, findings, _out = run_oelint("scarthgap", [str(bad)])
     assert any("XEN_GUEST_MEMROY" in f for f in findings), findings
 
 

@@ -8,9 +8,14 @@ Public API (see docs/harness.md)::
 from .target import Dom0Boot, Target, TargetError, load_target
 from .console import (CommandResult, ConsoleChannel, ConsoleClosed, ConsoleError, ConsoleStream,
                       ConsoleTimeout, LoginError, Transcript)
+from .boot import BootError, BootTimeouts
+from .machine import MachineError, QemuDied, QemuMachine
+from .xl import Domain, Xl, XlError
 
 __all__ = [
     "Dom0Boot", "Target", "TargetError", "load_target",
     "CommandResult", "ConsoleChannel", "ConsoleClosed", "ConsoleError", "ConsoleStream",
     "ConsoleTimeout", "LoginError", "Transcript",
+    "BootError", "BootTimeouts", "MachineError", "QemuDied", "QemuMachine",
+    "Domain", "Xl", "XlError",
 ]

@@ -154,7 +154,7 @@ class Transcript:
             entry["note"] = note
         self._json.write(json.dumps(entry) + "\n")
         self._json.flush()
-        shown = "TIMEOUT" if status is None else status
+        shown = ("TIMEOUT" if note == "timeout" else "-") if status is None else status
         self._text.write(f"[{entry['time']}] {channel}$ {command}\n")
         if output:
             self._text.write(output if output.endswith("\n") else output + "\n")
@@ -274,6 +274,8 @@ class ConsoleChannel:
         self.identity = make_marker(8)
         self.ready = False
         self._needs_resync = False
+        #: what the console showed just before the last sync (for error messages)
+        self.last_seen = ""
 
     # ------------------------------------------------------------------ sending
 
@@ -318,7 +320,7 @@ class ConsoleChannel:
         """
         marker = make_marker()
         pattern = re.compile(_tolerant(marker + ":") + r"([A-Z]*):I")
-        self.stream.drain(quiet=0.1, limit=0.5)
+        self.last_seen = self.stream.drain(quiet=0.1, limit=0.5)
         self.send_line(f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\"")
         m = self.stream.wait_for(pattern, time.monotonic() + timeout)
         if m is None:
@@ -350,11 +352,15 @@ class ConsoleChannel:
                 break
         raise ConsoleTimeout(f"{self.name}: could not resynchronise with the shell: {last}")
 
-    def login(self, user: str = "root", password: Optional[str] = None, timeout: float = 300.0) -> None:
+    def login(self, user: str = "root", password: Optional[str] = None, timeout: float = 300.0,
+              await_prompt: float = 0.0) -> None:
         """Reach a shell: answer a login prompt (and password prompt), or accept a shell prompt.
 
-        Then install the helper functions.  Raises :class:`LoginError` after repeated
-        "Login incorrect" and :class:`ConsoleTimeout` when nothing usable answers in time.
+        With ``await_prompt`` the channel first waits up to that many seconds, sending nothing,
+        for a login or shell prompt followed by a pause (a guest that is still booting would
+        otherwise get probe lines typed into its console).  Then it installs the helper
+        functions.  Raises :class:`LoginError` after repeated "Login incorrect" and
+        :class:`ConsoleTimeout` when nothing usable answers in time.
         """
         deadline = time.monotonic() + timeout
         login_re = re.compile(self.settings.login_prompt)
@@ -362,7 +368,15 @@ class ConsoleChannel:
         failures = 0
         probe = 3.0
         sent_password = False
-        self.stream.send("\n")
+        if await_prompt > 0:
+            prompt_re = re.compile(r"(?:login:|[#$])[ \t]*$")
+            wait_end = min(deadline, time.monotonic() + await_prompt)
+            while time.monotonic() < wait_end:
+                if not self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))) \
+                        and prompt_re.search(self.stream.buffer):
+                    break
+        else:
+            self.stream.send("\n")
         while time.monotonic() < deadline:
             # read until the console is quiet for a moment (at most 2 s), then look at the tail
             window_end = time.monotonic() + min(2.0, max(0.1, deadline - time.monotonic()))
@@ -390,11 +404,14 @@ class ConsoleChannel:
                 sent_password = True
                 continue
             try:
-                self.sync(timeout=min(probe, max(1.0, deadline - time.monotonic())), own_identity=False)
+                who = self.sync(timeout=min(probe, max(1.0, deadline - time.monotonic())), own_identity=False)
             except ConsoleTimeout:
                 probe = min(probe * 2, 30.0)
                 self.stream.send("\n")
                 continue
+            if self.parent is not None and self.parent.ready and who == self.parent.identity:
+                raise ConsoleError(f"{self.name}: the console command returned to {self.parent.name}'s shell "
+                                   f"instead of reaching a new console; last output:\n{self.last_seen[-2000:]}")
             self._install_helpers()
             return
         raise ConsoleTimeout(f"{self.name}: no login prompt or shell within {timeout:.0f}s; last output:\n"

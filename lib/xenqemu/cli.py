@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("boot", parents=[common], help="boot to an interactive dom0 console (Ctrl-] quits)")
     run = sub.add_parser("run", parents=[common], help="boot, run one command, exit with its status")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    run.add_argument("cmd", nargs="*", help="-- COMMAND [ARGS...] (everything after --)")
     run.add_argument("--timeout", type=float, default=600.0, help="command timeout in seconds")
     life = sub.add_parser("lifecycle", parents=[common], help="standard guest lifecycle check")
     life.add_argument("--guest", action="append", default=[], metavar="CFG",
@@ -234,14 +234,22 @@ def _cleanup(console: ConsoleChannel, xl: Xl, name: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``xenqemu`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # everything after the first "--" is the command of "run", never an option of ours
+    command_words: List[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, command_words = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        args.cmd = list(args.cmd) + command_words
     try:
         target = load_target(args.target)
     except TargetError as err:
         print(f"xenqemu: {err}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "run":
-        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        cmd = args.cmd
         if not cmd:
             print("xenqemu: run needs a command: xenqemu run TARGET -- COMMAND", file=sys.stderr)
             return EXIT_USAGE

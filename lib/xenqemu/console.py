@@ -28,6 +28,7 @@ status and duration.
 from __future__ import annotations
 
 import codecs
+import difflib
 import hashlib
 import json
 import random
@@ -82,6 +83,24 @@ def _split_quoted(marker: str) -> str:
     """``'ABCDE''FGHIJ'``: the shell joins it, but the echoed line never contains the marker."""
     half = len(marker) // 2
     return f"'{marker[:half]}''{marker[half:]}'"
+
+
+def _common(a: str, b: str) -> str:
+    """The characters two copies have in common, in order (noise inserted in one is dropped)."""
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return "".join(a[block.a:block.a + block.size] for block in matcher.get_matching_blocks())
+
+
+def _agreement(copies: List[str]) -> Optional[str]:
+    """An output all evidence agrees on: two identical copies, or the same common part twice."""
+    if len(copies) >= 2 and copies[-1] in copies[:-1]:
+        return copies[-1]
+    if len(copies) >= 3:
+        latest = _common(copies[-1], copies[-2])
+        for i in range(len(copies) - 2):
+            if _common(copies[i], copies[-1]) == latest or _common(copies[i], copies[-2]) == latest:
+                return latest
+    return None
 
 
 def _tolerant(literal: str) -> str:
@@ -482,8 +501,8 @@ class ConsoleChannel:
         begin_re = re.compile(_tolerant(marker + ":B\n"))
         end_re = re.compile(_tolerant(marker + ":E"))
         field_re = re.compile(r":(\d+):([0-9a-f]{0,32}):(\d+)\n")
-        previous: Optional[str] = None
-        for attempt in range(6):
+        copies: List[str] = []
+        for attempt in range(8):
             end = self.stream.wait_for(end_re, deadline)
             if end is None:
                 partial = self.stream.buffer
@@ -515,10 +534,13 @@ class ConsoleChannel:
                         return CommandResult(status, candidate, command)
                 if not digest and NOISE_LINE.sub("", raw) == raw:
                     return CommandResult(status, raw, command, verified=False)
-                if previous is not None and previous == raw:
-                    # two copies agree: the difference is cleaning (CR/escapes in the output)
-                    return CommandResult(status, raw, command, verified=False)
-                previous = raw
+                # The md5 cannot match when cleaning changed the output (CR, escape sequences).
+                # Noise differs between copies, the output does not: the common part of two
+                # copies that equals the common part of another pair is the output.
+                copies.append(NOISE_LINE.sub("", raw))
+                agreed = _agreement(copies)
+                if agreed is not None:
+                    return CommandResult(status, agreed, command, verified=False)
             # noise broke something: show the saved output again (the command is not re-run)
             self.stream.drain(quiet=0.1, limit=0.5)
             self.send_line(f"__xq_show {quoted}")

@@ -1,0 +1,52 @@
+"""Fixtures for the harness tests: real shells behind a noise-injecting pseudo-terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import pexpect
+import pytest
+
+from xenqemu.console import ConsoleChannel, Transcript
+
+HERE = Path(__file__).resolve().parent
+SHELLS = {
+    "bash": ["bash", "--norc", "--noprofile", "-i"],
+    "busybox-ash": ["busybox", "sh", "-i"],
+}
+
+
+@pytest.fixture(params=sorted(SHELLS))
+def shell_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def spawn_noisy(tmp_path: Path) -> Iterator[Callable[..., pexpect.spawn]]:
+    """Start a real shell behind noisy_shell.py; the spawns are closed after the test."""
+    spawns: List[pexpect.spawn] = []
+
+    def start(shell: List[str], seed: int = 1, rate: float = 0.3, quiet: bool = False) -> pexpect.spawn:
+        args = [str(HERE / "noisy_shell.py"), "--seed", str(seed), "--rate", str(rate)]
+        if quiet:
+            args.append("--quiet")
+        child = pexpect.spawn(sys.executable, args + ["--"] + shell, timeout=30, cwd=str(tmp_path),
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PS1": "root@host:~# "})
+        child.logfile_read = open(tmp_path / f"console-{len(spawns)}.log", "wb")
+        spawns.append(child)
+        return child
+
+    yield start
+    for child in spawns:
+        child.close(force=True)
+
+
+@pytest.fixture
+def noisy_channel(spawn_noisy: Callable[..., pexpect.spawn], shell_name: str, tmp_path: Path) -> ConsoleChannel:
+    """A logged-in channel on a noisy real shell (bash or busybox ash)."""
+    channel = ConsoleChannel(spawn_noisy(SHELLS[shell_name]), name=shell_name,
+                             transcript=Transcript(tmp_path / "run"), default_timeout=60)
+    channel.login(timeout=60)
+    return channel

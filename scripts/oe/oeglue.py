@@ -225,3 +225,11 @@ def runqemu_environment(env: OeEnvironment, native_sysroot: Path) -> Dict[str, s
     environ["PATH"] = f"{env.oecore / 'scripts'}:{environ.get('PATH', '/usr/bin:/bin')}"
     environ["OECORE_NATIVE_SYSROOT"] = str(native_sysroot)
     return environ
+
+
+def default_rendered_conf(release: str) -> Optional[Path]:
+    """The qemuboot.conf render-qemuboot wrote for ``release`` (the IMAGE_LINK_NAME symlink), if any."""
+    folder = Path(f"/tmp/xen-ref-oe/qemuboot-{release}")
+    links = sorted(p for p in folder.glob("*.qemuboot.conf") if p.is_symlink())
+    files = sorted(folder.glob("*.qemuboot.conf"), key=lambda p: p.stat().st_mtime)
+    return (links or files or [None])[-1]

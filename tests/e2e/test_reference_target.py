@@ -1,0 +1,150 @@
+"""End-to-end: the reference Xen target in QEMU, every bundled guest through its whole lifecycle.
+
+One boot per session (the harness's ``xen_host``); guests run one after the other. The tests
+run in file order and the last one powers the host off and checks that no QEMU is left.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+
+import pytest
+
+from xenreftarget import GUESTS
+from reftarget_lifecycle import LifecycleFailure, expectation_from_config, run_guest_lifecycle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+GUEST_NAMES = [spec.name for spec in GUESTS]
+
+
+def _guest(target, name):  # type: ignore[no-untyped-def]
+    found = [g for g in target.guests if g["name"] == name]
+    assert found, f"guest {name} is not bundled; bundled: {[g['name'] for g in target.guests]}"
+    return found[0]
+
+
+def test_every_bundling_form_put_a_guest_into_dom0(reference_target):
+    origins = {g["name"]: g["origin"] for g in reference_target.guests}
+    assert sorted(origins) == sorted(GUEST_NAMES)
+    forms = {spec.form: spec for spec in GUESTS}
+    assert origins[forms["XEN_BUNDLED_GUESTS"].name].startswith("XEN_BUNDLED_GUESTS entry")
+    assert origins[forms["deploy-config"].name] == forms["deploy-config"].config
+    assert origins[forms["auto-bundle"].name] == forms["auto-bundle"].config
+    disks = set()
+    for guest in reference_target.guests:
+        assert guest["config"].startswith("/etc/xen/xen-guest-bundle-")
+        assert all(f.startswith("/var/lib/xen/images/") for f in guest["files"])
+        disks.update(f for f in guest["files"] if f.endswith(".ext4"))
+    assert len(disks) == len(GUESTS), "each guest must have its own disk file"
+
+
+def test_dom0_runs_the_toolstack_and_the_bridge(xen_host, reference_target):
+    domains = xen_host.xl.list()
+    assert domains[0].name == "Domain-0" and domains[0].in_state("r")
+    assert len(domains) == 1, f"no guest should run yet: {domains}"
+    assert int(xen_host.xl.info()["total_memory"]) > 0
+    bridge = xen_host.console.run("ip -4 -o addr show dev xenbr0", timeout=120)
+    assert "inet 10.0.2.15/" in bridge.output, bridge.output
+    ports = xen_host.console.run("ls /sys/class/net/xenbr0/brif", timeout=60).output.split()
+    assert "eth0" in ports
+    listing = xen_host.console.run("ls /etc/xen", timeout=60).output.split()
+    for guest in reference_target.guests:
+        assert os.path.basename(guest["config"]) in listing
+
+
+@pytest.mark.parametrize("name", GUEST_NAMES)
+def test_guest_lifecycle(name, xen_host, reference_target, http_server, e2e_timings, request):
+    guest = _guest(reference_target, name)
+    path, content, url = http_server.publish(name)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    started = time.monotonic()
+    timings = run_guest_lifecycle(xen_host, guest["config"], url, content, expected_guest_name=name,
+                                  log=lambda m: reporter.write_line(f"  {m}") if reporter else None)
+    e2e_timings[f"lifecycle {name} (s)"] = round(time.monotonic() - started, 1)
+    e2e_timings[f"lifecycle {name} steps"] = timings
+    assert ("127.0.0.1", path) in http_server.served(), "the host's HTTP server saw no fetch"
+
+
+def test_detached_create_then_xl_console(xen_host, xen_guest, reference_target, e2e_timings):
+    guest = _guest(reference_target, GUEST_NAMES[0])
+    started = time.monotonic()
+    domain = xen_guest(guest["config"])
+    assert domain.name == guest["name"] and domain.in_state("rbp")
+    with xen_guest.console(domain.name) as shell:
+        assert shell.run("cat /etc/hostname", timeout=120).output.strip() == domain.name
+        text = xen_host.console  # the dom0 channel stays usable after detaching (checked below)
+    listed = xen_host.xl.find(domain.name)
+    assert listed is not None and listed.in_state("rb")
+    xen_host.xl.destroy(domain.name)
+    assert xen_host.xl.find(domain.name) is None
+    assert text.run("true", timeout=60).status == 0
+    e2e_timings["detached create + xl console + destroy (s)"] = round(time.monotonic() - started, 1)
+
+
+def _broken_copy(xen_host, config: str, old: str, new: str, label: str) -> str:  # type: ignore[no-untyped-def]
+    """Copy ``config`` to /tmp in dom0 with ``old`` replaced by ``new`` (the original is kept)."""
+    target = f"/tmp/broken-{label}.cfg"
+    command = (f"sed 's#{old}#{new}#g' {shlex.quote(config)} > {target} && "
+               f"grep -q {shlex.quote(new)} {target}")
+    result = xen_host.console.run(command, timeout=60)
+    assert result.status == 0, f"could not make the broken copy: {result.output}"
+    return target
+
+
+def test_config_with_a_wrong_disk_path_fails_the_lifecycle_check(xen_host, reference_target,
+                                                                  http_server):
+    guest = _guest(reference_target, "thirdparty-guest")
+    disk = [f for f in guest["files"] if f.endswith(".ext4")][0]
+    broken = _broken_copy(xen_host, guest["config"], disk, "/var/lib/xen/images/missing.ext4", "disk")
+    _, content, url = http_server.publish("broken-disk")
+    with pytest.raises(LifecycleFailure) as failure:
+        run_guest_lifecycle(xen_host, broken, url, content, expected_guest_name=guest["name"])
+    assert failure.value.step == "create -c to guest shell", str(failure.value)
+    assert xen_host.xl.find(guest["name"]) is None, "the failed guest must not stay behind"
+    # the bundled config itself is untouched and still names the real disk
+    text = xen_host.console.run(f"cat {guest['config']}", timeout=60).output
+    assert expectation_from_config(text).disk_target == disk
+
+
+def test_config_pointing_at_another_guests_disk_fails_the_lifecycle_check(xen_host, reference_target,
+                                                                          http_server):
+    guest = _guest(reference_target, "thirdparty-guest")
+    other = _guest(reference_target, GUEST_NAMES[0])
+    own_disk = [f for f in guest["files"] if f.endswith(".ext4")][0]
+    other_disk = [f for f in other["files"] if f.endswith(".ext4")][0]
+    broken = _broken_copy(xen_host, guest["config"], own_disk, other_disk, "swapped")
+    _, content, url = http_server.publish("broken-swap")
+    with pytest.raises(LifecycleFailure) as failure:
+        run_guest_lifecycle(xen_host, broken, url, content, expected_guest_name=guest["name"])
+    assert failure.value.step == "guest root device", str(failure.value)
+    assert other["name"] in failure.value.detail
+    assert xen_host.xl.find(guest["name"]) is None
+
+
+def test_zz_clean_poweroff_leaves_no_qemu(xen_host, e2e_timings):
+    machine = xen_host.machine
+    pid = machine.pid
+    started = time.monotonic()
+    # busybox init's poweroff runs rcK (destroys guests, unmounts), then Xen halts the machine.
+    xen_host.console.start("poweroff")
+    code = machine.process.wait(timeout=600)
+    e2e_timings["poweroff (s)"] = round(time.monotonic() - started, 1)
+    assert code == 0, f"QEMU exited with {code} after poweroff"
+    assert machine.stop() == 0
+    assert not os.path.exists(f"/proc/{pid}"), f"QEMU {pid} is still there"
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                    argv = stream.read().decode(errors="replace")
+            except OSError:
+                continue
+            if "qemu-system" in argv and str(machine.run_dir) in argv:
+                leftovers.append(entry)
+    assert leftovers == [], f"QEMU processes of this run left: {leftovers}"
+    serial = machine.paths.serial_log.read_text(errors="replace")
+    assert "Requesting system poweroff" in serial and "Dom0 halted" in serial

@@ -20,35 +20,7 @@ import bb.data
 
 from xenbundle import xlcfg
 
-HOST = """\
-inherit xen-ref-bundle
-addtask rootfs
-python do_rootfs() {
-    bb.build.exec_func("xen_ref_bundle_guests", d)
-}
-"""
-
-GUEST = """\
-inherit xen-ref-guest
-addtask image
-addtask image_complete after image
-do_image() {
-    :
-}
-do_image_complete() {
-    :
-}
-"""
-
-GUEST_LINK = "xen-guest-image-minimal-qemuarm64.rootfs"
-MiB = 1024 * 1024
-
-
-def make_sparse(path, size, data=b"guest root filesystem"):
-    """A file of ``size`` bytes that is a hole except for ``data`` at its start."""
-    with open(path, "wb") as out:
-        out.write(data)
-        out.truncate(size)
+from xenref_bbtest import GUEST, GUEST_LINK, HOST, MiB, make_sparse
 
 
 def deploy_listing(deploy):

@@ -12,7 +12,7 @@ import bb
 import bb.data
 import bb.parse
 
-from test_bundle_class import GUEST_LINK, HOST, make_sparse, MiB
+from xenref_bbtest import GUEST_LINK, HOST, MiB, make_sparse
 
 
 def rootfs_depends(d):

@@ -28,6 +28,7 @@ rm_work, so the folder is still there after the build).
 import glob
 import os
 import sys
+import tempfile
 
 from oeqa.selftest.case import OESelftestTestCase
 from oeqa.utils.commands import bitbake, get_bb_var, get_bb_vars
@@ -134,8 +135,7 @@ class XenRefBundlingTests(OESelftestTestCase):
                       'extra = "console=hvc0 root=/dev/xvda rw"\n'
                       'disk = ["file:%s.ext4,xvda,rw"]\n'
                       'vif = ["bridge=xenbr0"]\n'
-                      % (os.path.join(deploy, guest["KERNEL_IMAGETYPE"]),
-                         os.path.join(deploy, guest["IMAGE_LINK_NAME"])))
+                      % (guest["KERNEL_IMAGETYPE"], guest["IMAGE_LINK_NAME"]))  # relative to the deploy dir
         bitbake(HOST)
         rootfs = self.host_vars()["IMAGE_ROOTFS"]
         installed = os.path.join(rootfs, "etc/xen", os.path.basename(handwritten))
@@ -165,11 +165,12 @@ class XenRefBundlingTests(OESelftestTestCase):
         """The engine's own messages for a XEN_BUNDLED_GUESTS value (with the real deploy dir)."""
         from xenbundle import plan_bundle
         deploy = self.guest_vars()["DEPLOY_DIR_IMAGE"]
-        try:
-            plan_bundle(os.path.join(self.builddir, "xenref-selftest-empty-rootfs"), deploy,
-                        bundled_guests=bundled_guests, config_glob="xen-guest-bundle-none-*.cfg")
-        except BundleError as err:
-            return err.problems
+        with tempfile.TemporaryDirectory() as empty_rootfs:
+            try:
+                plan_bundle(empty_rootfs, deploy, bundled_guests=bundled_guests,
+                            config_glob="xen-guest-bundle-none-*.cfg")
+            except BundleError as err:
+                return err.problems
         self.fail("xenbundle accepts XEN_BUNDLED_GUESTS = %r; the test input is not bad" % bundled_guests)
 
     def assert_build_stops_with(self, bundled_guests):

@@ -333,19 +333,32 @@ class ConsoleChannel:
     def sync(self, timeout: float = 30.0, own_identity: bool = True) -> str:
         """Make sure a shell answers and nothing old is pending; return the answering identity.
 
-        Echoes a fresh marker with the shell's identity token and waits for it.  With
-        ``own_identity`` a reply from another shell (e.g. the guest still attached when dom0 is
-        expected) raises :class:`ConsoleError`.
+        Echoes a fresh marker with the shell's identity token and waits for it.  The identity is
+        ``""`` for a shell without the helpers, this channel's or a parent's token, or ``"?"``
+        when noise made it unreadable three times.  With ``own_identity`` a reply from another
+        shell (e.g. the guest still attached when dom0 is expected) raises :class:`ConsoleError`.
         """
-        marker = make_marker()
-        pattern = re.compile(_tolerant(marker + ":") + r"([A-Z]*):I")
-        self.last_seen = self.stream.drain(quiet=0.1, limit=0.5)
-        self.send_line(f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\"")
-        m = self.stream.wait_for(pattern, time.monotonic() + timeout)
-        if m is None:
-            raise ConsoleTimeout(f"{self.name}: no shell answered within {timeout:.0f}s; last output:\n"
-                                 + self._tail())
-        who = m.group(1)
+        known = [""]
+        channel: Optional[ConsoleChannel] = self
+        while channel is not None:
+            known.append(channel.identity)
+            channel = channel.parent
+        deadline = time.monotonic() + timeout
+        who = "?"
+        for _ in range(3):
+            marker = make_marker()
+            pattern = re.compile(_tolerant(marker + ":") + r"(.*?)" + _tolerant(":I"), re.DOTALL)
+            self.last_seen = self.stream.drain(quiet=0.1, limit=0.5)
+            self.send_line(f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\"")
+            m = self.stream.wait_for(pattern, deadline)
+            if m is None:
+                raise ConsoleTimeout(f"{self.name}: no shell answered within {timeout:.0f}s; last output:\n"
+                                     + self._tail())
+            region = m.group(1)
+            # noise lines may sit inside the identity: accept the identity they were inserted into
+            who = next((k for k in known if re.fullmatch(_tolerant(k) if k else _GAP, region)), "?")
+            if who != "?":
+                break
         # drop the rest of the line and the prompt
         self.stream.drain(quiet=0.1, limit=0.3)
         if own_identity and self.ready and who != self.identity:

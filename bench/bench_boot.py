@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Benchmark: the harness's boot-to-shell time against a minimal pexpect boot-to-login script.
+
+Usage: ``bench/bench_boot.py TARGET [--runs N]`` (TARGET: a qemuboot.conf or YAML target).
+
+Both sides boot the same image with the same QEMU command line in the same run, alternating:
+
+* baseline: ``pexpect.spawn`` of QEMU with the serial port on stdio (no QMP, not paused), timed
+  until ``login:`` appears — the least a script can do;
+* harness: ``QemuMachine(target).boot()`` — paused start, sockets, QMP ``cont``, every boot phase,
+  login and the console protocol set up — timed until the shell answers.
+
+Prints every raw time, both medians and the ratio harness/baseline (lower is better; the goal
+is close to 1.0).  TCG boot times depend heavily on the machine's load: compare ratios, and
+only within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import List
+
+import pexpect
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+
+from xenqemu.cmdline import RunPaths, build_argv  # noqa: E402
+from xenqemu.machine import QemuMachine  # noqa: E402
+from xenqemu.target import load_target  # noqa: E402
+
+_HARNESS_OPTIONS = {"-qmp": 1, "-chardev": 1, "-serial": 1, "-monitor": 1, "-S": 0}
+
+
+def baseline_argv(target_path: str, run_dir: Path) -> List[str]:
+    """The harness's QEMU argv with its console/monitor plumbing replaced by ``-serial stdio``."""
+    argv = build_argv(load_target(target_path), RunPaths.in_dir(run_dir))
+    out: List[str] = []
+    skip = 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        if arg in _HARNESS_OPTIONS:
+            skip = _HARNESS_OPTIONS[arg]
+            continue
+        out.append(arg)
+    return out + ["-serial", "stdio", "-monitor", "none"]
+
+
+def time_baseline(target_path: str, timeout: float) -> float:
+    """Seconds from spawning QEMU to the first ``login:`` on its serial console."""
+    with tempfile.TemporaryDirectory(prefix="xq-bench-") as run_dir:
+        argv = baseline_argv(target_path, Path(run_dir))
+        started = time.monotonic()
+        child = pexpect.spawn(argv[0], argv[1:], timeout=timeout)
+        try:
+            child.expect("login:")
+            return time.monotonic() - started
+        finally:
+            child.close(force=True)
+
+
+def time_harness(target_path: str, base: Path) -> float:
+    """Seconds from QemuMachine start to a shell answering the console protocol."""
+    target = load_target(target_path)
+    started = time.monotonic()
+    with QemuMachine(target, base_dir=base) as machine:
+        machine.boot()
+        return time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="xq-bench-runs-"))
+    baseline: List[float] = []
+    harness: List[float] = []
+    for i in range(args.runs):
+        baseline.append(time_baseline(args.target, args.timeout))
+        harness.append(time_harness(args.target, base))
+        print(f"run {i + 1}: baseline boot-to-login {baseline[-1]:.2f}s, "
+              f"harness boot-to-shell {harness[-1]:.2f}s", flush=True)
+    b, h = statistics.median(baseline), statistics.median(harness)
+    print(f"baseline (minimal pexpect, boot to login:) median: {b:.2f}s  raw: {[round(x, 2) for x in baseline]}")
+    print(f"harness (QemuMachine.boot, boot to shell)  median: {h:.2f}s  raw: {[round(x, 2) for x in harness]}")
+    print(f"ratio harness/baseline: {h / b:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

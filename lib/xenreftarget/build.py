@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from . import assemble, stamp
-from .packages import Apt, PackageError, PackageRecord, extract_deb, missing_host_tools
+from .packages import (XEN_VERSION, Apt, PackageError, PackageRecord, extract_deb,
+                       missing_host_tools)
 from .qemuboot import BootSettings, check_load_addresses, qemuboot_values, render_qemuboot_conf
 
 Log = Callable[[str], None]
@@ -293,7 +294,7 @@ def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: 
         kernel = assemble.unpack_kernel(debs[kernel_name], work / "kernel")
 
     with timer.step("boot files"):
-        xen = packages[f"xen-hypervisor-4.17-arm64"] / "boot" / "xen-4.17-arm64"
+        xen = packages[f"xen-hypervisor-{XEN_VERSION}-arm64"] / "boot" / f"xen-{XEN_VERSION}-arm64"
         shutil.copy2(xen, deploy / XEN_BINARY)
         shutil.copy2(kernel.image, deploy / KERNEL)
         assemble.initrd_tree(packages, kernel, work / "initrd")

@@ -1,8 +1,7 @@
 """Helpers shared by the xenreftarget unit tests."""
 
 import subprocess
-from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 from xenreftarget.packages import PackageRecord
 

@@ -1,12 +1,10 @@
 """Build orchestration: reuse when current, rebuild on changes, atomic publication."""
 
 import os
-from pathlib import Path
 
 import pytest
 
 from xenreftarget import build, stamp
-from xenreftarget.packages import PackageRecord
 
 from reftarget_helpers import record
 

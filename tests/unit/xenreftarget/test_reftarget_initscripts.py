@@ -1,6 +1,5 @@
 """Generated start-up scripts: order of dom0's start-up, shell syntax, the initrd's /init."""
 
-import os
 import shutil
 import subprocess
 from pathlib import Path

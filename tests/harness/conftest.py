@@ -50,3 +50,6 @@ def noisy_channel(spawn_noisy: Callable[..., pexpect.spawn], shell_name: str, tm
                              transcript=Transcript(tmp_path / "run"), default_timeout=60)
     channel.login(timeout=60)
     return channel
+
+
+pytest_plugins = ["pytester"]

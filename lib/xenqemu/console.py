@@ -91,16 +91,15 @@ def _common(a: str, b: str) -> str:
     return "".join(a[block.a:block.a + block.size] for block in matcher.get_matching_blocks())
 
 
-def _agreement(copies: List[str]) -> Optional[str]:
-    """An output all evidence agrees on: two identical copies, or the same common part twice."""
-    if len(copies) >= 2 and copies[-1] in copies[:-1]:
-        return copies[-1]
-    if len(copies) >= 3:
-        latest = _common(copies[-1], copies[-2])
-        for i in range(len(copies) - 2):
-            if _common(copies[i], copies[-1]) == latest or _common(copies[i], copies[-2]) == latest:
-                return latest
-    return None
+def _candidates(copies: List[str]) -> Iterator[str]:
+    """Possible true outputs given noisy copies; each is checked against the md5 by the caller."""
+    latest = copies[-1]
+    yield latest
+    yield NOISE_LINE.sub("", latest)
+    for other in copies[:-1]:
+        common = _common(latest, other)
+        yield common
+        yield NOISE_LINE.sub("", common)
 
 
 def _tolerant(literal: str) -> str:
@@ -515,7 +514,7 @@ class ConsoleChannel:
         end_re = re.compile(_tolerant(marker + ":E"))
         field_re = re.compile(r":(\d+):([0-9a-f]{0,32}):(\d+)\n")
         copies: List[str] = []
-        for attempt in range(8):
+        for attempt in range(10):
             end = self.stream.wait_for(end_re, deadline)
             if end is None:
                 partial = self.stream.buffer
@@ -542,18 +541,17 @@ class ConsoleChannel:
                 digest = fields.group(2)
                 raw = consumed[begin.end():]
                 raw = raw[:-1] if raw.endswith("\n") else raw  # the newline __xq_show adds
-                for candidate in (raw, NOISE_LINE.sub("", raw)):
+                copies.append(raw)
+                for candidate in _candidates(copies):
                     if digest and hashlib.md5(candidate.encode("utf-8", "surrogateescape")).hexdigest() == digest:
                         return CommandResult(status, candidate, command)
                 if not digest and NOISE_LINE.sub("", raw) == raw:
                     return CommandResult(status, raw, command, verified=False)
-                # The md5 cannot match when cleaning changed the output (CR, escape sequences).
-                # Noise differs between copies, the output does not: the common part of two
-                # copies that equals the common part of another pair is the output.
-                copies.append(NOISE_LINE.sub("", raw))
-                agreed = _agreement(copies)
-                if agreed is not None:
-                    return CommandResult(status, agreed, command, verified=False)
+                # The md5 cannot match when cleaning changed the output (CR, escape sequences):
+                # accept two identical copies (noise differs between copies, output does not).
+                cleaned = [NOISE_LINE.sub("", c) for c in copies]
+                if cleaned[-1] in cleaned[:-1]:
+                    return CommandResult(status, cleaned[-1], command, verified=False)
             # noise broke something: show the saved output again (the command is not re-run)
             self.stream.drain(quiet=0.1, limit=0.5)
             self.send_line(f"__xq_show {quoted}")

@@ -74,7 +74,7 @@ def test_timeout_then_channel_recovers(noisy_channel: ConsoleChannel) -> None:
     with pytest.raises(ConsoleTimeout, match="did not finish within the timeout: sleep 60"):
         noisy_channel.run("sleep 60", timeout=2)
     assert noisy_channel.run("echo recovered").output == "recovered\n"
-    assert noisy_channel.run("exit 3 2>/dev/null; (exit 3)").status == 3
+    assert noisy_channel.run("(exit 3)").status == 3
 
 
 def test_garbage_before_command_is_ignored(noisy_channel: ConsoleChannel) -> None:
@@ -112,7 +112,6 @@ def test_nested_console_and_detach(noisy_channel: ConsoleChannel) -> None:
     guest.login(timeout=60, await_prompt=10)
     inner_pid = guest.run("echo $$").output.strip()
     assert inner_pid != outer_pid
-    assert guest.run("echo in guest; (exit 4)") == (4, "in guest\n")  # type: ignore[comparison-overlap]
     assert tuple(guest.run("echo in guest; (exit 4)")) == (4, "in guest\n")
     parent = guest.detach()
     assert parent is noisy_channel
@@ -137,7 +136,7 @@ def test_quiet_shell_many_commands_fast_path(spawn_noisy: Callable[..., pexpect.
     channel = ConsoleChannel(spawn_noisy(SHELLS[shell_name], quiet=True), name="quiet")
     channel.login(timeout=30)
     for i in range(20):
-        assert channel.run(f"echo {i}") == (0, f"{i}\n") or tuple(channel.run(f"echo {i}")) == (0, f"{i}\n")
+        assert tuple(channel.run(f"echo {i}")) == (0, f"{i}\n")
 
 
 def test_clean_text() -> None:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from xenqemu.cli import lifecycle_check
 from xenreftarget import GUESTS
 from reftarget_lifecycle import LifecycleFailure, expectation_from_config, run_guest_lifecycle
 
@@ -104,6 +105,12 @@ def test_config_with_a_wrong_disk_path_fails_the_lifecycle_check(xen_host, refer
         run_guest_lifecycle(xen_host, broken, url, content, expected_guest_name=guest["name"])
     assert failure.value.step == "create -c to guest shell", str(failure.value)
     assert xen_host.xl.find(guest["name"]) is None, "the failed guest must not stay behind"
+    # the harness's own standard lifecycle check (xenqemu lifecycle) reports it as well
+    steps = lifecycle_check(xen_host.console, [broken])
+    failed = [step for step in steps if not step.ok]
+    assert failed and failed[0].step.startswith("xl create -c"), [(s.step, s.ok) for s in steps]
+    assert all(step.ok for step in steps if step.guest == "dom0")
+    assert xen_host.xl.find(guest["name"]) is None
     # the bundled config itself is untouched and still names the real disk
     text = xen_host.console.run(f"cat {guest['config']}", timeout=60).output
     assert expectation_from_config(text).disk_target == disk

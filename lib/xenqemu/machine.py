@@ -213,6 +213,16 @@ class QemuMachine:
             self._qmp = _QmpThread(self.paths.qmp_socket, self.run_dir / "qmp-events.jsonl")
             self._qmp.connect()
             self._activity = "paused before boot"
+        except Exception as err:
+            # QEMU failing at start-up closes its sockets under us: report its death and stderr
+            self._wait_exit(2.0)
+            try:
+                self.check_alive()
+            except QemuDied as died:
+                self.stop()
+                raise died from err
+            self.stop()
+            raise
         except BaseException:
             self.stop()
             raise

@@ -11,11 +11,7 @@ import pytest
 
 from xenqemu.console import ConsoleChannel, Transcript
 
-HERE = Path(__file__).resolve().parent
-SHELLS = {
-    "bash": ["bash", "--norc", "--noprofile", "-i"],
-    "busybox-ash": ["busybox", "sh", "-i"],
-}
+from xq_harness_helpers import HERE, SHELLS
 
 
 @pytest.fixture(params=sorted(SHELLS))

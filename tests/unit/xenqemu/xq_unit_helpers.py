@@ -57,3 +57,28 @@ uninative_loader = ../../../sysroots-uninative/x86_64-linux/lib/ld-linux-x86-64.
 """
 
 
+
+
+def yaml_target(tmp_path: Path, text: str) -> Path:
+    write(tmp_path / "img" / "xen")
+    write(tmp_path / "img" / "vmlinuz", b"k" * (3 * 1024 * 1024))
+    write(tmp_path / "img" / "initrd.gz")
+    write(tmp_path / "img" / "dom0.ext4")
+    path = tmp_path / "target.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD_YAML = """\
+name: debian-xen
+kernel: img/xen
+xen_cmdline: "dom0_mem=384M,max:384M bootscrub=0 console=dtuart"
+dom0:
+  kernel: img/vmlinuz
+  bootargs: "console=hvc0 root=/dev/vda rw quiet"
+  initrd: img/initrd.gz
+rootfs: img/dom0.ext4
+smp: 2
+memory: 1G
+extra_args: ["-device", "virtio-rng-device"]
+"""

@@ -17,7 +17,7 @@ import pytest
 
 from xenqemu.console import ConsoleChannel, ConsoleClosed, ConsoleError, ConsoleTimeout, clean_text
 
-from conftest import HERE, SHELLS
+from xq_harness_helpers import HERE, SHELLS
 
 
 def test_many_commands_exact_status_and_output(noisy_channel: ConsoleChannel) -> None:

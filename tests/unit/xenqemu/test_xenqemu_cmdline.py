@@ -10,7 +10,7 @@ import pytest
 from xenqemu.cmdline import RunPaths, build_argv, format_argv, parse_hostfwd
 from xenqemu.target import TargetError, load_target
 
-from test_target import GOOD_YAML, yaml_target
+from xq_unit_helpers import GOOD_YAML, yaml_target
 
 RUN = RunPaths.in_dir(Path("/run/x"))
 

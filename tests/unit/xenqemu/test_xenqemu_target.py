@@ -8,7 +8,7 @@ import pytest
 
 from xenqemu.target import TargetError, load_target, parse_memory
 
-from xq_unit_helpers import OE_QEMUBOOT, write
+from xq_unit_helpers import GOOD_YAML, OE_QEMUBOOT, write, yaml_target
 
 
 def test_oe_core_xen_image_minimal_conf(oe_deploy: Path) -> None:
@@ -117,31 +117,6 @@ def test_not_a_qemuboot_conf(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------- YAML
-
-
-def yaml_target(tmp_path: Path, text: str) -> Path:
-    write(tmp_path / "img" / "xen")
-    write(tmp_path / "img" / "vmlinuz", b"k" * (3 * 1024 * 1024))
-    write(tmp_path / "img" / "initrd.gz")
-    write(tmp_path / "img" / "dom0.ext4")
-    path = tmp_path / "target.yaml"
-    path.write_text(text)
-    return path
-
-
-GOOD_YAML = """\
-name: debian-xen
-kernel: img/xen
-xen_cmdline: "dom0_mem=384M,max:384M bootscrub=0 console=dtuart"
-dom0:
-  kernel: img/vmlinuz
-  bootargs: "console=hvc0 root=/dev/vda rw quiet"
-  initrd: img/initrd.gz
-rootfs: img/dom0.ext4
-smp: 2
-memory: 1G
-extra_args: ["-device", "virtio-rng-device"]
-"""
 
 
 def test_yaml_target(tmp_path: Path) -> None:

@@ -6,15 +6,22 @@ missing the tests fail with a message naming the Debian package to install.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
 
 import libxlutil_ctypes
 
 
 @pytest.fixture(scope="session")
-def libxlutil() -> libxlutil_ctypes.LibXlUtil:
-    """The loaded libxlutil binding (session-wide: loading and the layout check run once)."""
+def libxlutil() -> Iterator[libxlutil_ctypes.Oracle]:
+    """libxlutil in its child process, for the whole session (loaded and layout-checked once)."""
+    problem = None
     try:
-        return libxlutil_ctypes.load()
-    except libxlutil_ctypes.LibraryUnavailable as err:
-        pytest.fail(str(err), pytrace=False)
+        oracle = libxlutil_ctypes.load()
+    except (libxlutil_ctypes.LibraryUnavailable, libxlutil_ctypes.LibxlutilDied) as err:
+        problem = str(err)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    yield oracle
+    oracle.close()

@@ -9,7 +9,8 @@ the C side: a small, typed ctypes binding to the host's ``libxlutil.so.4.17``.
 The library comes from the Debian package :data:`DEBIAN_PACKAGE` (it pulls in the
 rest of the Xen runtime libraries it links against; nothing runs a hypervisor).
 It is a host library (x86_64), not the arm64 one the product ships, but the
-parser sources are the same C code for every architecture.
+parser sources are the same C code for every architecture.  ``XEN_REF_LIBXLUTIL``
+may name another libxlutil to load (a path or a soname).
 
 What is bound, with the C declarations taken from libxen-dev 4.17's
 ``libxlutil.h``, ``libxl.h`` and ``_libxl_types.h``:
@@ -31,6 +32,11 @@ libxlutil prints its diagnostics to a ``FILE *`` given to ``xlu_cfg_init``.  Eac
 call here opens a fresh temporary file with libc's ``fdopen`` and returns what was
 printed as ``report`` text, so a failing test can show xl's own message.
 
+libxlutil's flex scanners end the process with ``exit(2)`` on some inputs ("flex
+scanner jammed").  So the tests do not call :class:`LibXlUtil` directly but through
+:class:`Oracle` (from :func:`load`), which runs it in a child Python process and
+turns such an exit into :class:`LibxlutilDied`.
+
 libxlutil has no call that lists the keys of a configuration; the caller names
 the keys to look up (:func:`candidate_keys` lists every word of a text that could
 be a key, so that no setting can hide).
@@ -42,16 +48,20 @@ import ctypes
 import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Union
+from dataclasses import asdict, dataclass
+from typing import IO, Dict, Iterable, Iterator, List, Optional, Union
 
 #: The Debian package that ships libxlutil.so.4.17 (and libxenlight.so.4.17).
 DEBIAN_PACKAGE = "libxenmisc4.17"
 #: The shared objects loaded from the host's library path.
 LIBXLUTIL_SONAME = "libxlutil.so.4.17"
 LIBXENLIGHT_SONAME = "libxenlight.so.4.17"
+#: Environment variable naming another libxlutil to load (a path or a soname).
+LIBXLUTIL_ENV = "XEN_REF_LIBXLUTIL"
 
 #: A configuration value as libxlutil stores it: a string or a nested list.
 Value = Union[str, List["Value"]]
@@ -164,14 +174,14 @@ class LibXlUtil:
     """The loaded libraries with typed entry points.  Use :func:`load` to get one."""
 
     def __init__(self) -> None:
+        name = os.environ.get(LIBXLUTIL_ENV) or LIBXLUTIL_SONAME
         try:
-            self._xlu = ctypes.CDLL(LIBXLUTIL_SONAME)
+            self._xlu = ctypes.CDLL(name)
             self._xl = ctypes.CDLL(LIBXENLIGHT_SONAME)
         except OSError as err:
             raise LibraryUnavailable(
-                f"cannot load Xen's {LIBXLUTIL_SONAME} ({err}); install the Debian package "
-                f"{DEBIAN_PACKAGE} (apt-get install {DEBIAN_PACKAGE}; scripts/setup-host "
-                "installs it)") from err
+                f"cannot load Xen's {name} ({err}); install the Debian package "
+                f"{DEBIAN_PACKAGE} (apt-get install {DEBIAN_PACKAGE})") from err
         self._libc = ctypes.CDLL(None)
         self._declare()
         self._check_disk_layout()
@@ -259,7 +269,7 @@ class LibXlUtil:
         if not stream:
             os.close(fd)
             os.unlink(path)
-            raise OSError(ctypes.get_errno(), "fdopen failed for the libxlutil report file")
+            raise OSError(f"fdopen failed for the libxlutil report file {path}")
         try:
             yield stream
         finally:
@@ -418,12 +428,148 @@ class LibXlUtil:
             self._libc.free(raw)
 
 
-_LOADED: Optional[LibXlUtil] = None
+# ----------------------------------------------------------- out-of-process use
+
+class LibxlutilDied(RuntimeError):
+    """libxlutil ended the process it ran in (flex's ``YY_FATAL_ERROR`` calls ``exit(2)``).
+
+    ``exit_code`` is the process's exit status and ``stderr`` what it printed
+    (e.g. ``flex scanner jammed``); ``xl`` itself would die the same way.
+    """
+
+    def __init__(self, request: str, exit_code: Optional[int], stderr: str) -> None:
+        self.exit_code = exit_code
+        self.stderr = stderr
+        super().__init__(f"libxlutil ended its process (exit status {exit_code}, "
+                         f"stderr {stderr.strip()!r}) on {request}")
 
 
-def load() -> LibXlUtil:
-    """The process-wide binding; raises :class:`LibraryUnavailable` naming the package."""
-    global _LOADED
-    if _LOADED is None:
-        _LOADED = LibXlUtil()
-    return _LOADED
+class Oracle:
+    """:class:`LibXlUtil` run in a child Python process, so that libxlutil may ``exit()``.
+
+    libxlutil's scanners call ``exit(2)`` on some inputs ("flex scanner jammed");
+    in-process that would end the test run.  Here such a call raises
+    :class:`LibxlutilDied` and the next call starts a fresh child.  Requests and
+    results travel as JSON lines (bytes as latin-1 text, which is lossless).
+    """
+
+    def __init__(self) -> None:
+        self._proc: Optional["subprocess.Popen[str]"] = None
+        self._stderr: Optional[IO[str]] = None
+        self._start()
+
+    def _start(self) -> None:
+        self._stderr = tempfile.TemporaryFile("w+", prefix="xlu-child-stderr-")
+        self._proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            text=True, encoding="latin-1", bufsize=1)
+        hello = self._receive("start-up")
+        if "unavailable" in hello:
+            self.close()
+            raise LibraryUnavailable(hello["unavailable"])
+
+    def close(self) -> None:
+        """Stop the child process (it exits when its input closes)."""
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+            self._proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _receive(self, request: str) -> Dict[str, object]:
+        assert self._proc is not None and self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if line:
+            return json.loads(line)
+        exit_code = self._proc.wait(timeout=30)
+        assert self._stderr is not None
+        self._stderr.seek(0)
+        stderr = self._stderr.read()
+        self._proc.stdout.close()
+        self._proc = None
+        self._stderr.close()
+        self._stderr = None
+        raise LibxlutilDied(request, exit_code, stderr)
+
+    def _call(self, method: str, *args: object) -> Dict[str, object]:
+        if self._proc is None:
+            self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        request = json.dumps([method, [a.decode("latin-1") if isinstance(a, bytes) else a
+                                       for a in args]])
+        try:
+            self._proc.stdin.write(request + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the child is gone; _receive reports how it ended
+        answer = self._receive(f"{method}{tuple(args)!r}")
+        if "exception" in answer:
+            raise RuntimeError(f"libxlutil oracle failed on {method}: {answer['exception']}")
+        return answer
+
+    def read_config(self, data: bytes, keys: Iterable[str],
+                    filename: str = "guest.cfg") -> ConfigResult:
+        """:meth:`LibXlUtil.read_config` in the child process."""
+        return ConfigResult(**self._call("read_config", data, list(keys), filename))
+
+    def read_config_file(self, path: str, keys: Iterable[str]) -> ConfigResult:
+        """:meth:`LibXlUtil.read_config_file` in the child process."""
+        return ConfigResult(**self._call("read_config_file", path, list(keys)))
+
+    def get_long(self, data: bytes, key: str) -> Optional[int]:
+        """:meth:`LibXlUtil.get_long` in the child process."""
+        return self._call("get_long", data, key)["value"]  # type: ignore[return-value]
+
+    def parse_disk(self, spec: bytes) -> DiskResult:
+        """:meth:`LibXlUtil.parse_disk` in the child process."""
+        return DiskResult(**self._call("parse_disk", spec))
+
+
+def _serve() -> int:
+    """The child side of :class:`Oracle`: answer JSON-line requests until input ends."""
+    out = sys.stdout
+    try:
+        lib = LibXlUtil()
+    except LibraryUnavailable as err:
+        out.write(json.dumps({"unavailable": str(err)}) + "\n")
+        out.flush()
+        return 1
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    # Arguments that were bytes in the parent: the data of read_config/get_long, the spec.
+    binary_first = {"read_config", "get_long", "parse_disk"}
+    for line in sys.stdin:
+        method, args = json.loads(line)
+        if method in binary_first:
+            args[0] = args[0].encode("latin-1")
+        try:
+            result = getattr(lib, method)(*args)
+            answer = {"value": result} if method == "get_long" else asdict(result)
+        except Exception as err:  # reported to the parent, which raises it
+            answer = {"exception": f"{type(err).__name__}: {err}"}
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+    return 0
+
+
+_ORACLE: Optional[Oracle] = None
+
+
+def load() -> Oracle:
+    """The process-wide oracle; raises :class:`LibraryUnavailable` naming the package."""
+    global _ORACLE
+    if _ORACLE is None:
+        _ORACLE = Oracle()
+    return _ORACLE
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve"]:
+        sys.exit(_serve())
+    sys.exit("usage: libxlutil_ctypes.py --serve (used by Oracle; not a tool)")

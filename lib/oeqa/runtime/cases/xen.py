@@ -78,6 +78,13 @@ GUEST_BOOT_TIMEOUT = 600
 GUEST_DHCP_TIMEOUT = 180
 MEMORY_RETURN_TIMEOUT = 180
 
+
+
+def ipv4_of(interface):
+    """Shell command listing an interface's addresses (busybox ``ip`` may lack ``-4 -o``)."""
+    return "ip -4 -o addr show dev %s 2>/dev/null || ip addr show dev %s" % (interface, interface)
+
+
 #: ``xl list`` rounds memory to MiB and Xen keeps a few pages of dom0's allocation for itself.
 DOM0_MEMORY_TOLERANCE_MIB = 2
 
@@ -243,7 +250,7 @@ class XenTest(OERuntimeTestCase):
             status, members = shell.run("ls /sys/class/net/xenbr0/brif", timeout=COMMAND_TIMEOUT)
             self.assertEqual(status, 0, "dom0 has no bridge xenbr0:\n%s" % members)
             self.assertIn("eth0", members.split(), "eth0 is not a port of xenbr0: %s" % members)
-            status, output = shell.run("ip -4 -o addr show dev xenbr0", timeout=COMMAND_TIMEOUT)
+            status, output = shell.run(ipv4_of("xenbr0"), timeout=COMMAND_TIMEOUT)
         self.assertTrue(ipv4_addresses(output), "xenbr0 got no IPv4 address by DHCP:\n%s" % output)
 
     @OETestDepends(["xen.XenTest.test_dom0_is_up"])
@@ -267,7 +274,7 @@ class XenTest(OERuntimeTestCase):
     def test_bundled_guest_lifecycle(self):
         with runner_serial_console(self.runner) as shell:
             xl = self.xl(shell)
-            status, output = shell.run("ip -4 -o addr show dev xenbr0", timeout=COMMAND_TIMEOUT)
+            status, output = shell.run(ipv4_of("xenbr0"), timeout=COMMAND_TIMEOUT)
             bridge_addresses = ipv4_addresses(output)
             self.assertTrue(bridge_addresses, "xenbr0 has no IPv4 address:\n%s" % output)
             for path in self.bundled_configs(shell):
@@ -320,9 +327,8 @@ class XenTest(OERuntimeTestCase):
                          "%s: / is not mounted from %s (%s)" % (path, root, numbers.strip()))
 
     def check_guest_dhcp(self, guest, path, bridge_address):
-        command = ("i=0; while [ $i -lt %d ]; do ip -4 -o addr show dev eth0 | grep -q ' inet ' "
-                   "&& break; sleep 2; i=$((i+2)); done; ip -4 -o addr show dev eth0"
-                   % GUEST_DHCP_TIMEOUT)
+        command = ("i=0; while [ $i -lt %d ]; do (%s) | grep -q ' inet ' && break; sleep 2; "
+                   "i=$((i+2)); done; %s" % (GUEST_DHCP_TIMEOUT, ipv4_of("eth0"), ipv4_of("eth0")))
         status, output = guest.run(command, timeout=GUEST_DHCP_TIMEOUT + COMMAND_TIMEOUT)
         addresses = ipv4_addresses(output)
         self.assertTrue(addresses, "%s: the guest's eth0 got no address by DHCP:\n%s" % (path, output))

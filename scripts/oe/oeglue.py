@@ -233,3 +233,18 @@ def default_rendered_conf(release: str) -> Optional[Path]:
     links = sorted(p for p in folder.glob("*.qemuboot.conf") if p.is_symlink())
     files = sorted(folder.glob("*.qemuboot.conf"), key=lambda p: p.stat().st_mtime)
     return (links or files or [None])[-1]
+
+
+def link_tmpdir_sysroot(tmpdir: Path, native_sysroot: Path) -> Path:
+    """Make ``<tmpdir>/sysroots/<machine>-<os>`` point at the native sysroot stand-in.
+
+    scarthgap's runqemu, started by QemuRunner (which sets ``OE_TMPDIR``), looks for the native
+    sysroot there before it looks at ``OECORE_NATIVE_SYSROOT`` (wrynose's takes the latter).
+    """
+    uname = os.uname()
+    link = tmpdir / "sysroots" / f"{uname.machine}-{uname.sysname.lower()}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(native_sysroot)
+    return link

@@ -47,5 +47,3 @@ def noisy_channel(spawn_noisy: Callable[..., pexpect.spawn], shell_name: str, tm
     channel.login(timeout=60)
     return channel
 
-
-pytest_plugins = ["pytester"]

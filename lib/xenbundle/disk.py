@@ -22,6 +22,28 @@ and the checks in ``libxlu_disk.c``:
   hidden-disk=``, flags ``cdrom direct-io-safe discard no-discard colo no-colo
   trusted untrusted grant_usage=0|1``.
 
+Which Xen: this is the grammar of Xen 4.19 and later (unchanged up to 4.22).
+``grant_usage=0|1`` first appeared in Xen 4.19.  ``trusted``/``untrusted`` were
+added to the scanner *source* for XSA-403 in 2022 and are documented in the 4.17
+man page, but the pre-generated scanner (``libxlu_disk_l.c``) shipped in the 4.17
+and 4.18 trees was not regenerated until the ``grant_usage`` change, so the xl of
+Xen 4.17 and 4.18 refuses them (measured against Debian's libxlutil 4.17: "target
+respecified" for ``trusted``/``untrusted``, "bad disk syntax" for
+``grant_usage``).  Specs that use these three keywords therefore need Xen >= 4.19
+in the image; meta-virtualization scarthgap defaults to Xen 4.18 (4.19 is
+available), wrynose to 4.21.  Every other keyword behaves the same in 4.17.
+
+Deliberate difference from xl: a stray ``=`` as the very last character of a
+spec (``phy:/dev/vg/guest,xvda,w=``, ``vdev=xvda,x=``) is an error here.  xl's
+scanner enters its bad-syntax state on that ``=``, reaches the end of the string
+before reporting anything, and reads the spec as if the ``=`` were not there --
+so ``vdev=xvda,/images/a=`` silently gets target ``/images/a``.  For a build tool
+refusing a clearly malformed spec is the safer choice; the error says to remove
+the ``=`` (or to write a path containing ``=`` last as ``target=PATH``).  This is
+the disk twin of :mod:`xenbundle.xlcfg`'s stray-character-at-end-of-file
+difference.  A differential run against libxlutil 4.17 found no other
+difference in acceptance or values for specs without the newer keywords.
+
 :func:`parse_disk` returns a :class:`DiskSpec` with xl's resulting values;
 :meth:`DiskSpec.with_target` rewrites the target keeping the spec as written
 (legacy prefix and positional form included) whenever xl reads it back the same.
@@ -450,6 +472,13 @@ def _scan(st: _State) -> None:
                 total += cm.end() - m.end()
             if total > best_len and length > 0:
                 best_len, best = total, (m.end(), action)
+        if best is None and text[pos:] == "=":
+            # xl's scanner hits the end of the string before reporting this `=' and
+            # ignores it; refusing it is a deliberate difference (module docstring).
+            st.err("=", "stray '=' at the end of the disk spec",
+                   "remove the trailing '='; a path containing '=' must be written "
+                   "last as target=PATH")
+            return
         if best is None:
             # flex's `.` rule: everything from here on is reported as bad syntax.
             st.err(text[pos:].split("\n")[0], "bad disk syntax",

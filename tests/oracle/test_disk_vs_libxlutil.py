@@ -15,9 +15,10 @@ same structure, and that the parser set nothing the comparison does not cover.
 A stray ``=`` as the very last character of a spec (``phy:/dev/sda,xvda,w=``):
 libxlutil's scanner starts its bad-syntax state on it, reaches the end of the
 string and stops without reporting anything, so xl reads the spec as if the ``=``
-were not there; xenbundle.disk reports it as bad disk syntax.  This is the disk
-twin of xenbundle.xlcfg's documented stray-character-at-end-of-file difference,
-but xenbundle.disk does not document it.  It is the only disagreement found in
+were not there; xenbundle.disk refuses it ("stray '=' at the end of the disk
+spec ... remove the trailing '='").  This is the disk twin of xenbundle.xlcfg's
+stray-character-at-end-of-file difference, and like it is documented as a
+deliberate difference in xenbundle.disk.  It is the only disagreement found in
 acceptance or values; the
 comparison accepts exactly that shape (the only complaint is the final ``=`` and
 xenbundle.disk reads the spec without it to xl's disk), and
@@ -30,8 +31,9 @@ newline (``vdev=xvda,=\\nx``) makes libxlutil print "flex scanner jammed" and
 xenbundle.disk must refuse the spec.  :func:`test_scanner_jam_ends_libxlutil` pins it.
 
 Known version difference: xenbundle.disk also implements the ``trusted``,
-``untrusted`` and ``grant_usage=0|1`` keywords of newer Xen; libxlutil 4.17 (the
-xl of the reference target) has no such keywords.  The generators leave them out,
+``untrusted`` and ``grant_usage=0|1`` keywords of Xen >= 4.19; libxlutil 4.17 (the
+xl of the reference target) has no such keywords (its pre-generated scanner
+predates them).  The generators leave them out,
 and :func:`test_keywords_newer_than_4_17` pins how 4.17 treats them.
 """
 
@@ -99,7 +101,8 @@ def _expected_fields(spec: DiskSpec) -> Dict[str, object]:
 def _is_stray_final_equals(spec: str, errors: List[str]) -> bool:
     """The end-of-spec difference: xenbundle.disk's only complaint is a final, stray ``=``."""
     return spec.endswith("=") and len(errors) == 1 and errors[0].startswith(
-        f"bad disk syntax: near `=' in `{spec}'")
+        f"stray '=' at the end of the disk spec: near `=' in `{spec}' "
+        "(remove the trailing '='")
 
 
 def check_against_libxlutil(oracle: Oracle, spec: str) -> Optional[DiskResult]:
@@ -378,8 +381,9 @@ def test_stray_final_equals(libxlutil: Oracle, spec: str, target: str, vdev: str
                             access: str) -> None:
     """libxlutil ignores a final stray ``=``; xenbundle.disk refuses the spec.
 
-    Not documented in xenbundle.disk (unlike xlcfg's twin).  If xenbundle.disk is
-    changed to accept it like xl, or a newer libxlutil reports it, this test fails.
+    A deliberate difference documented in xenbundle.disk (like xlcfg's twin).  If
+    xenbundle.disk is changed to accept it like xl, or a newer libxlutil reports it,
+    this test fails.
     """
     xl = libxlutil.parse_disk(spec.encode())
     assert xl.accepted and xl.report == "", xl.report

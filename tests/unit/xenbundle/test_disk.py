@@ -71,6 +71,38 @@ def test_errors(spec, needle):
     assert spec in str(info.value)
 
 
+@pytest.mark.parametrize("spec", [
+    "phy:/dev/vg/guest,xvda,w=",
+    "vdev=xvda,x=",
+    "/images/g.img,raw,xvda,ro,=",
+    "vdev=xvda,/images/a=",          # xl would silently use target /images/a
+])
+def test_stray_final_equals_is_refused_with_the_fix(spec):
+    """xl ignores a final stray '='; we refuse it (documented deliberate difference)."""
+    with pytest.raises(DiskSpecError) as info:
+        parse_disk(spec)
+    assert info.value.messages == [
+        f"stray '=' at the end of the disk spec: near `=' in `{spec}' "
+        "(remove the trailing '='; a path containing '=' must be written last as target=PATH)"]
+    parse_disk(spec[:-1])  # the fix works
+
+
+@pytest.mark.parametrize("spec", ["vdev=xvda,=x", "vdev=xvda,==", "vdev=xvda,=\nx"])
+def test_equals_not_at_the_very_end_is_plain_bad_syntax(spec):
+    with pytest.raises(DiskSpecError) as info:
+        parse_disk(spec)
+    assert info.value.messages[0].startswith("bad disk syntax: near `=")
+
+
+def test_module_documents_grammar_version_and_stray_equals():
+    """The Xen version needed for trusted/grant_usage and the '=' difference stay documented."""
+    import xenbundle.disk as disk
+    doc = " ".join((disk.__doc__ or "").split())
+    assert "Xen 4.19" in doc and "Xen >= 4.19" in doc
+    assert "grant_usage=0|1`` first appeared in Xen 4.19" in doc
+    assert "Deliberate difference from xl: a stray ``=``" in doc
+
+
 def test_with_target_keeps_legacy_prefix_and_positional_form():
     d = parse_disk("file:xen-guest.rootfs.ext4,xvda,rw")
     new = d.with_target("/var/lib/xen/images/xen-guest.rootfs.ext4")

@@ -35,11 +35,12 @@ Why not ``run_serial``: it appends ``; echo $?`` and cuts the output at the firs
 returns status 1 for success and 0 for failure, it needs the ``~#`` prompt (a ``cd`` breaks it),
 and it cannot follow ``xl create -c`` into a guest console and back out with Ctrl-].
 
-Importing the harness: xenqemu and xenbundle live in this layer's ``lib/``. Inside bitbake that
-directory is already on ``sys.path`` (base.bbclass puts ``<layer>/lib`` of every BBPATH entry
-there, and the layer's ``addpylib`` does too); for ``oe-test runtime`` and other runners outside
-bitbake the module adds it itself, derived from this file's location
-(``<layer>/lib/oeqa/runtime/cases/xen.py``).
+Importing the harness: xenqemu and xenbundle live in this layer's ``lib/``. The module appends
+that directory to ``sys.path`` unless it is there already (layer.conf's ``addpylib`` adds it in
+BitBake's server, but testimage's loader may run elsewhere, and ``oe-test`` and the scripts in
+scripts/oe run outside BitBake); the directory is derived from this file's location
+(``<layer>/lib/oeqa/runtime/cases/xen.py``). No ``__init__.py``
+files: oe-core's ``oeqa`` is a namespace package that this layer's ``lib/oeqa`` joins.
 """
 
 import os

@@ -86,9 +86,12 @@ class XenRefBundlingTests(OESelftestTestCase):
 
     def rootfs_stamps(self, stamp):
         """Task hashes of the host's do_rootfs stamps, newest last."""
-        stamps = [p for p in glob.glob(stamp + ".do_rootfs.*") if not p.endswith((".sigdata", ".siginfo"))]
-        stamps.sort(key=os.path.getmtime)
-        return [os.path.basename(p).split(".do_rootfs.", 1)[1].split(".")[0] for p in stamps]
+        stamps = []
+        for path in glob.glob(stamp + ".do_rootfs.*"):
+            suffix = path[len(stamp + ".do_rootfs."):]  # <taskhash>, or sigdata.<hash> beside it
+            if suffix and not suffix.startswith(("sigdata", "siginfo")):
+                stamps.append((os.path.getmtime(path), suffix.split(".")[0]))
+        return [taskhash for _, taskhash in sorted(stamps)]
 
     def test_auto_bundled_guest_is_installed(self):
         """XEN_GUEST_AUTO_BUNDLE: the guest deploys its config, the host installs it."""

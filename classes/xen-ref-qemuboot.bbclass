@@ -32,12 +32,18 @@ QB_XEN_DOM0_ADDR ?= "0x49000000"
 # dom0's kernel command line (guest-loader "bootargs"); root is the virtio-mmio
 # disk from QB_ROOTFS_OPT.
 QB_XEN_DOM0_BOOTARGS ?= "console=hvc0 root=/dev/vda rw rootwait"
+# Optional dom0 initrd: a file name in DEPLOY_DIR_IMAGE, loaded by a second
+# guest-loader (for dom0 kernels that load their disk drivers from an initrd).
+QB_XEN_DOM0_INITRD ?= ""
+# Where it is loaded: 48 MiB above the kernel, room for a large Image.
+QB_XEN_DOM0_INITRD_ADDR ?= "0x4c000000"
 
 # QEMU option syntax: a "," inside a value is written ",,".
 def xen_ref_qemu_opt_escape(value):
     return (value or "").replace(",", ",,")
 
 QB_XEN_GUEST_LOADER = "guest-loader,addr=${QB_XEN_DOM0_ADDR},kernel=@DEPLOY_DIR_IMAGE@/${QB_XEN_DOM0_KERNEL},bootargs=${@xen_ref_qemu_opt_escape(d.getVar('QB_XEN_DOM0_BOOTARGS'))}"
+QB_XEN_INITRD_LOADER = "${@' -device guest-loader,addr=${QB_XEN_DOM0_INITRD_ADDR},initrd=@DEPLOY_DIR_IMAGE@/${QB_XEN_DOM0_INITRD}' if d.getVar('QB_XEN_DOM0_INITRD') else ''}"
 
 # Xen needs EL2 (virtualization=on) and a GICv3 under TCG; cortex-a57 avoids
 # the slow pointer-authentication emulation of "-cpu max".
@@ -53,7 +59,16 @@ QB_NETWORK_DEVICE:qemuarm64 = "-device virtio-net-device,netdev=net0,mac=@MAC@"
 QB_RNG:qemuarm64 = "-object rng-random,filename=/dev/urandom,id=rng0 -device virtio-rng-device,rng=rng0"
 QB_GRAPHICS:qemuarm64 = ""
 # Replaces the machine's USB devices; runqemu substitutes @DEPLOY_DIR_IMAGE@.
-QB_OPT_APPEND:qemuarm64 = '-device "${QB_XEN_GUEST_LOADER}"'
+QB_OPT_APPEND:qemuarm64 = '-device "${QB_XEN_GUEST_LOADER}"${QB_XEN_INITRD_LOADER}'
+
+# The login console is Xen's: the PL011 that Xen drives carries Xen's and
+# dom0's hvc0 output. qemuarm64's QB_TCPSERIAL_OPT is a virtio-serial
+# console that dom0 never logs in on, so testimage's QemuRunner (which
+# connects its first tcpserial port there) would wait for a login banner
+# that never comes. One console entry keeps testimage at one port; its
+# console= word reaches only Xen, which ignores it (console=dtuart is last).
+QB_TCPSERIAL_OPT:qemuarm64 = "-serial tcp:127.0.0.1:@PORT@,nodelay=on"
+SERIAL_CONSOLES:qemuarm64 = "115200;hvc0"
 
 # runqemu boots the ext4 (QB_DEFAULT_FSTYPE); machines may only build compressed types.
 IMAGE_FSTYPES:append = " ext4"

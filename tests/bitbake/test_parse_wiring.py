@@ -228,6 +228,18 @@ def test_qemuboot_variables(project):
     assert consoles[-1] == "console=dtuart"
     deps = d.getVarFlag("do_write_qemuboot_conf", "depends").split()
     assert "xen:do_deploy" in deps and "virtual/kernel:do_deploy" in deps
+    # testimage's QemuRunner logs in on its first tcpserial port: that must be
+    # the PL011 (Xen's console), and there is exactly one console entry.
+    assert d.getVar("QB_TCPSERIAL_OPT") == "-serial tcp:127.0.0.1:@PORT@,nodelay=on"
+    assert d.getVar("SERIAL_CONSOLES") == "115200;hvc0"
+
+
+def test_qemuboot_dom0_initrd_adds_a_second_guest_loader(project):
+    d = project.parse("xen-image-minimal", QEMU, 'QB_XEN_DOM0_INITRD = "initrd.cpio.gz"\n')
+    assert d.getVar("QB_OPT_APPEND") == (
+        '-device "guest-loader,addr=0x49000000,kernel=@DEPLOY_DIR_IMAGE@/Image,'
+        'bootargs=console=hvc0 root=/dev/vda rw rootwait" '
+        '-device guest-loader,addr=0x4c000000,initrd=@DEPLOY_DIR_IMAGE@/initrd.cpio.gz')
 
 
 def test_qemuboot_tuning_through_qb_xen_variables(project):

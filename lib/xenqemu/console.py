@@ -38,7 +38,7 @@ import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, TextIO, Union
+from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Union
 
 import pexpect
 
@@ -53,6 +53,7 @@ __all__ = [
     "ConsoleChannel",
     "clean_text",
     "make_marker",
+    "identify",
 ]
 
 # ANSI CSI/OSC/two-byte escape sequences; ESC[6n (cursor position query) is a CSI sequence.
@@ -105,6 +106,25 @@ def _candidates(copies: List[str]) -> Iterator[str]:
 def _tolerant(literal: str) -> str:
     """A regex for ``literal`` that also matches when noise lines were inserted inside it."""
     return _GAP.join(re.escape(c) for c in literal)
+
+
+def identify(region: str, known: Sequence[str]) -> Optional[str]:
+    """Which of the ``known`` identity tokens the text between a sync marker and ``:I`` shows.
+
+    Noise lines may be inserted anywhere in the region, including right after its first
+    character or right before its end (a noise line that starts in the middle of the shell's
+    line swallows the rest of that line up to its own newline, so ``TOKEN(XEN) ...\n`` is the
+    token followed by noise).  The empty identity (a shell without the helpers) is tried last:
+    a region made only of whole lines also fits "empty identity plus noise", and a non-empty
+    token that fits is far more likely than noise that happens to start with it.  Returns None
+    when nothing fits (noise made it unreadable).
+    """
+    for token in sorted((k for k in known if k), key=len, reverse=True):
+        if re.fullmatch(_GAP + _tolerant(token) + _GAP, region):
+            return token
+    if "" in known and re.fullmatch(_GAP, region):
+        return ""
+    return None
 
 
 class ConsoleError(RuntimeError):
@@ -355,8 +375,9 @@ class ConsoleChannel:
                                      + self._tail())
             region = m.group(1)
             # noise lines may sit inside the identity: accept the identity they were inserted into
-            who = next((k for k in known if re.fullmatch(_tolerant(k) if k else _GAP, region)), "?")
-            if who != "?":
+            found = identify(region, known)
+            if found is not None:
+                who = found
                 break
         # drop the rest of the line and the prompt
         self.stream.drain(quiet=0.1, limit=0.3)
@@ -456,8 +477,8 @@ class ConsoleChannel:
             "__xq_run() { command eval \"$2\" >\"$__xq_f\" 2>&1 </dev/null; "
             "echo $? >\"$__xq_f.rc\"; __xq_show \"$1\"; }",
             "__xq_show() { __xq_m=$1; __xq_s=$(cat \"$__xq_f.rc\"); "
-            "__xq_h=$(md5sum <\"$__xq_f\" 2>/dev/null); printf '%s:B\\n' \"$__xq_m\"; cat \"$__xq_f\"; "
-            "printf '\\n%s:E:%s:%.32s:%s\\n' \"$__xq_m\" \"$__xq_s\" \"$__xq_h\" \"$__xq_s\"; }",
+            "__xq_h=$(md5sum <\"$__xq_f\" 2>/dev/null); printf 'B:%s\\n' \"$__xq_m\"; cat \"$__xq_f\"; "
+            "printf '\\nE:%s:%s:%.32s:%s\\n' \"$__xq_m\" \"$__xq_s\" \"$__xq_h\" \"$__xq_s\"; }",
             f"__xq_id={self.identity}",
         ]
         if self.settings.quiet_kernel:
@@ -510,9 +531,14 @@ class ConsoleChannel:
         return result
 
     def _collect(self, marker: str, quoted: str, command: str, deadline: float) -> CommandResult:
-        begin_re = re.compile(_tolerant(marker + ":B\n"))
-        end_re = re.compile(_tolerant(marker + ":E"))
-        field_re = re.compile(r":(\d+):([0-9a-f]{0,32}):(\d+)\n")
+        # The keyword comes before the marker: with "MARKER:E", a noise gap allowed between ':'
+        # and 'E' let the begin line "MARKER:B" plus the next output lines, followed by a line
+        # starting with 'E', pass for the end line (every copy alike, so the output could never
+        # be read).  Before the marker, the gap would have to end at a line start holding the
+        # rest of the secret marker, which only the real line has.
+        begin_re = re.compile(_tolerant("B:" + marker + "\n"))
+        end_re = re.compile(_tolerant("E:" + marker + ":"))
+        field_re = re.compile(r"(\d+):([0-9a-f]{0,32}):(\d+)\n")
         copies: List[str] = []
         for attempt in range(10):
             end = self.stream.wait_for(end_re, deadline)

@@ -41,6 +41,7 @@ def test_result_unpacks_as_status_output(noisy_channel: ConsoleChannel) -> None:
     ("echo \"double 'single' \\$HOME\"", "double 'single' $HOME\n"),
     ("printf '%s\\n' 'it'\"'\"'s'", "it's\n"),
     ("echo ABCDE''FGHIJ:E:0:abc:0; echo 'X:B'", "ABCDEFGHIJ:E:0:abc:0\nX:B\n"),
+    ("echo E:ABCDE''FGHIJ:0:abc:0; echo 'B:X'", "E:ABCDEFGHIJ:0:abc:0\nB:X\n"),
     ("printf 'no newline at end'", "no newline at end"),
     ("printf 'a\\r\\nb\\033[1mc\\033[0m\\033[6n\\n'", "a\nbc\n"),
     ("echo '(XEN) not noise but output'", "(XEN) not noise but output\n"),
@@ -51,6 +52,19 @@ def test_awkward_commands(noisy_channel: ConsoleChannel, command: str, expected:
     status, output = noisy_channel.run(command)
     assert status == 0
     assert output == expected
+
+
+@pytest.mark.parametrize("first", ["B", "E", "J"])
+def test_marker_starting_with_a_protocol_letter(spawn_noisy: Callable[..., pexpect.spawn], shell_name: str,
+                                                 first: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: with the old "MARKER:B"/"MARKER:E" lines, a marker starting with E made the
+    # begin line + short output + the end line's first letter look like an end line, every time.
+    channel = ConsoleChannel(spawn_noisy(SHELLS[shell_name], quiet=True), name=shell_name, default_timeout=60)
+    channel.login(timeout=60)
+    monkeypatch.setattr("xenqemu.console.make_marker", lambda length=10: (first + "JHNOLFVETQ")[:length])
+    for command, expected in [("echo hello", "hello\n"), ("true", ""), ("printf E", "E"),
+                              ("printf 'B\\nE\\n'", "B\nE\n"), ("echo E; echo EJ:", "E\nEJ:\n")]:
+        assert tuple(channel.run(command, timeout=30)) == (0, expected), command
 
 
 def test_stderr_merged_and_syntax_error_is_a_status(noisy_channel: ConsoleChannel) -> None:

@@ -11,6 +11,7 @@ from .console import (CommandResult, ConsoleChannel, ConsoleClosed, ConsoleError
 from .boot import BootError, BootTimeouts
 from .machine import MachineError, QemuDied, QemuMachine
 from .xl import Domain, Xl, XlError
+from .warm import SnapshotCache, SnapshotError, WarmStartWarning, default_snapshot_cache
 
 __all__ = [
     "Dom0Boot", "Target", "TargetError", "load_target",
@@ -18,4 +19,5 @@ __all__ = [
     "ConsoleTimeout", "LoginError", "Transcript",
     "BootError", "BootTimeouts", "MachineError", "QemuDied", "QemuMachine",
     "Domain", "Xl", "XlError",
+    "SnapshotCache", "SnapshotError", "WarmStartWarning", "default_snapshot_cache",
 ]

@@ -37,6 +37,8 @@ class BootTimeouts:
     dom0_kernel: float = 300.0
     login_prompt: float = 600.0
     shell: float = 300.0
+    #: warm start: from ``cont`` after ``-loadvm`` to the restored shell answering
+    restore: float = 120.0
     #: waiting for QEMU to exit after ``poweroff -f``
     poweroff: float = 60.0
 

@@ -68,14 +68,23 @@ def _has_option(args: Sequence[str], option: str) -> bool:
 
 def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
                hostfwd: Iterable[str] = (), extra_args: Sequence[str] = (),
-               xen_cmdline_extra: str = "", qemu_binary: str | None = None) -> List[str]:
+               xen_cmdline_extra: str = "", qemu_binary: str | None = None,
+               rootfs_overlay: Path | None = None, loadvm: str | None = None) -> List[str]:
     """Return the complete argv (binary first) to start ``target`` paused under the harness.
 
     ``xen_cmdline_extra`` is appended to ``-append`` (runqemu's ``bootparams``); ``extra_args`` go
-    last (runqemu's ``qemuparams``).  Raises :class:`~xenqemu.target.TargetError` if ``extra_args``
-    try to take over what the harness owns (serial, monitor, QMP, display).
+    last (runqemu's ``qemuparams``).  ``rootfs_overlay`` (a qcow2 file whose backing file is the
+    root filesystem) replaces the root filesystem on the drive, opened read-write: ``savevm``
+    needs a drive it can write its snapshot into, so ``snapshot`` must then be False.
+    ``loadvm`` restores that internal snapshot at start-up (``-loadvm``).  Raises
+    :class:`~xenqemu.target.TargetError` if ``extra_args`` try to take over what the harness owns
+    (serial, monitor, QMP, display), ``ValueError`` for an overlay combined with ``snapshot``.
     """
-    for owned in ("-serial", "-qmp", "-monitor", "-display", "-nographic", "-chardev"):
+    if rootfs_overlay is not None and snapshot:
+        raise ValueError("a rootfs overlay holds the VM snapshot and must be writable: pass snapshot=False")
+    if loadvm is not None and rootfs_overlay is None:
+        raise ValueError("loadvm needs the qcow2 overlay that holds the snapshot (rootfs_overlay=...)")
+    for owned in ("-serial", "-qmp", "-monitor", "-display", "-nographic", "-chardev", "-loadvm"):
         if owned in extra_args:
             raise TargetError(target.source, "extra_args", f"{owned} is owned by the harness",
                               "drop it; the console is on serial.sock and QMP on qmp.sock in the run dir")
@@ -99,15 +108,20 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
         if dom0.initrd is not None:
             argv += ["-device", f"guest-loader,addr={dom0.resolved_initrd_addr():#x},initrd={dom0.initrd}"]
     if target.rootfs is not None:
+        rootfs = str(rootfs_overlay if rootfs_overlay is not None else target.rootfs)
         if target.rootfs_args:
-            argv += [a.replace("@ROOTFS@", str(target.rootfs)) for a in target.rootfs_args]
+            argv += [_overlay_drive(a.replace("@ROOTFS@", rootfs)) if rootfs_overlay is not None and
+                     "@ROOTFS@" in a else a.replace("@ROOTFS@", rootfs) for a in target.rootfs_args]
             if snapshot:
                 argv.append("-snapshot")
         else:
-            drive = f"if=none,id=rootfs,file={target.rootfs},format={target.rootfs_format}"
+            fmt = "qcow2" if rootfs_overlay is not None else target.rootfs_format
+            drive = f"if=none,id=rootfs,file={rootfs},format={fmt}"
             if snapshot:
                 drive += ",snapshot=on"
             argv += ["-drive", drive, "-device", "virtio-blk-device,drive=rootfs"]
+    elif rootfs_overlay is not None:
+        raise ValueError(f"{target.source}: the target has no root filesystem to put an overlay on")
     if target.network:
         netdev = f"user,id={target.netdev_id}"
         for fwd in hostfwd:
@@ -123,8 +137,16 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
         "-chardev", f"socket,id=console0,path={paths.serial_socket},server=on,wait=off,logfile={paths.serial_log}",
         "-serial", "chardev:console0",
     ]
+    if loadvm is not None:
+        argv += ["-loadvm", loadvm]
     argv += list(extra_args)
     return argv
+
+
+def _overlay_drive(option: str) -> str:
+    """A ``-drive`` value from QB_ROOTFS_OPT with its format switched to the qcow2 overlay's."""
+    parts = [p for p in option.split(",") if not p.startswith("format=")]
+    return ",".join(parts + ["format=qcow2"])
 
 
 def format_argv(argv: Sequence[str]) -> str:

@@ -54,6 +54,7 @@ __all__ = [
     "clean_text",
     "make_marker",
     "identify",
+    "helper_script",
 ]
 
 # ANSI CSI/OSC/two-byte escape sequences; ESC[6n (cursor position query) is a CSI sequence.
@@ -125,6 +126,28 @@ def identify(region: str, known: Sequence[str]) -> Optional[str]:
     if "" in known and re.fullmatch(_GAP, region):
         return ""
     return None
+
+
+def helper_script(identity: str, quiet_kernel: bool = True) -> List[str]:
+    """The shell lines that install the command protocol's helpers with identity ``identity``.
+
+    Part of a warm-start snapshot's key: a snapshot's shell holds the helpers of the harness
+    version that saved it.
+    """
+    lines = [
+        "case $- in *H*) set +H;; esac; stty cols 4000 2>/dev/null",
+        "for __xq_d in /tmp /run /dev/shm /var/tmp /; do [ -w $__xq_d ] && break; done",
+        "__xq_f=$__xq_d/.xenqemu.$$",
+        "__xq_run() { command eval \"$2\" >\"$__xq_f\" 2>&1 </dev/null; "
+        "echo $? >\"$__xq_f.rc\"; __xq_show \"$1\"; }",
+        "__xq_show() { __xq_m=$1; __xq_s=$(cat \"$__xq_f.rc\"); "
+        "__xq_h=$(md5sum <\"$__xq_f\" 2>/dev/null); printf 'B:%s\\n' \"$__xq_m\"; cat \"$__xq_f\"; "
+        "printf '\\nE:%s:%s:%.32s:%s\\n' \"$__xq_m\" \"$__xq_s\" \"$__xq_h\" \"$__xq_s\"; }",
+        f"__xq_id={identity}",
+    ]
+    if quiet_kernel:
+        lines.append("dmesg -n 1 2>/dev/null")
+    return lines
 
 
 class ConsoleError(RuntimeError):
@@ -469,21 +492,24 @@ class ConsoleChannel:
         raise ConsoleTimeout(f"{self.name}: no login prompt or shell within {timeout:.0f}s; last output:\n"
                              + self._tail())
 
+    def adopt(self, identity: str, timeout: float = 60.0) -> None:
+        """Take over a shell whose helpers were installed earlier with identity ``identity``.
+
+        For a shell restored from a VM snapshot: it waits at its prompt with the helper
+        functions and ``__xq_id`` of the channel that was talking to it when the snapshot was
+        saved.  One :meth:`sync` re-establishes the channel (anything else answering raises
+        :class:`ConsoleError`).
+        """
+        self.identity = identity
+        self.ready = True
+        self.sync(timeout=timeout)
+
+    def helper_lines(self) -> List[str]:
+        """The shell lines :meth:`login` sends after reaching a shell (helpers and settings)."""
+        return helper_script(self.identity, self.settings.quiet_kernel) + self.settings.extra_setup
+
     def _install_helpers(self) -> None:
-        lines = [
-            "case $- in *H*) set +H;; esac; stty cols 4000 2>/dev/null",
-            "for __xq_d in /tmp /run /dev/shm /var/tmp /; do [ -w $__xq_d ] && break; done",
-            "__xq_f=$__xq_d/.xenqemu.$$",
-            "__xq_run() { command eval \"$2\" >\"$__xq_f\" 2>&1 </dev/null; "
-            "echo $? >\"$__xq_f.rc\"; __xq_show \"$1\"; }",
-            "__xq_show() { __xq_m=$1; __xq_s=$(cat \"$__xq_f.rc\"); "
-            "__xq_h=$(md5sum <\"$__xq_f\" 2>/dev/null); printf 'B:%s\\n' \"$__xq_m\"; cat \"$__xq_f\"; "
-            "printf '\\nE:%s:%s:%.32s:%s\\n' \"$__xq_m\" \"$__xq_s\" \"$__xq_h\" \"$__xq_s\"; }",
-            f"__xq_id={self.identity}",
-        ]
-        if self.settings.quiet_kernel:
-            lines.append("dmesg -n 1 2>/dev/null")
-        for line in lines + self.settings.extra_setup:
+        for line in self.helper_lines():
             self.send_line(line)
         self.ready = True
         self.sync(timeout=60.0)

@@ -20,6 +20,11 @@ What it guarantees:
   process kills QEMU when this process dies in any way, SIGKILL included.
 * QEMU dying is noticed while waiting on the console: :class:`QemuDied` quotes QEMU's stderr and
   the serial log's last lines.
+* Warm start (``warm=True``, see :mod:`xenqemu.warm`): the session starts from a saved snapshot
+  of the booted host (built by a cold boot the first time, and whenever its key changes) on its
+  own copy of the snapshot's overlay; ``boot()`` then resumes it, re-attaches the console and
+  sets dom0's clock.  A snapshot that cannot be used gives a :class:`WarmStartWarning` and a
+  cold boot.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import shutil
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -43,8 +50,11 @@ from .boot import BootError, BootTimeouts, PhaseResult, ProgressCallback, serial
 from .cmdline import RunPaths, build_argv, format_argv
 from .console import ConsoleChannel, ConsoleError, ConsoleStream, Transcript
 from .target import Target
+from .warm import (SNAPSHOT_NAME, Snapshot, SnapshotCache, SnapshotError, WarmStartWarning, key_argv,
+                   qemu_version, snapshot_key)
 
-__all__ = ["QemuMachine", "MachineError", "QemuDied", "BootError", "BootTimeouts", "default_run_base"]
+__all__ = ["QemuMachine", "MachineError", "QemuDied", "BootError", "BootTimeouts", "default_run_base",
+           "WarmStartWarning"]
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -125,6 +135,14 @@ class QemuMachine:
     fresh one under ``base_dir`` (default :func:`default_run_base`).  ``hostfwd`` entries such as
     ``"2222:22"`` are forwarded on 127.0.0.1 only.  ``progress(phase, description, seconds)`` is
     called as boot phases complete.
+
+    ``warm=True`` starts from a snapshot in ``snapshot_cache`` (a folder or a
+    :class:`SnapshotCache`; default :func:`xenqemu.warm.default_snapshot_cache`), building it
+    first when missing or when ``rebuild_snapshot``.  ``warn(message)`` reports why a snapshot
+    was not used (default: ``warnings.warn`` with :class:`WarmStartWarning`).  After ``boot()``,
+    ``warm_result`` says what happened: ``"restored"``, ``"built+restored"``, ``"cold"``
+    (fallback) or None (not warm).  ``rootfs_overlay``/``loadvm`` put the root filesystem on a
+    writable qcow2 overlay and restore a snapshot from it (what warm start uses).
     """
 
     def __init__(self, target: Target, run_dir: Optional[os.PathLike | str] = None,
@@ -132,7 +150,10 @@ class QemuMachine:
                  snapshot: bool = True, hostfwd: Sequence[str] = (), extra_args: Sequence[str] = (),
                  xen_cmdline_extra: str = "", qemu_binary: Optional[str] = None, user: str = "root",
                  password: Optional[str] = None, progress: Optional[ProgressCallback] = None,
-                 command_timeout: float = 300.0) -> None:
+                 command_timeout: float = 300.0, warm: bool = False,
+                 snapshot_cache: Optional[SnapshotCache | os.PathLike | str] = None,
+                 rebuild_snapshot: bool = False, warn: Optional[Callable[[str], None]] = None,
+                 rootfs_overlay: Optional[Path] = None, loadvm: Optional[str] = None) -> None:
         self.target = target
         self.timeouts = timeouts
         self.user = user
@@ -156,9 +177,22 @@ class QemuMachine:
             # linked from the run dir
             self._socket_dir = Path(tempfile.mkdtemp(prefix="xq-", dir="/tmp"))
         self.paths = RunPaths.in_dir(self.run_dir, self._socket_dir)
-        self.argv: List[str] = build_argv(target, self.paths, snapshot=snapshot, hostfwd=hostfwd,
-                                          extra_args=extra_args, xen_cmdline_extra=xen_cmdline_extra,
-                                          qemu_binary=qemu_binary)
+        self._options: Dict[str, Any] = dict(hostfwd=tuple(hostfwd), extra_args=tuple(extra_args),
+                                             xen_cmdline_extra=xen_cmdline_extra, qemu_binary=qemu_binary)
+        self._snapshot_mode = snapshot if rootfs_overlay is None else False
+        self.argv: List[str] = build_argv(target, self.paths, snapshot=self._snapshot_mode,
+                                          rootfs_overlay=rootfs_overlay, loadvm=loadvm, **self._options)
+        self.warm = warm
+        if isinstance(snapshot_cache, SnapshotCache):
+            self.snapshot_cache: Optional[SnapshotCache] = snapshot_cache
+        else:
+            self.snapshot_cache = SnapshotCache(snapshot_cache) if warm else None
+        self.rebuild_snapshot = rebuild_snapshot
+        self._warn = warn
+        self.warm_result: Optional[str] = None
+        self.warm_snapshot: Optional[Snapshot] = None
+        self._session_overlay: Optional[Path] = None
+        self._warm_prepared = False
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.watchdog: Optional[subprocess.Popen[bytes]] = None
         self._watchdog_pipe: Optional[int] = None
@@ -189,9 +223,27 @@ class QemuMachine:
         return self.process.pid if self.process else None
 
     def start(self) -> None:
-        """Start QEMU paused, connect the serial console and QMP. Idempotent."""
+        """Start QEMU paused, connect the serial console and QMP. Idempotent.
+
+        In warm mode this first finds (or builds) the snapshot and copies its overlay; when
+        QEMU cannot load the snapshot the machine is started again for a cold boot.
+        """
         if self.process is not None:
             return
+        if self.warm and not self._warm_prepared:
+            self._warm_prepared = True
+            self._prepare_warm()
+        try:
+            self._launch()
+        except QemuDied as err:
+            if self.warm_snapshot is None:
+                raise
+            self._fall_back_cold(f"QEMU could not restore the snapshot: {_first_line(str(err), 'QEMU stderr:')}")
+            self._launch()
+
+    def _launch(self) -> None:
+        if self._socket_dir is not None:
+            self._socket_dir.mkdir(exist_ok=True)  # removed by _release after a failed warm attempt
         (self.run_dir / "qemu-cmdline.txt").write_text(format_argv(self.argv) + "\n", encoding="utf-8")
         if self.target.notes:
             (self.run_dir / "target-notes.txt").write_text("\n".join(self.target.notes) + "\n", encoding="utf-8")
@@ -317,6 +369,12 @@ class QemuMachine:
         Raises :class:`BootError` naming the phase that did not complete, or :class:`QemuDied`.
         """
         self.start()
+        if self.warm_snapshot is not None:
+            try:
+                return self._restore()
+            except (ConsoleError, BootError, MachineError) as err:
+                self._fall_back_cold(f"the restored machine did not answer: {_first_line(str(err))}")
+                self._launch()
         assert self.stream is not None and self.console is not None
         self._activity = "booting"
         started = time.monotonic()
@@ -339,6 +397,162 @@ class QemuMachine:
             self.progress("shell", "shell ready", elapsed)
         self._activity = "running commands"
         return self.console
+
+    # ------------------------------------------------------------------ warm start
+
+    def _report(self, message: str) -> None:
+        with open(self.run_dir / "warm-start.log", "a", encoding="utf-8") as f:
+            f.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+
+    def _warning(self, message: str) -> None:
+        self._report("WARNING: " + message)
+        if self._warn is not None:
+            self._warn(message)
+        else:
+            warnings.warn(message, WarmStartWarning, stacklevel=3)
+
+    def _prepare_warm(self) -> None:
+        """Find or build the snapshot, copy its overlay, switch the argv to a warm start."""
+        assert self.snapshot_cache is not None
+        cache = self.snapshot_cache
+        if self.target.rootfs is None:
+            self._warning(f"warm start impossible: {self.target.source} has no root filesystem; booting cold")
+            return
+        try:
+            memo = cache.memo()
+            binary = self.argv[0]
+            resolved = shutil.which(binary) or binary
+            qemu = {"binary": str(Path(resolved).resolve()), "version": qemu_version(resolved),
+                    "sha256": memo.sha256(Path(resolved))}
+            key = snapshot_key(self.target, key_argv(self.target, **self._options), user=self.user,
+                               qemu=qemu, memo=memo)
+            memo.save()
+        except (SnapshotError, OSError) as err:
+            self._warning(f"warm start impossible ({err}); booting cold")
+            return
+        self._report(f"snapshot key {key.digest} in {cache.directory}")
+        snapshot: Optional[Snapshot] = None
+        if not self.rebuild_snapshot:
+            try:
+                snapshot = cache.check(key)
+            except SnapshotError as err:
+                self._warning(f"warm start: unusable snapshot ({err}); booting cold to rebuild it")
+        if snapshot is None:
+            try:
+                with cache.lock(key):
+                    if not self.rebuild_snapshot:
+                        try:
+                            snapshot = cache.check(key)  # built meanwhile by another session?
+                        except SnapshotError:
+                            snapshot = None
+                    if snapshot is None:
+                        snapshot = cache.build(key, self.target.rootfs, self.target.rootfs_format,
+                                               self._save_snapshot)
+                        self.warm_result = "built"
+            except (SnapshotError, BootError, MachineError, ConsoleError, OSError) as err:
+                self._warning(f"warm start: building the snapshot failed ({_first_line(str(err))}); "
+                              f"booting cold. Build logs: {self.run_dir / 'snapshot-build'}")
+                return
+        try:
+            self._session_overlay = snapshot.copy_overlay(self.run_dir / "rootfs-session.qcow2")
+        except SnapshotError as err:
+            self._warning(f"warm start: {err}; booting cold")
+            return
+        self.warm_snapshot = snapshot
+        self.argv = build_argv(self.target, self.paths, snapshot=False, rootfs_overlay=self._session_overlay,
+                               loadvm=snapshot.name, **self._options)
+        self._report(f"restoring {snapshot.directory} ({snapshot.name}) on {self._session_overlay}")
+
+    def _save_snapshot(self, overlay: Path) -> Dict[str, Any]:
+        """Boot a machine cold on ``overlay``, wait for dom0's shell, ``savevm``, quit."""
+        def progress(phase: str, description: str, elapsed: float) -> None:
+            if self.progress is not None:
+                self.progress("snapshot_" + phase, f"snapshot build: {description}", elapsed)
+
+        builder = QemuMachine(self.target, run_dir=self.run_dir / "snapshot-build", timeouts=self.timeouts,
+                              user=self.user, password=self.password, progress=progress,
+                              command_timeout=self.command_timeout, rootfs_overlay=overlay, **self._options)
+        self._report(f"building the snapshot: cold boot in {builder.run_dir}")
+        with builder:
+            console = builder.boot()
+            console.run("true", timeout=self.timeouts.shell)
+            assert builder.stream is not None
+            builder.stream.drain(quiet=0.3, limit=3.0)
+            started = time.monotonic()
+            builder.qmp("stop")
+            answer = builder.qmp("human-monitor-command", {"command-line": f"savevm {SNAPSHOT_NAME}"},
+                                 timeout=max(600.0, self.timeouts.shell))
+            if str(answer).strip():
+                raise SnapshotError(f"savevm failed: {str(answer).strip()} (every writable drive must be "
+                                    "qcow2; see docs/harness.md)")
+            saved = time.monotonic() - started
+            console.ready = False  # no poweroff: the VM is stopped and must not change the overlay
+            builder.qmp("quit")
+            builder._wait_exit(30.0)
+        self._report(f"snapshot saved in {saved:.1f}s after a {builder.phases[-1].elapsed:.1f}s boot")
+        return {"identity": console.identity, "user": self.user, "save_seconds": round(saved, 2),
+                "boot_phases": {p.name: round(p.elapsed, 2) for p in builder.phases},
+                "built_in": str(builder.run_dir)}
+
+    def _restore(self) -> ConsoleChannel:
+        """Resume the restored VM, re-attach dom0's shell, set its clock."""
+        assert self.console is not None and self.warm_snapshot is not None and self.started_at is not None
+        self._activity = "restoring the snapshot"
+        restored = time.monotonic() - self.started_at
+        self.phases = [PhaseResult("restore", "snapshot restored", restored, self.warm_snapshot.name)]
+        if self.progress is not None:
+            self.progress("restore", "snapshot restored", restored)
+        self.qmp("cont")
+        self.console.adopt(self.warm_snapshot.identity, timeout=self.timeouts.restore)
+        # dom0's clock stopped when the snapshot was saved: set it to now (Linux passes a set
+        # clock on to Xen's wallclock, which guests created later read at boot)
+        self.console.run(f"date -u -s @{int(time.time() + 0.5)} >/dev/null", timeout=self.timeouts.restore,
+                         check=True)
+        elapsed = time.monotonic() - self.started_at
+        self.phases.append(PhaseResult("shell", "shell ready", elapsed, "clock set"))
+        if self.progress is not None:
+            self.progress("shell", "shell ready", elapsed)
+        self.warm_result = "built+restored" if self.warm_result == "built" else "restored"
+        self._activity = "running commands"
+        self._report(f"restored; shell ready {elapsed:.1f}s after QEMU started")
+        return self.console
+
+    def _fall_back_cold(self, reason: str) -> None:
+        """Stop the warm attempt, keep its logs in ``warm-attempt/``, discard the snapshot, go cold."""
+        snapshot = self.warm_snapshot
+        self._warning(f"warm start failed: {reason}; the snapshot {snapshot.directory if snapshot else ''} "
+                      "is discarded and this session boots cold")
+        if self.console is not None:
+            self.console.ready = False
+        if self.process is not None:
+            try:
+                self._stop_qemu()
+            finally:
+                self._release()
+        self.process = None
+        self.watchdog = None
+        self._stopped = False
+        attempt = self.run_dir / "warm-attempt"
+        attempt.mkdir(exist_ok=True)
+        for name in ("serial.log", "console.log", "qemu-stderr.log", "qemu-cmdline.txt", "transcript.log",
+                     "transcript.jsonl", "qmp-events.jsonl", "watchdog.log"):
+            if (self.run_dir / name).exists():
+                os.replace(self.run_dir / name, attempt / name)
+        if self._session_overlay is not None and self._session_overlay.exists():
+            self._session_overlay.unlink()
+        self._session_overlay = None
+        if snapshot is not None and self.snapshot_cache is not None:
+            key_dir = snapshot.directory
+            if key_dir.exists():
+                try:
+                    trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=key_dir.parent))
+                    os.rename(key_dir, trash / key_dir.name)
+                    shutil.rmtree(trash, ignore_errors=True)
+                except OSError:
+                    pass
+        self.warm_snapshot = None
+        self.warm_result = "cold"
+        self.argv = build_argv(self.target, self.paths, snapshot=self._snapshot_mode, **self._options)
 
     # ------------------------------------------------------------------ stop
 
@@ -430,6 +644,19 @@ class QemuMachine:
                 self._socket_dir.rmdir()
             except OSError:
                 pass
+        if self._session_overlay is not None and self._stopped:
+            try:
+                self._session_overlay.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _first_line(text: str, after: str = "") -> str:
+    """The first non-empty line of ``text`` (after the line ``after``, when given and present)."""
+    lines = text.splitlines()
+    if after and after in lines:
+        lines = lines[lines.index(after) + 1:]
+    return next((line.strip() for line in lines if line.strip()), text.strip()[:200])
 
 
 def _safe(name: str) -> str:

@@ -1,0 +1,419 @@
+"""Warm start: save a booted Xen host once, start later sessions from it in seconds.
+
+A *snapshot* is a qcow2 overlay over the target's root filesystem (``qemu-img create -f qcow2
+-b ROOTFS -F raw``) holding an internal snapshot made with ``savevm`` while dom0 waited at its
+shell with the toolstack up: the whole VM state (Xen, dom0, xenstored, xenconsoled, the bridge
+and its DHCP lease, QEMU's devices and user-mode network) plus the disk as it was at that moment.
+The base images are only ever read: QEMU opens the backing file read-only, and ``savevm`` writes
+into the overlay alone.
+
+A session starts from it with ``-loadvm``.  ``loadvm`` needs the snapshot in the top image of
+the drive (a throwaway overlay on top of it, or ``-snapshot``, hides it: QEMU then says "Snapshot
+... does not exist in one or more devices"), so each session runs on its own copy of the saved
+overlay in its run directory (``cp --sparse=always --reflink=auto``: ~120 MB, a tenth of a second
+from the page cache, instant on a reflink file system) and deletes it when it stops.  Sessions
+never write into the cache and any number of them can run at once.
+
+The snapshot is keyed (:func:`snapshot_key`) by everything that shapes it: the SHA-256 of every
+image file (Xen, dom0 kernel, initrd, root filesystem, DTB/BIOS when used), the QEMU binary
+(``--version`` and its SHA-256), the full QEMU command line with the per-run paths (run dir,
+sockets, logs, overlay) replaced by placeholders, the login user and the console protocol's
+helper script.  Checksums are memoised per file by (path, size, mtime, inode) so a warm start
+does not re-read 400 MB of images.  A changed key builds a new snapshot; a snapshot whose
+manifest or overlay does not check out, or that QEMU cannot load, is reported with a warning and
+the session boots cold (:class:`WarmStartWarning`).
+
+Cache layout (default ``$XENQEMU_SNAPSHOT_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/meta-xen-ref/
+xenqemu-snapshots``)::
+
+    <cache>/<key[:24]>/rootfs-overlay.qcow2   the overlay with the internal snapshot
+    <cache>/<key[:24]>/snapshot.json          the manifest: key, inputs, identity, sizes, timings
+    <cache>/<key[:24]>.lock                   flock held while building that snapshot
+    <cache>/checksums.json                    memoised image checksums
+    <cache>/.tmp-*                            a build in progress (renamed into place when done)
+
+Publication is atomic: a snapshot is built in ``.tmp-*`` and renamed to its final name, so a
+reader sees either nothing or a complete snapshot; the per-key lock stops two sessions building
+the same snapshot at once (the second waits, then uses the first one's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from .cmdline import RunPaths, build_argv
+from .console import helper_script
+from .target import Target
+
+__all__ = [
+    "SNAPSHOT_NAME",
+    "SNAPSHOT_FORMAT",
+    "WarmStartWarning",
+    "SnapshotError",
+    "SnapshotKey",
+    "Snapshot",
+    "SnapshotCache",
+    "ChecksumMemo",
+    "default_snapshot_cache",
+    "snapshot_key",
+    "key_argv",
+    "qemu_version",
+    "digest_inputs",
+]
+
+#: Name of the internal snapshot inside the overlay (``savevm``/``-loadvm``).
+SNAPSHOT_NAME = "xenqemu-warm"
+#: Bumped when the layout or the meaning of a snapshot changes; part of the key.
+SNAPSHOT_FORMAT = 1
+OVERLAY_NAME = "rootfs-overlay.qcow2"
+MANIFEST_NAME = "snapshot.json"
+#: Placeholders for the per-run paths in the keyed command line.
+RUN_DIR_PLACEHOLDER = Path("/@RUN_DIR@")
+OVERLAY_PLACEHOLDER = Path("/@OVERLAY@")
+
+
+class WarmStartWarning(UserWarning):
+    """A snapshot could not be used (mismatch, corruption, failed restore): booting cold."""
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot could not be built or used; the message says why."""
+
+
+def default_snapshot_cache() -> Path:
+    """``$XENQEMU_SNAPSHOT_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/meta-xen-ref/xenqemu-snapshots``."""
+    explicit = os.environ.get("XENQEMU_SNAPSHOT_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "meta-xen-ref" / "xenqemu-snapshots"
+
+
+# ---------------------------------------------------------------------------------------------
+# checksums and the key
+
+
+class ChecksumMemo:
+    """SHA-256 of files, memoised in a JSON file by (resolved path, size, mtime_ns, inode).
+
+    A file rewritten in place changes its mtime (and usually its size), which invalidates the
+    entry; the memo only saves re-reading unchanged images on every warm start.
+    """
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+        self._entries: Dict[str, Dict[str, Any]] = {}
+        self._dirty = False
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    self._entries = {k: v for k, v in data.items() if isinstance(v, dict)}
+            except (OSError, ValueError):
+                self._entries = {}  # a damaged memo is only a lost optimisation
+
+    def sha256(self, file: Path) -> str:
+        """The file's SHA-256 (hex), from the memo when the file is unchanged."""
+        resolved = Path(file).resolve()
+        st = resolved.stat()
+        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+        entry = self._entries.get(str(resolved))
+        if entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and "sha256" in entry:
+            return str(entry["sha256"])
+        digest = _hash_file(resolved)
+        self._entries[str(resolved)] = dict(stamp, sha256=digest)
+        self._dirty = True
+        return digest
+
+    def save(self) -> None:
+        """Write the memo back (atomically) if it changed."""
+        if self.path is None or not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".checksums-", dir=self.path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self._entries, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+        self._dirty = False
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def qemu_version(binary: str) -> str:
+    """The first line of ``BINARY --version`` (raises :class:`SnapshotError` if it cannot run)."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise SnapshotError(f"cannot run {binary} --version: {err}") from err
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+
+
+def key_argv(target: Target, *, hostfwd: Sequence[str] = (), extra_args: Sequence[str] = (),
+             xen_cmdline_extra: str = "", qemu_binary: Optional[str] = None) -> List[str]:
+    """The QEMU command line of a warm session with its per-run paths replaced by placeholders."""
+    paths = RunPaths.in_dir(RUN_DIR_PLACEHOLDER)
+    return build_argv(target, paths, snapshot=False, hostfwd=hostfwd, extra_args=extra_args,
+                      xen_cmdline_extra=xen_cmdline_extra, qemu_binary=qemu_binary,
+                      rootfs_overlay=OVERLAY_PLACEHOLDER)
+
+
+def digest_inputs(inputs: Dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON form of the key inputs."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SnapshotKey:
+    """What a snapshot depends on (``inputs``) and its digest."""
+
+    digest: str
+    inputs: Dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def short(self) -> str:
+        """The cache folder name."""
+        return self.digest[:24]
+
+
+def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[str, str],
+                 memo: ChecksumMemo, quiet_kernel: bool = True) -> SnapshotKey:
+    """The key of the snapshot for ``target`` started with ``argv`` (see :func:`key_argv`).
+
+    ``qemu`` holds the binary's ``version`` and ``sha256``.  Image files are checksummed through
+    ``memo``.
+    """
+    images = {}
+    for role, path in _image_roles(target).items():
+        images[role] = {"path": str(Path(path).resolve()), "sha256": memo.sha256(Path(path))}
+    protocol = hashlib.sha256("\n".join(helper_script("@IDENTITY@", quiet_kernel)).encode()).hexdigest()
+    inputs: Dict[str, Any] = {
+        "format": SNAPSHOT_FORMAT,
+        "snapshot_name": SNAPSHOT_NAME,
+        "images": images,
+        "qemu": dict(qemu),
+        "argv": list(argv),
+        "user": user,
+        "console_protocol": protocol,
+    }
+    return SnapshotKey(digest_inputs(inputs), inputs)
+
+
+def _image_roles(target: Target) -> Dict[str, Path]:
+    roles: Dict[str, Path] = {}
+    for role, path in (("xen", target.kernel), ("dtb", target.dtb), ("bios", target.bios),
+                       ("rootfs", target.rootfs)):
+        if path is not None:
+            roles[role] = path
+    if target.dom0 is not None:
+        roles["dom0_kernel"] = target.dom0.kernel
+        if target.dom0.initrd is not None:
+            roles["dom0_initrd"] = target.dom0.initrd
+    return roles
+
+
+def describe_key_change(old: Dict[str, Any], new: Dict[str, Any]) -> str:
+    """A short human-readable reason why two key input sets differ ("rootfs checksum", ...)."""
+    reasons = []
+    for role in sorted(set(old.get("images", {})) | set(new.get("images", {}))):
+        if old.get("images", {}).get(role) != new.get("images", {}).get(role):
+            reasons.append(f"image {role} changed")
+    for name in ("qemu", "argv", "user", "console_protocol", "format", "snapshot_name"):
+        if old.get(name) != new.get(name):
+            reasons.append(f"{name} changed")
+    return ", ".join(reasons) or "no difference"
+
+
+# ---------------------------------------------------------------------------------------------
+# the cache
+
+
+@dataclass
+class Snapshot:
+    """A published snapshot: its folder, overlay, and manifest."""
+
+    directory: Path
+    manifest: Dict[str, Any]
+
+    @property
+    def overlay(self) -> Path:
+        """The qcow2 overlay holding the internal snapshot."""
+        return self.directory / OVERLAY_NAME
+
+    @property
+    def identity(self) -> str:
+        """The console identity token of the shell saved in the snapshot."""
+        return str(self.manifest["identity"])
+
+    @property
+    def name(self) -> str:
+        """The internal snapshot's name (``-loadvm``)."""
+        return str(self.manifest.get("snapshot_name", SNAPSHOT_NAME))
+
+    def copy_overlay(self, destination: Path) -> Path:
+        """Copy the overlay for one session (sparse; a reflink where the file system has them)."""
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(self.overlay), str(destination)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SnapshotError(f"copying {self.overlay} to {destination} failed: {result.stderr.strip()}")
+        return destination
+
+
+class SnapshotCache:
+    """The folder of warm-start snapshots (see the module docstring)."""
+
+    def __init__(self, directory: Optional[os.PathLike | str] = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_snapshot_cache()
+
+    def path_for(self, key: SnapshotKey) -> Path:
+        """The folder a snapshot with ``key`` is published to."""
+        return self.directory / key.short
+
+    def memo(self) -> ChecksumMemo:
+        """The checksum memo of this cache."""
+        return ChecksumMemo(self.directory / "checksums.json")
+
+    @contextlib.contextmanager
+    def lock(self, key: SnapshotKey, timeout: float = 3600.0) -> Iterator[None]:
+        """Hold the build lock of ``key`` (waits while another session builds it)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{key.short}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            end = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > end:
+                        raise SnapshotError(f"waited {timeout:.0f}s for the lock {path} "
+                                            "(another session building this snapshot)") from None
+                    time.sleep(0.5)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def check(self, key: SnapshotKey) -> Optional[Snapshot]:
+        """The published snapshot for ``key``; None if there is none.
+
+        Raises :class:`SnapshotError` when one is there but does not check out (manifest
+        unreadable, key mismatch, overlay missing or changed since it was published).
+        """
+        folder = self.path_for(key)
+        if not folder.exists():
+            return None
+        manifest_path = folder / MANIFEST_NAME
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise SnapshotError(f"{manifest_path}: unreadable manifest ({err})") from None
+        if manifest.get("key") != key.digest:
+            reason = describe_key_change(manifest.get("inputs", {}), key.inputs)
+            raise SnapshotError(f"{manifest_path}: made for key {str(manifest.get('key'))[:24]}, "
+                                f"not {key.short} ({reason})")
+        overlay = folder / OVERLAY_NAME
+        try:
+            st = overlay.stat()
+        except OSError:
+            raise SnapshotError(f"{overlay}: missing") from None
+        expected = manifest.get("overlay", {})
+        if st.st_size != expected.get("size") or st.st_mtime_ns != expected.get("mtime_ns"):
+            raise SnapshotError(f"{overlay}: changed since it was saved (size {st.st_size}, expected "
+                                f"{expected.get('size')}; modification time differs: "
+                                f"{st.st_mtime_ns != expected.get('mtime_ns')})")
+        if not isinstance(manifest.get("identity"), str) or not manifest["identity"]:
+            raise SnapshotError(f"{manifest_path}: no console identity recorded")
+        return Snapshot(folder, manifest)
+
+    def discard(self, key: SnapshotKey) -> None:
+        """Remove the published snapshot of ``key`` (atomically out of sight, then deleted)."""
+        folder = self.path_for(key)
+        if not folder.exists():
+            return
+        trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=self.directory))
+        os.rename(folder, trash / folder.name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def build(self, key: SnapshotKey, base_rootfs: Path, base_format: str,
+              save: Callable[[Path], Dict[str, Any]]) -> Snapshot:
+        """Build and publish the snapshot of ``key``; call with :meth:`lock` held.
+
+        Creates the overlay in a temporary folder of the cache, calls ``save(overlay)`` (which
+        boots a machine on it, saves the VM and returns manifest fields such as ``identity``),
+        checks that QEMU recorded the snapshot, writes the manifest and renames the folder into
+        place.  Anything failing leaves no partial snapshot behind.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
+        os.chmod(tmp, 0o755)
+        try:
+            overlay = tmp / OVERLAY_NAME
+            create_overlay(base_rootfs, base_format, overlay)
+            fields = save(overlay)
+            names = snapshot_names(overlay)
+            if SNAPSHOT_NAME not in names:
+                raise SnapshotError(f"{overlay}: QEMU did not record snapshot {SNAPSHOT_NAME!r} "
+                                    f"(snapshots: {names or 'none'})")
+            st = overlay.stat()
+            manifest = {
+                "key": key.digest,
+                "inputs": key.inputs,
+                "snapshot_name": SNAPSHOT_NAME,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "overlay": {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                            "allocated": st.st_blocks * 512},
+            }
+            manifest.update(fields)
+            with open(tmp / MANIFEST_NAME, "w", encoding="utf-8") as f:
+                json.dump(manifest, f, indent=2, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            with open(overlay, "rb") as f:
+                os.fsync(f.fileno())
+            final = self.path_for(key)
+            if final.exists():  # a stale or damaged one (the caller decided to rebuild)
+                self.discard(key)
+            os.rename(tmp, final)
+            return Snapshot(final, manifest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def create_overlay(base: Path, base_format: str, overlay: Path) -> None:
+    """``qemu-img create -f qcow2 -b BASE -F FORMAT OVERLAY`` (the base is only read)."""
+    result = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(Path(base).resolve()),
+                             "-F", base_format, str(overlay)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SnapshotError(f"qemu-img create of {overlay} over {base} failed: {result.stderr.strip()}")
+
+
+def snapshot_names(image: Path) -> List[str]:
+    """Names of the internal snapshots in a qcow2 image (``qemu-img snapshot -l``)."""
+    result = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(image)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SnapshotError(f"qemu-img info {image} failed: {result.stderr.strip()}")
+    info = json.loads(result.stdout)
+    return [str(s.get("name")) for s in info.get("snapshots", [])]

@@ -9,7 +9,9 @@ Commands (TARGET is a ``<image>.qemuboot.conf`` or a YAML target)::
 
 Every command prints one progress line per boot phase and the run directory, and accepts
 ``--print-cmdline`` (print the QEMU command line and exit), ``--run-dir BASE``,
-``--timeout-scale X``, ``--password PW``, ``--hostfwd H:G``, ``--qemu PATH``, ``--xen-append ARGS``.
+``--timeout-scale X``, ``--password PW``, ``--hostfwd H:G``, ``--qemu PATH``, ``--xen-append ARGS``,
+and for a warm start ``--warm`` (start from a saved snapshot of the booted host, building it the
+first time), ``--snapshot-cache DIR`` and ``--rebuild-snapshot``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="forward 127.0.0.1:HOST to the guest port GUEST (repeatable)")
     common.add_argument("--qemu", default=None, help="QEMU binary to use instead of the target's")
     common.add_argument("--xen-append", default="", help="extra words for Xen's command line")
+    common.add_argument("--warm", action="store_true",
+                        help="start from a saved snapshot of the booted host (built on first use)")
+    common.add_argument("--snapshot-cache", default=None, metavar="DIR",
+                        help="folder of warm-start snapshots (default $XENQEMU_SNAPSHOT_CACHE or "
+                        "~/.cache/meta-xen-ref/xenqemu-snapshots)")
+    common.add_argument("--rebuild-snapshot", action="store_true",
+                        help="with --warm: build the snapshot again even if a valid one exists")
     parser = argparse.ArgumentParser(prog="xenqemu", description="Boot a Xen host image in QEMU and drive xl "
                                      "over the serial console.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,9 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _machine(args: argparse.Namespace, target: Target) -> QemuMachine:
+    def warn(message: str) -> None:
+        print(f"xenqemu: WARNING: {message}", file=sys.stderr, flush=True)
+
+    if args.rebuild_snapshot and not args.warm:
+        raise ValueError("--rebuild-snapshot needs --warm")
     return QemuMachine(target, timeouts=BootTimeouts().scaled(args.timeout_scale), base_dir=args.run_dir,
                        hostfwd=args.hostfwd, qemu_binary=args.qemu, xen_cmdline_extra=args.xen_append,
-                       password=args.password, progress=_progress_printer())
+                       password=args.password, progress=_progress_printer(), warm=args.warm,
+                       snapshot_cache=args.snapshot_cache, rebuild_snapshot=args.rebuild_snapshot, warn=warn)
 
 
 def _interact(machine: QemuMachine) -> None:

@@ -7,6 +7,9 @@ Options (each also read from an environment variable):
 ``--xenqemu-timeout-scale X``     multiply every boot timeout (``XENQEMU_TIMEOUT_SCALE``)
 ``--xenqemu-command-timeout S``   default per-command timeout (``XENQEMU_COMMAND_TIMEOUT``)
 ``--xenqemu-password PW``         dom0/guest root password (``XENQEMU_PASSWORD``; default none)
+``--xenqemu-warm``                start from a saved snapshot of the booted host (``XENQEMU_WARM=1``)
+``--xenqemu-snapshot-cache DIR``  folder of warm-start snapshots (``XENQEMU_SNAPSHOT_CACHE``)
+``--xenqemu-rebuild-snapshot``    build the snapshot again before using it
 
 Fixtures:
 
@@ -24,6 +27,7 @@ with the run directory and the last lines of the serial log.
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ from .boot import BootTimeouts, serial_tail
 from .console import ConsoleChannel
 from .machine import QemuMachine
 from .target import TargetError, load_target
+from .warm import WarmStartWarning
 from .xl import Domain, Xl
 
 __all__ = ["XenHost", "GuestFactory"]
@@ -57,6 +62,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="default timeout of one console command in seconds")
     group.addoption("--xenqemu-password", default=os.environ.get("XENQEMU_PASSWORD"),
                     help="root password for dom0 and guests (default: none)")
+    group.addoption("--xenqemu-warm", action="store_true",
+                    default=os.environ.get("XENQEMU_WARM", "") not in ("", "0", "no", "false"),
+                    help="start the host from a saved snapshot of it booted (built on first use; "
+                    "env XENQEMU_WARM=1)")
+    group.addoption("--xenqemu-snapshot-cache", default=os.environ.get("XENQEMU_SNAPSHOT_CACHE"),
+                    help="folder of warm-start snapshots (env XENQEMU_SNAPSHOT_CACHE; default "
+                    "~/.cache/meta-xen-ref/xenqemu-snapshots)")
+    group.addoption("--xenqemu-rebuild-snapshot", action="store_true", default=False,
+                    help="with --xenqemu-warm: build the snapshot again before using it")
 
 
 @dataclass
@@ -138,9 +152,17 @@ def xen_host(request: pytest.FixtureRequest) -> Iterator[XenHost]:
         if reporter is not None:
             reporter.write_line(f"xenqemu: [{elapsed:7.1f}s] {description}")
 
+    def warn(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"xenqemu: WARNING: {message}")
+        warnings.warn(message, WarmStartWarning)
+
     machine = QemuMachine(target, timeouts=timeouts, base_dir=config.getoption("--xenqemu-run-dir"),
                           password=config.getoption("--xenqemu-password"), progress=progress,
-                          command_timeout=config.getoption("--xenqemu-command-timeout"))
+                          command_timeout=config.getoption("--xenqemu-command-timeout"),
+                          warm=config.getoption("--xenqemu-warm"),
+                          snapshot_cache=config.getoption("--xenqemu-snapshot-cache"),
+                          rebuild_snapshot=config.getoption("--xenqemu-rebuild-snapshot"), warn=warn)
     config.stash[_host_key] = machine
     if reporter is not None:
         reporter.write_line(f"xenqemu: run directory {machine.run_dir}")

@@ -44,6 +44,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -228,6 +229,13 @@ def _image_roles(target: Target) -> Dict[str, Path]:
         roles["dom0_kernel"] = target.dom0.kernel
         if target.dom0.initrd is not None:
             roles["dom0_initrd"] = target.dom0.initrd
+    # files named by device/drive options (qemuboot.conf's guest-loader kernel= and initrd=)
+    for arg in list(target.extra_args) + list(target.rng_args):
+        if arg.startswith("-"):
+            continue
+        for m in re.finditer(r"(?:^|,)(kernel|initrd|file|romfile|dtb)=([^,]+)", arg):
+            if "@" not in m.group(2) and os.path.isfile(m.group(2)):
+                roles.setdefault(f"{m.group(1)}:{Path(m.group(2)).name}", Path(m.group(2)))
     return roles
 
 

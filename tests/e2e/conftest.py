@@ -2,8 +2,9 @@
 
 ``reference_target`` builds the target with :func:`xenreftarget.build_target` (cached: a warm
 build only checks its inputs) and points the harness's ``--xenqemu-target`` at its
-``qemuboot.conf``; ``xen_host`` then is the harness plugin's session fixture (one boot per
-session). ``http_server`` serves files on 127.0.0.1 only; the guests reach it as 10.0.2.2.
+``qemuboot.conf`` and turns on ``--xenqemu-warm``; ``xen_host`` then is the harness plugin's
+session fixture (one start per session, from the harness's saved snapshot of the booted target:
+the first session, or the first after the target changed, boots cold and saves it). ``http_server`` serves files on 127.0.0.1 only; the guests reach it as 10.0.2.2.
 Timings of the build, the boot phases and every lifecycle step are printed at the end of the run
 and written to ``e2e-timings.json`` in the harness's run directory.
 """
@@ -46,8 +47,9 @@ def reference_target(request: pytest.FixtureRequest, e2e_timings):  # type: igno
     target = build_target(log=log)
     e2e_timings["build (s)"] = round(time.monotonic() - started, 1)
     e2e_timings["build rebuilt"] = target.rebuilt
-    # The plugin's xen_host reads this option when it boots.
+    # The plugin's xen_host reads these options when it boots.
     request.config.option.xenqemu_target = str(target.qemuboot_conf)
+    request.config.option.xenqemu_warm = True
     return target
 
 
@@ -59,6 +61,7 @@ def xen_host(reference_target, xen_host, e2e_timings):  # type: ignore[no-untype
         f"the harness booted {booted}, not the reference target; do not pass --xenqemu-target "
         "to the end-to-end tests")
     _RUN_DIR[:] = [xen_host.run_dir]
+    e2e_timings["boot: warm start"] = xen_host.machine.warm_result
     for phase in xen_host.machine.phases:
         e2e_timings[f"boot: {phase.description} (s)"] = round(phase.elapsed, 1)
     return xen_host

@@ -71,6 +71,7 @@ __all__ = [
     "key_argv",
     "qemu_version",
     "digest_inputs",
+    "image_files",
 ]
 
 #: Name of the internal snapshot inside the overlay (``savevm``/``-loadvm``).
@@ -204,7 +205,7 @@ def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[s
     ``memo``.
     """
     images = {}
-    for role, path in _image_roles(target).items():
+    for role, path in image_files(target).items():
         images[role] = {"path": str(Path(path).resolve()), "sha256": memo.sha256(Path(path))}
     protocol = hashlib.sha256("\n".join(helper_script("@IDENTITY@", quiet_kernel)).encode()).hexdigest()
     inputs: Dict[str, Any] = {
@@ -219,7 +220,8 @@ def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[s
     return SnapshotKey(digest_inputs(inputs), inputs)
 
 
-def _image_roles(target: Target) -> Dict[str, Path]:
+def image_files(target: Target) -> Dict[str, Path]:
+    """Every image file the target boots from, by role (``xen``, ``rootfs``, ``kernel:Image``...)."""
     roles: Dict[str, Path] = {}
     for role, path in (("xen", target.kernel), ("dtb", target.dtb), ("bios", target.bios),
                        ("rootfs", target.rootfs)):

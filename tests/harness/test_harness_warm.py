@@ -1,0 +1,253 @@
+"""Warm start against a real Xen host in QEMU: build, restore, key change, damage, parallel runs.
+
+Needs a target (``--xenqemu-target PATH`` or ``XENQEMU_TARGET``; for the reference target the
+``qemuboot.conf`` that ``xen-ref-target build`` writes); without one these tests fail saying so.
+Every test uses its own snapshot cache under pytest's tmp_path, never the user's cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+from xenqemu import QemuMachine, SnapshotCache, Target, WarmStartWarning, Xl, load_target
+from xenqemu.boot import BootTimeouts
+from xenqemu.warm import image_files
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def target(request: pytest.FixtureRequest) -> Target:
+    path = request.config.getoption("--xenqemu-target")
+    if not path:
+        pytest.fail("warm-start tests need a target: pass --xenqemu-target PATH (a qemuboot.conf or "
+                    "YAML target) or set XENQEMU_TARGET", pytrace=False)
+    return load_target(path)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def base_checksums(target: Target) -> Dict[str, str]:
+    """Checksums of the target's images before any warm-start test ran."""
+    return {str(p): sha256(p) for p in image_files(target).values()}
+
+
+def machine(target: Target, cache: Path, tmp_path: Path, warnings_seen: List[str] | None = None,
+            **options) -> QemuMachine:  # type: ignore[no-untyped-def]
+    warn = (lambda message: warnings_seen.append(message)) if warnings_seen is not None else None
+    return QemuMachine(target, warm=True, snapshot_cache=cache, base_dir=tmp_path / "runs",
+                       timeouts=BootTimeouts().scaled(float(os.environ.get("XENQEMU_TIMEOUT_SCALE", "1"))),
+                       warn=warn, **options)
+
+
+def snapshot_dirs(cache: Path) -> List[Path]:
+    return sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def built_cache(target: Target, base_checksums: Dict[str, str],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Path, Dict[str, object]]]:
+    """A cache holding the snapshot of ``target``, built by the first warm session."""
+    tmp = tmp_path_factory.mktemp("warm")
+    cache = tmp / "cache"
+    seen: List[str] = []
+    with machine(target, cache, tmp, seen) as first:
+        console = first.boot()
+        facts = {"warm_result": first.warm_result, "phases": [p.name for p in first.phases],
+                 "xl": Xl(console).list(), "warnings": seen, "run_dir": first.run_dir,
+                 "host_time": time.time(), "dom0_time": int(console.run("date +%s", check=True).output)}
+    yield cache, facts
+
+
+def test_first_warm_session_builds_then_restores(built_cache) -> None:  # type: ignore[no-untyped-def]
+    cache, facts = built_cache
+    assert facts["warm_result"] == "built+restored"
+    assert facts["warnings"] == []
+    assert facts["phases"] == ["restore", "shell"]
+    assert facts["xl"][0].name == "Domain-0"
+    [snapshot] = snapshot_dirs(cache)
+    manifest = json.loads((snapshot / "snapshot.json").read_text())
+    assert manifest["boot_phases"]["shell"] > 0 and manifest["identity"]
+    assert (Path(facts["run_dir"]) / "snapshot-build" / "serial.log").stat().st_size > 0
+    assert not list(cache.glob(".tmp-*"))
+
+
+def test_restored_session_works_and_its_clock_is_now(target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    [snapshot] = snapshot_dirs(cache)
+    overlay = snapshot / "rootfs-overlay.qcow2"
+    stamp = (overlay.stat().st_size, overlay.stat().st_mtime_ns)
+    seen: List[str] = []
+    with machine(target, cache, tmp_path, seen) as session:
+        console = session.boot()
+        assert session.warm_result == "restored" and seen == []
+        assert [p.name for p in session.phases] == ["restore", "shell"]
+        before = time.time()
+        dom0_now = int(console.run("date +%s", check=True).output)
+        assert before - 5 <= dom0_now <= time.time() + 5, "dom0's clock was not set after the restore"
+        domains = Xl(console).list()
+        assert domains[0].name == "Domain-0" and len(domains) == 1
+        assert console.run("cd /tmp && echo state > warm-file && cat warm-file").output == "state\n"
+        assert console.run("(exit 7)").status == 7
+        assert "10.0.2.15" in console.run("ip -4 -o addr show dev xenbr0", check=True).output
+        # the toolstack daemons came back with the VM state
+        assert console.run("xenstore-read domid", check=True).output.strip() == "0"
+        assert console.run("pidof xenconsoled xenstored", check=True).output.strip()
+        session_overlay = session.run_dir / "rootfs-session.qcow2"
+        assert session_overlay.exists()
+    assert session.process is not None and session.process.returncode == 0
+    assert not session_overlay.exists(), "the session's overlay copy must be deleted at the end"
+    assert (overlay.stat().st_size, overlay.stat().st_mtime_ns) == stamp, "a session changed the cache"
+
+
+def test_guest_created_after_restore_gets_dhcp_reaches_the_host_and_has_the_time(
+        target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    token = uuid.uuid4().hex
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "token.txt").write_text(token + "\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with machine(target, cache, tmp_path) as session:
+            console = session.boot()
+            xl = Xl(console)
+            config = console.run("ls -1 /etc/xen/*.cfg | head -n 1", check=True).output.strip()
+            name = xl.config_name(config)
+            with xl.create(config, console=True) as guest:
+                address = ""
+                for _ in range(60):  # the guest retries DHCP in the background
+                    address = guest.run("ip -4 -o addr show dev eth0", timeout=60).output
+                    if "inet 10.0.2." in address:
+                        break
+                    time.sleep(2)
+                assert "inet 10.0.2." in address, address
+                fetched = guest.run(f"wget -q -O - http://10.0.2.2:{server.server_address[1]}/token.txt",
+                                    timeout=120)
+                assert fetched.output.strip() == token
+                guest_now = int(guest.run("date +%s", check=True).output)
+                # the guest read Xen's wallclock at boot, which dom0's clock setting updated
+                assert abs(guest_now - time.time()) < 60, f"guest clock {guest_now} vs host {time.time():.0f}"
+            xl.destroy(name)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_key_change_builds_a_second_snapshot(target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    work = tmp_path / "cache"
+    shutil.copytree(cache, work)
+    before = snapshot_dirs(work)
+    seen: List[str] = []
+    # a different Xen command line is a different QEMU command line: a new key
+    with machine(target, work, tmp_path, seen, xen_cmdline_extra="sched=credit2") as session:
+        console = session.boot()
+        assert session.warm_result == "built+restored"
+        assert "sched=credit2" in console.run("xl info | grep xen_commandline", check=True).output
+    assert seen == [], "a new key is not an error"
+    after = snapshot_dirs(work)
+    assert len(after) == 2 and set(before) < set(after)
+    with machine(target, work, tmp_path, seen) as session:  # the old key still restores
+        session.boot()
+        assert session.warm_result == "restored"
+
+
+def test_truncated_snapshot_warns_and_boots_cold_to_rebuild(target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    work = tmp_path / "cache"
+    shutil.copytree(cache, work)
+    [snapshot] = snapshot_dirs(work)
+    with open(snapshot / "rootfs-overlay.qcow2", "r+b") as f:
+        f.truncate(1 << 20)
+    seen: List[str] = []
+    with machine(target, work, tmp_path, seen) as session:
+        console = session.boot()
+        assert console.run("xl list", check=True).output.startswith("Name")
+        assert session.warm_result == "built+restored"
+    assert len(seen) == 1 and "unusable snapshot" in seen[0] and "changed since it was saved" in seen[0]
+    assert "booting cold" in seen[0]
+    assert SnapshotCache(work).directory == work and len(snapshot_dirs(work)) == 1
+    assert (snapshot / "rootfs-overlay.qcow2").stat().st_size > 1 << 20, "the snapshot was not rebuilt"
+
+
+def test_snapshot_qemu_cannot_load_warns_and_boots_cold(target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    work = tmp_path / "cache"
+    shutil.copytree(cache, work)
+    [snapshot] = snapshot_dirs(work)
+    overlay = snapshot / "rootfs-overlay.qcow2"
+    st = overlay.stat()
+    with open(overlay, "r+b") as f:  # damage the qcow2 header; size and time stay as recorded
+        f.write(b"\0" * 512)
+    os.utime(overlay, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.warns(WarmStartWarning, match="QEMU could not restore the snapshot"):
+        with machine(target, work, tmp_path) as session:
+            console = session.boot()
+            assert session.warm_result == "cold"
+            assert [p.name for p in session.phases] == ["xen_banner", "dom0_handover", "dom0_kernel",
+                                                        "login_prompt", "shell"]
+            assert Xl(console).list()[0].name == "Domain-0"
+    assert (session.run_dir / "warm-attempt" / "qemu-stderr.log").read_text().strip()
+    assert snapshot_dirs(work) == [], "the damaged snapshot must be discarded"
+
+
+def test_two_warm_sessions_at_once(target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    sessions = [machine(target, cache, tmp_path) for _ in range(2)]
+    results: Dict[int, object] = {}
+
+    def work(index: int) -> None:
+        try:
+            session = sessions[index]
+            session.start()
+            console = session.boot()
+            console.run(f"echo session-{index} > /root/who", check=True)
+            outputs = [console.run(f"cat /root/who; echo {n}", check=True).output for n in range(5)]
+            results[index] = (session.warm_result, outputs, Xl(console).list()[0].name)
+        except BaseException as err:  # reported by the main thread
+            results[index] = err
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(900)
+    finally:
+        codes = [s.stop() for s in sessions]
+    for index in range(2):
+        assert not isinstance(results.get(index), BaseException), results.get(index)
+        warm_result, outputs, dom0 = results[index]  # type: ignore[misc]
+        assert warm_result == "restored" and dom0 == "Domain-0"
+        assert outputs == [f"session-{index}\n{n}\n" for n in range(5)], "the sessions share a disk"
+    assert codes == [0, 0]
+    run_dirs = {s.run_dir for s in sessions}
+    sockets = {s.paths.qmp_socket for s in sessions} | {s.paths.serial_socket for s in sessions}
+    assert len(run_dirs) == 2 and len(sockets) == 4
+    assert all(s.process is not None and s.process.poll() is not None for s in sessions)
+
+
+def test_base_images_unchanged(target: Target, base_checksums: Dict[str, str], built_cache) -> None:  # type: ignore[no-untyped-def]
+    assert {str(p): sha256(p) for p in image_files(target).values()} == base_checksums
+    assert len(base_checksums) >= 4  # Xen, dom0 kernel, initrd, rootfs

@@ -22,17 +22,18 @@ XEN_GUEST_NAME ??= "${IMAGE_BASENAME}"
 python do_xen_guest_bundle_config() {
     import xenbundle
     import xenbundle.guests
+    import xenbundle.wiring
 
     link_name = d.getVar("IMAGE_LINK_NAME")
     if not link_name:
         bb.fatal("XEN_GUEST_AUTO_BUNDLE needs IMAGE_LINK_NAME (the stable name of the "
                  "deployed images) but it is empty; do not clear IMAGE_LINK_NAME for %s"
                  % d.getVar("PN"))
-    cfg = os.path.join(d.getVar("IMGDEPLOYDIR"), "xen-guest-bundle-%s.cfg" % link_name)
+    cfg = os.path.join(d.getVar("IMGDEPLOYDIR"), xenbundle.guests.bundle_config_name(link_name))
 
     value = d.getVar("XEN_GUEST_AUTO_BUNDLE") or ""
     try:
-        enabled = bb.utils.to_boolean(value)
+        enabled = xenbundle.wiring.parse_yes_no(value)
     except ValueError:
         bb.fatal("XEN_GUEST_AUTO_BUNDLE = \"%s\" is not a yes/no value; use \"1\" to deploy "
                  "the guest config or \"0\" not to" % value)

@@ -9,6 +9,8 @@ import so it is testable on its own:
 * :mod:`xenbundle.plan` - validation and the bundle plan (nothing written);
 * :mod:`xenbundle.sparse` - hole-preserving copies;
 * :mod:`xenbundle.install` - all-or-nothing installation into the rootfs.
+* :mod:`xenbundle.wiring` - parse-time wiring of the bbclasses: which recipes a host
+  waits for, which deploy-dir files are third-party inputs, per-guest settings.
 
 Typical use (what the bbclass does in ``do_rootfs``)::
 

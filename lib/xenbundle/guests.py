@@ -105,13 +105,15 @@ class GuestSettings:
         return out
 
 
-def parse_bundled_guests(value: str) -> List[BundledGuestEntry]:
+def parse_bundled_guests(value: str, *, lenient: bool = False) -> List[BundledGuestEntry]:
     """Split ``XEN_BUNDLED_GUESTS`` into entries; raise :class:`BundleError` for malformed ones.
 
     Every malformed entry is reported (position, text and the fix), not only the first.
+    With ``lenient`` malformed entries are left out instead: parse-time wiring uses
+    this, since the bundling step itself reports them when it runs.
     """
     entries, problems = _parse_bundled_guests(value)
-    if problems:
+    if problems and not lenient:
         raise BundleError(problems)
     return entries
 
@@ -189,7 +191,11 @@ def check_domain_name(name: str) -> str:
 
 
 def bundle_config_name(domain_name: str) -> str:
-    """The deterministic config file name of a generated guest config."""
+    """The deterministic config file name of a generated guest config.
+
+    Also the name an auto-bundled guest image deploys its config under, with its
+    ``IMAGE_LINK_NAME`` in place of the domain name.
+    """
     return f"xen-guest-bundle-{domain_name}.cfg"
 
 

@@ -278,3 +278,21 @@ def test_distro_check_requires_virtualization_for_linux_yocto(project):
 def test_distro_check_passes_with_features_or_own_kernel(project, conf):
     d = project.parse("xen-image-minimal", CHECKED, conf + "\n")
     assert d.getVar("__SKIPPED") is None
+
+
+# ----------------------------------------------------------------- yes/no words
+
+
+@pytest.mark.parametrize("value", ["1", "0", "y", "Y", "n", "yes", "No", "true", "FALSE", "", None,
+                                   "maybe", "on", " 1", "2"])
+def test_yes_no_words_are_bitbakes(value):
+    """xenbundle.wiring.parse_yes_no (used by the classes) reads words as bb.utils.to_boolean."""
+    import bb.utils
+    from xenbundle.wiring import parse_yes_no
+    try:
+        expected = bool(bb.utils.to_boolean(value))
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_yes_no(value)
+    else:
+        assert parse_yes_no(value) is expected

@@ -30,6 +30,12 @@ def test_every_malformed_entry_is_reported_with_position_text_and_fix():
     assert all("ROOTFS:KERNEL" in p for p in problems)
 
 
+def test_lenient_parsing_leaves_malformed_entries_out():
+    entries = parse_bundled_guests("ok.ext4:Image noColon a:b:c :Image b.ext4:zImage", lenient=True)
+    assert [(e.position, e.rootfs, e.kernel) for e in entries] == [
+        (1, "ok.ext4", "Image"), (5, "b.ext4", "zImage")]
+
+
 @pytest.mark.parametrize("rootfs,name", [
     ("xen-guest-image-minimal-qemuarm64.rootfs.ext4", "xen-guest-image-minimal-qemuarm64"),
     ("xen-guest-image-minimal-qemuarm64.rootfs-20241111222814.ext4", "xen-guest-image-minimal-qemuarm64"),

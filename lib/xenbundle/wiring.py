@@ -1,0 +1,300 @@
+"""Parse-time wiring of the bundling classes, as plain functions of variable values.
+
+While BitBake parses a host image, ``xen-ref-bundle.bbclass`` decides which guest
+image recipes the host's ``do_rootfs`` waits for and which deploy-dir files are
+third-party inputs to checksum; ``xen-ref-common.bbclass`` turns the per-guest
+``XEN_GUEST_*`` variables and their per-domain varflags into
+:class:`~xenbundle.guests.GuestSettings` and task signature dependencies.  The
+decisions are made here, from strings, lists and paths the classes read from the
+datastore, so that they can be tested without BitBake:
+
+* :func:`image_output_recipe` - the image recipe behind an oe-core image output name;
+* :func:`built_guest_recipes` and :func:`rootfs_task_depends` - what ``do_rootfs``
+  waits for;
+* :func:`third_party_inputs` - the deploy-dir files no awaited task writes, for
+  ``do_rootfs[file-checksums]``;
+* :func:`guest_settings` and :func:`settings_vardeps` - the per-guest settings;
+* :func:`parse_yes_no` and :func:`is_yes` - BitBake's yes/no words.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, List, Mapping, Optional, Set, Tuple
+
+from .errors import BundleError
+from .guests import GuestSettings, bundle_config_name, parse_bundled_guests
+from .plan import plan_bundle
+
+__all__ = [
+    "AUTO_BUNDLE_OVERRIDE_PREFIX",
+    "CONFIG_GLOB",
+    "SETTING_VARIABLES",
+    "ThirdPartyInputs",
+    "auto_bundled_recipes",
+    "built_guest_recipes",
+    "config_inputs",
+    "guest_settings",
+    "image_output_recipe",
+    "is_built_file",
+    "is_yes",
+    "parse_yes_no",
+    "rootfs_task_depends",
+    "settings_vardeps",
+    "third_party_inputs",
+]
+
+#: Deploy-dir configs that are bundled (third-party and auto-bundled ones).
+CONFIG_GLOB = "xen-guest-bundle*.cfg"
+
+#: How a configuration switches auto-bundling on for one recipe:
+#: ``XEN_GUEST_AUTO_BUNDLE:pn-<recipe> = "1"``.
+AUTO_BUNDLE_OVERRIDE_PREFIX = "XEN_GUEST_AUTO_BUNDLE:pn-"
+
+#: The variables holding per-guest settings, in :class:`GuestSettings` order.
+SETTING_VARIABLES: Tuple[str, ...] = (
+    "XEN_GUEST_MEMORY", "XEN_GUEST_VCPUS", "XEN_GUEST_VIF", "XEN_GUEST_EXTRA")
+
+# Image types oe-core deploys a root filesystem as; conversions (".qcow2",
+# ".zst", ...) may follow.
+_IMAGE_TYPES = (r"(?:ext[234]|wic|btrfs|f2fs|squashfs[a-z0-9-]*|erofs[a-z0-9-]*|cramfs|jffs2"
+                r"|ubifs|ubi|cpio|tar|hddimg|iso|img)")
+
+_TRUE_WORDS = ("y", "yes", "1", "true")
+_FALSE_WORDS = ("n", "no", "0", "false")
+
+
+def parse_yes_no(value: Optional[str]) -> bool:
+    """A yes/no variable value as BitBake's ``bb.utils.to_boolean`` reads it.
+
+    ``y``, ``yes``, ``1``, ``true`` (any case) are true; ``n``, ``no``, ``0``,
+    ``false`` and an empty or unset value are false.  Raises ``ValueError`` for
+    any other word, so that the caller can say which variable is wrong.
+    """
+    if not value:
+        return False
+    word = value.lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value")
+
+
+def is_yes(value: Optional[str]) -> bool:
+    """Like :func:`parse_yes_no`, but a word that is not yes/no counts as no.
+
+    For parse-time decisions whose task reports the bad value itself later.
+    """
+    try:
+        return parse_yes_no(value)
+    except ValueError:
+        return False
+
+
+def image_output_recipe(filename: str, image_suffix: str) -> Optional[str]:
+    """The image recipe that deploys ``filename``, if the name follows oe-core's naming.
+
+    oe-core names image outputs ``<recipe><IMAGE_MACHINE_SUFFIX><IMAGE_NAME_SUFFIX>.<type>``
+    (the link) and ``...<IMAGE_VERSION_SUFFIX>.<type>`` (the file), for example
+    ``xen-guest-image-minimal-qemuarm64.rootfs.ext4``; ``<type>`` is an image type
+    with optional conversions (``ext4``, ``ext4.qcow2``, ``wic.zst``, ``tar.bz2``, ...).
+    ``image_suffix`` is ``IMAGE_MACHINE_SUFFIX`` followed by ``IMAGE_NAME_SUFFIX``;
+    when it is empty no name can be told apart from a third-party file, so the
+    answer is ``None``, as it is for names of any other form.  Directories in
+    ``filename`` are ignored.
+    """
+    if not image_suffix:
+        return None
+    match = re.match(r"^([A-Za-z0-9][A-Za-z0-9+._-]*?)" + re.escape(image_suffix)
+                     + r"(?:-[0-9]+)?\." + _IMAGE_TYPES + r"(?:\.[A-Za-z0-9]+)*$",
+                     os.path.basename(filename))
+    return match.group(1) if match else None
+
+
+def auto_bundled_recipes(overrides: Mapping[str, Optional[str]]) -> Set[str]:
+    """Recipes for which configuration switches auto-bundling on.
+
+    ``overrides`` maps variable names such as ``XEN_GUEST_AUTO_BUNDLE:pn-<recipe>``
+    (possibly with further overrides after the recipe name) to their values; names
+    without :data:`AUTO_BUNDLE_OVERRIDE_PREFIX` and values that are not yes
+    (:func:`is_yes`) are ignored.
+    """
+    recipes: Set[str] = set()
+    for name, value in overrides.items():
+        if name.startswith(AUTO_BUNDLE_OVERRIDE_PREFIX) and is_yes(value):
+            recipe = name[len(AUTO_BUNDLE_OVERRIDE_PREFIX):].split(":")[0]
+            if recipe:
+                recipes.add(recipe)
+    return recipes
+
+
+def built_guest_recipes(bundled_guests: str, *, guest_images: Iterable[str] = (),
+                        auto_bundle_overrides: Optional[Mapping[str, Optional[str]]] = None,
+                        external: Iterable[str] = (), image_suffix: str = "") -> List[str]:
+    """Guest image recipes the host's ``do_rootfs`` must wait for, sorted.
+
+    These are ``guest_images`` (``XEN_GUEST_IMAGES``), the recipes auto-bundling is
+    switched on for (:func:`auto_bundled_recipes` of ``auto_bundle_overrides``), and
+    the recipes that the rootfs names of ``bundled_guests`` (``XEN_BUNDLED_GUESTS``)
+    point at (:func:`image_output_recipe`), except those whose rootfs name or
+    recipe is in ``external`` (``XEN_GUEST_EXTERNAL``).  Malformed
+    ``XEN_BUNDLED_GUESTS`` entries are left out: the bundling step reports them.
+    """
+    excluded = set(external)
+    recipes = set(guest_images) | auto_bundled_recipes(auto_bundle_overrides or {})
+    for entry in parse_bundled_guests(bundled_guests, lenient=True):
+        recipe = image_output_recipe(entry.rootfs, image_suffix)
+        if recipe and entry.rootfs not in excluded and recipe not in excluded:
+            recipes.add(recipe)
+    return sorted(recipes)
+
+
+def rootfs_task_depends(recipes: Iterable[str]) -> List[str]:
+    """``do_rootfs[depends]`` entries for the guest image ``recipes``.
+
+    Each recipe's ``do_image_complete`` (its deployed images and config), and the
+    kernel's ``do_deploy``, because generated guest configs usually boot the
+    kernel the host build deploys.
+    """
+    return [f"{recipe}:do_image_complete" for recipe in recipes] + ["virtual/kernel:do_deploy"]
+
+
+def is_built_file(filename: str, recipes: Iterable[str], *, image_suffix: str,
+                  kernel_imagetype: str) -> bool:
+    """True if the deploy-dir file ``filename`` comes from a task ``do_rootfs`` waits for.
+
+    Those are the kernel (``KERNEL_IMAGETYPE`` and its versioned ``<type>-...``
+    names), the image outputs of ``recipes`` and the configs these recipes deploy
+    when auto-bundled (``xen-guest-bundle-<recipe><image_suffix>.cfg``).
+    """
+    name = os.path.basename(filename)
+    if kernel_imagetype and (name == kernel_imagetype or name.startswith(kernel_imagetype + "-")):
+        return True
+    recipes = set(recipes)
+    if image_output_recipe(name, image_suffix) in recipes:
+        return True
+    return any(name == bundle_config_name(recipe + image_suffix) for recipe in recipes)
+
+
+def config_inputs(config_file: str, deploy_dir: str) -> List[str]:
+    """Files in ``deploy_dir`` that the xl config ``config_file`` refers to (best effort).
+
+    A config that does not validate yields an empty list: this is for checksumming
+    inputs at parse time, and the bundling step reports the config's problems.
+    """
+    # Planning needs a root to plan into; an empty one is enough, nothing is written.
+    with tempfile.TemporaryDirectory(prefix="xen-ref-plan-") as empty_root:
+        try:
+            plan = plan_bundle(empty_root, deploy_dir, "",
+                               config_glob=glob.escape(os.path.basename(config_file)))
+        except (ValueError, OSError):
+            return []
+    return plan.inputs()
+
+
+@dataclass(frozen=True)
+class ThirdPartyInputs:
+    """Deploy-dir files bundling reads that no task ``do_rootfs`` waits for writes.
+
+    ``files`` are absolute paths, sorted, present or not; ``configs`` are the
+    third-party ``xen-guest-bundle*.cfg`` files among them, whose contents decided
+    part of ``files`` (so a change to them must invalidate the parse result).
+    """
+
+    files: Tuple[str, ...]
+    configs: Tuple[str, ...]
+
+    def file_checksums(self) -> List[str]:
+        """``path:True|False`` entries for BitBake's ``file-checksums`` varflag.
+
+        The flag says whether the file existed when the recipe was parsed.
+        """
+        return [f"{path}:{os.path.exists(path)}" for path in self.files]
+
+
+def third_party_inputs(deploy_dir: str, bundled_guests: str, built_recipes: Iterable[str], *,
+                       image_suffix: str, kernel_imagetype: str) -> ThirdPartyInputs:
+    """The deploy-dir files of ``bundled_guests`` and deploy-dir configs not built by a task.
+
+    ``built_recipes`` are the recipes ``do_rootfs`` waits for
+    (:func:`built_guest_recipes`); files they or the kernel deploy are tracked by
+    the task dependency instead (:func:`is_built_file`).  Absolute rootfs or kernel
+    names in ``bundled_guests`` are left out; malformed entries too (the bundling
+    step reports them).  Of each third-party config, the config itself and the
+    files it refers to (:func:`config_inputs`) are inputs.
+    """
+    recipes = set(built_recipes)
+
+    def built(name: str) -> bool:
+        return is_built_file(name, recipes, image_suffix=image_suffix,
+                             kernel_imagetype=kernel_imagetype)
+
+    files: Set[str] = set()
+    for entry in parse_bundled_guests(bundled_guests, lenient=True):
+        for name in (entry.rootfs, entry.kernel):
+            if not built(name) and not os.path.isabs(name):
+                files.add(os.path.join(deploy_dir, name))
+    configs: List[str] = []
+    for config in sorted(glob.glob(os.path.join(glob.escape(deploy_dir), CONFIG_GLOB))):
+        if built(config):
+            continue
+        configs.append(config)
+        files.add(config)
+        files.update(source for source in config_inputs(config, deploy_dir) if not built(source))
+    return ThirdPartyInputs(files=tuple(sorted(files)), configs=tuple(configs))
+
+
+def guest_settings(domain: str, values: Mapping[str, Optional[str]],
+                   domain_values: Mapping[str, Optional[str]]) -> GuestSettings:
+    """The :class:`GuestSettings` of ``domain`` from the ``XEN_GUEST_*`` settings.
+
+    ``values`` maps each of :data:`SETTING_VARIABLES` to the variable's value (the
+    default of every guest) and ``domain_values`` to the value of its varflag named
+    after the domain, ``None`` when that is unset; a set varflag wins.  Values are
+    stripped; the vif setting is a whitespace-separated list.  Raises
+    :class:`BundleError` naming the variable (or ``VAR[domain]``) and the domain
+    when memory or vcpus is not a positive whole number.
+    """
+    def value(var: str) -> str:
+        flag = domain_values.get(var)
+        return (flag if flag is not None else values.get(var) or "").strip()
+
+    def number(var: str, example: str) -> int:
+        text = value(var)
+        where = f"{var}[{domain}]" if domain_values.get(var) is not None else var
+        if not text.isdigit() or int(text, 10) <= 0:
+            raise BundleError([
+                f"guest '{domain}': {where} = \"{text}\" is not a positive whole number; "
+                f"set it to e.g. \"{example}\""])
+        return int(text, 10)
+
+    return GuestSettings(
+        name=domain,
+        memory=number("XEN_GUEST_MEMORY", "512"),
+        vcpus=number("XEN_GUEST_VCPUS", "1"),
+        vif=tuple(value("XEN_GUEST_VIF").split()),
+        extra=value("XEN_GUEST_EXTRA"),
+    )
+
+
+def settings_vardeps(flags: Mapping[str, Iterable[str]], reserved: Iterable[str]) -> List[str]:
+    """Signature dependencies of the settings: each variable and its per-domain varflags.
+
+    ``flags`` maps each setting variable to the names of its varflags.  BitBake
+    hashes a variable's value but not arbitrary varflags, so every ``VAR[domain]``
+    is listed: changing one guest's setting then changes the task signature.
+    Varflags in ``reserved`` (BitBake's own) and internal ones (leading ``_``) are
+    not domains and are left out.  Order: each variable, then its varflags sorted.
+    """
+    reserved_names = set(reserved)
+    deps: List[str] = []
+    for var, names in flags.items():
+        deps.append(var)
+        deps.extend(f"{var}[{flag}]" for flag in sorted(names)
+                    if not flag.startswith("_") and flag not in reserved_names)
+    return deps

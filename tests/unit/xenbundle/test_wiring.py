@@ -1,0 +1,275 @@
+"""Tests of xenbundle.wiring: the parse-time decisions of the bundling classes.
+
+The same cases run under real BitBake in tests/bitbake/test_parse_wiring.py; here
+they are checked on plain values, with more corner cases.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from xenbundle import BundleError, GuestSettings
+from xenbundle.wiring import (SETTING_VARIABLES, auto_bundled_recipes, built_guest_recipes,
+                              config_inputs, guest_settings, image_output_recipe, is_built_file,
+                              is_yes, parse_yes_no, rootfs_task_depends, settings_vardeps,
+                              third_party_inputs)
+
+SUFFIX = "-qemuarm64.rootfs"          # IMAGE_MACHINE_SUFFIX + IMAGE_NAME_SUFFIX
+GUEST_LINK = "xen-guest-image-minimal" + SUFFIX
+KERNEL = "Image"
+
+
+# ----------------------------------------------------------------- yes/no words
+
+
+@pytest.mark.parametrize("value", ["1", "y", "Y", "yes", "YES", "true", "True"])
+def test_yes_words(value):
+    assert parse_yes_no(value) is True
+    assert is_yes(value) is True
+
+
+@pytest.mark.parametrize("value", ["0", "n", "no", "No", "false", "FALSE", "", None])
+def test_no_words_and_empty(value):
+    assert parse_yes_no(value) is False
+    assert is_yes(value) is False
+
+
+@pytest.mark.parametrize("value", ["maybe", "on", "2", " 1", "yes please"])
+def test_other_words_are_errors_or_no(value):
+    with pytest.raises(ValueError, match="not a yes/no value"):
+        parse_yes_no(value)
+    assert is_yes(value) is False
+
+
+# ----------------------------------------------------------------- image output names
+
+
+@pytest.mark.parametrize("name, recipe", [
+    (GUEST_LINK + ".ext4", "xen-guest-image-minimal"),
+    ("my-guest" + SUFFIX + "-20261126120000.ext4.qcow2", "my-guest"),
+    ("my-guest" + SUFFIX + ".wic.zst", "my-guest"),
+    ("core-image-x" + SUFFIX + ".tar.bz2", "core-image-x"),
+    ("g" + SUFFIX + ".squashfs-xz", "g"),
+    ("/abs/dir/" + GUEST_LINK + ".ext3", "xen-guest-image-minimal"),
+    ("lib32-guest+x" + SUFFIX + ".cpio.gz", "lib32-guest+x"),
+])
+def test_image_output_names_map_to_their_recipe(name, recipe):
+    assert image_output_recipe(name, SUFFIX) == recipe
+
+
+@pytest.mark.parametrize("name", [
+    "vendor.img",                       # no suffix
+    "Image",
+    GUEST_LINK + ".cfg",                # not an image type
+    GUEST_LINK + ".ext4x",
+    GUEST_LINK + "-abc.ext4",           # only digits are a version
+    SUFFIX + ".ext4",                   # no recipe name
+    "guest-qemuarm64.ext4",             # machine suffix only
+])
+def test_other_names_map_to_nothing(name):
+    assert image_output_recipe(name, SUFFIX) is None
+
+
+def test_empty_suffix_maps_nothing():
+    assert image_output_recipe("guest.ext4", "") is None
+
+
+def test_custom_suffix_is_taken_literally():
+    assert image_output_recipe("guest2-qemuarm64.ext4", "-qemuarm64") == "guest2"
+    # "." in the suffix is not a regex wildcard.
+    assert image_output_recipe("guest-qemuarm64Xrootfs.ext4", SUFFIX) is None
+
+
+# ----------------------------------------------------------------- awaited recipes
+
+
+def test_recipes_inferred_from_bundled_rootfs_names():
+    bundled = "%s.ext4:Image my-guest%s-20261126120000.ext4.qcow2:Image vendor.img:vmlinuz" % (
+        GUEST_LINK, SUFFIX)
+    assert built_guest_recipes(bundled, image_suffix=SUFFIX) == ["my-guest", "xen-guest-image-minimal"]
+
+
+def test_recipes_from_guest_images_and_auto_bundle_overrides():
+    overrides = {
+        "XEN_GUEST_AUTO_BUNDLE:pn-auto-guest": "1",
+        "XEN_GUEST_AUTO_BUNDLE:pn-off-guest": "0",
+        "XEN_GUEST_AUTO_BUNDLE:pn-odd-guest": "maybe",
+        "XEN_GUEST_AUTO_BUNDLE:pn-layered:qemuarm64": "yes",
+        "XEN_GUEST_AUTO_BUNDLE": "1",       # the plain variable names no recipe
+    }
+    assert auto_bundled_recipes(overrides) == {"auto-guest", "layered"}
+    assert built_guest_recipes("", guest_images=["listed-guest"], auto_bundle_overrides=overrides,
+                               image_suffix=SUFFIX) == ["auto-guest", "layered", "listed-guest"]
+
+
+def test_external_opt_out_by_file_or_recipe():
+    bundled = "vendor%s.ext4:Image other%s.ext4:Image mine%s.ext4:Image" % (SUFFIX, SUFFIX, SUFFIX)
+    assert built_guest_recipes(bundled, external=["vendor%s.ext4" % SUFFIX, "other"],
+                               image_suffix=SUFFIX) == ["mine"]
+
+
+def test_custom_name_suffixes():
+    bundled = "%s.ext4:Image guest2-qemuarm64.ext4:Image" % GUEST_LINK
+    assert built_guest_recipes(bundled, image_suffix="-qemuarm64") == ["guest2"]
+
+
+def test_malformed_entries_are_ignored_while_parsing():
+    bundled = "noColon%s.ext4 a%s.ext4:b:c :Image ok%s.ext4:Image" % (SUFFIX, SUFFIX, SUFFIX)
+    assert built_guest_recipes(bundled, image_suffix=SUFFIX) == ["ok"]
+
+
+def test_rootfs_depends_end_with_the_kernel():
+    assert rootfs_task_depends(["a", "b"]) == [
+        "a:do_image_complete", "b:do_image_complete", "virtual/kernel:do_deploy"]
+    assert rootfs_task_depends([]) == ["virtual/kernel:do_deploy"]
+
+
+# ----------------------------------------------------------------- built files
+
+
+@pytest.mark.parametrize("name, built", [
+    ("Image", True),
+    ("Image--6.6-r0-qemuarm64-20261126.bin", True),
+    ("Imagex", False),
+    (GUEST_LINK + ".ext4", True),
+    ("/deploy/" + GUEST_LINK + "-20261126.ext4", True),
+    ("xen-guest-bundle-%s.cfg" % GUEST_LINK, True),
+    ("xen-guest-bundle-other%s.cfg" % SUFFIX, False),
+    ("other%s.ext4" % SUFFIX, False),
+    ("vendor.img", False),
+])
+def test_built_files(name, built):
+    assert is_built_file(name, ["xen-guest-image-minimal"], image_suffix=SUFFIX,
+                         kernel_imagetype=KERNEL) is built
+
+
+def test_no_kernel_type_means_no_kernel_files():
+    assert not is_built_file("Image", [], image_suffix=SUFFIX, kernel_imagetype="")
+
+
+# ----------------------------------------------------------------- third-party inputs
+
+
+VENDOR_CFG = 'name = "vendor"\nmemory = 64\ndisk = [ "file:vendor.img,xvda,rw" ]\nkernel = "vendor-kernel"\n'
+
+
+def test_third_party_inputs_leave_out_built_files(tmp_path):
+    dep = tmp_path
+    (dep / (GUEST_LINK + ".ext4")).write_bytes(b"guest")
+    (dep / "Image").write_bytes(b"kernel")
+    (dep / "vendor.img").write_bytes(b"disk")
+    (dep / "vendor-kernel").write_bytes(b"kernel")
+    (dep / "xen-guest-bundle-vendor.cfg").write_text(VENDOR_CFG)
+    (dep / ("xen-guest-bundle-%s.cfg" % GUEST_LINK)).write_text(
+        'name = "auto"\nmemory = 64\ndisk = [ "file:%s.ext4,xvda,rw" ]\nkernel = "Image"\n' % GUEST_LINK)
+    (dep / "loose.ext4").write_bytes(b"third-party rootfs")
+    bundled = "%s.ext4:Image loose.ext4:Image missing.ext4:Image /abs/x.ext4:/abs/k bad" % GUEST_LINK
+
+    recipes = built_guest_recipes(bundled, image_suffix=SUFFIX)
+    inputs = third_party_inputs(str(dep), bundled, recipes, image_suffix=SUFFIX,
+                                kernel_imagetype=KERNEL)
+    assert inputs.configs == (str(dep / "xen-guest-bundle-vendor.cfg"),)
+    assert inputs.files == tuple(sorted(str(dep / n) for n in (
+        "loose.ext4", "missing.ext4", "vendor-kernel", "vendor.img", "xen-guest-bundle-vendor.cfg")))
+    assert inputs.file_checksums() == sorted([
+        "%s/loose.ext4:True" % dep,
+        "%s/missing.ext4:False" % dep,
+        "%s/vendor-kernel:True" % dep,
+        "%s/vendor.img:True" % dep,
+        "%s/xen-guest-bundle-vendor.cfg:True" % dep,
+    ])
+
+
+def test_third_party_inputs_of_an_empty_deploy_dir(tmp_path):
+    inputs = third_party_inputs(str(tmp_path), "", [], image_suffix=SUFFIX, kernel_imagetype=KERNEL)
+    assert inputs.files == () and inputs.configs == ()
+
+
+def test_glob_characters_in_the_deploy_dir_are_literal(tmp_path):
+    dep = tmp_path / "deploy[1]"
+    dep.mkdir()
+    (dep / "xen-guest-bundle-vendor.cfg").write_text(VENDOR_CFG)
+    (dep / "vendor.img").write_bytes(b"disk")
+    (dep / "vendor-kernel").write_bytes(b"kernel")
+    inputs = third_party_inputs(str(dep), "", [], image_suffix=SUFFIX, kernel_imagetype=KERNEL)
+    assert [os.path.basename(p) for p in inputs.files] == [
+        "vendor-kernel", "vendor.img", "xen-guest-bundle-vendor.cfg"]
+
+
+def test_config_inputs_of_a_valid_config(tmp_path):
+    (tmp_path / "xen-guest-bundle-vendor.cfg").write_text(VENDOR_CFG)
+    (tmp_path / "vendor.img").write_bytes(b"disk")
+    (tmp_path / "vendor-kernel").write_bytes(b"kernel")
+    (tmp_path / "xen-guest-bundle-other.cfg").write_text('name = "other"\nkernel = "other-kernel"\n')
+    assert config_inputs(str(tmp_path / "xen-guest-bundle-vendor.cfg"), str(tmp_path)) == sorted(
+        str(tmp_path / n) for n in ("vendor-kernel", "vendor.img", "xen-guest-bundle-vendor.cfg"))
+
+
+def test_config_inputs_of_a_broken_config_are_empty(tmp_path):
+    (tmp_path / "xen-guest-bundle-broken.cfg").write_text('name = "broken"\nmemory = = 3\n')
+    assert config_inputs(str(tmp_path / "xen-guest-bundle-broken.cfg"), str(tmp_path)) == []
+    # A config whose kernel is missing does not validate either.
+    (tmp_path / "xen-guest-bundle-vendor.cfg").write_text(VENDOR_CFG)
+    assert config_inputs(str(tmp_path / "xen-guest-bundle-vendor.cfg"), str(tmp_path)) == []
+
+
+def test_config_inputs_of_a_missing_deploy_dir_are_empty(tmp_path):
+    assert config_inputs(str(tmp_path / "nope" / "x.cfg"), str(tmp_path / "nope")) == []
+
+
+# ----------------------------------------------------------------- guest settings
+
+
+DEFAULTS = {"XEN_GUEST_MEMORY": "512", "XEN_GUEST_VCPUS": "1", "XEN_GUEST_VIF": "bridge=xenbr0",
+            "XEN_GUEST_EXTRA": "root=/dev/xvda ro console=hvc0 ip=dhcp"}
+UNSET = {var: None for var in SETTING_VARIABLES}
+
+
+def test_settings_from_the_variables():
+    assert guest_settings("web", DEFAULTS, UNSET) == GuestSettings(name="web")
+
+
+def test_domain_varflags_win_and_are_stripped():
+    flags = dict(UNSET, XEN_GUEST_MEMORY=" 768 ", XEN_GUEST_VCPUS="2",
+                 XEN_GUEST_VIF="bridge=xenbr0,mac=00:16:3e:00:00:01 bridge=xenbr1",
+                 XEN_GUEST_EXTRA="root=/dev/xvda rw console=hvc0")
+    settings = guest_settings("web", DEFAULTS, flags)
+    assert (settings.memory, settings.vcpus) == (768, 2)
+    assert settings.vif == ("bridge=xenbr0,mac=00:16:3e:00:00:01", "bridge=xenbr1")
+    assert settings.extra == "root=/dev/xvda rw console=hvc0"
+
+
+def test_an_empty_varflag_overrides_the_variable():
+    settings = guest_settings("web", DEFAULTS, dict(UNSET, XEN_GUEST_VIF=""))
+    assert settings.vif == ()
+
+
+def test_unset_variables_are_empty_settings():
+    settings = guest_settings("web", dict(DEFAULTS, XEN_GUEST_VIF=None, XEN_GUEST_EXTRA=None), UNSET)
+    assert settings.vif == () and settings.extra == ""
+
+
+@pytest.mark.parametrize("values, flags, message", [
+    (dict(DEFAULTS, XEN_GUEST_VCPUS="two"), UNSET,
+     'guest \'web\': XEN_GUEST_VCPUS = "two" is not a positive whole number; set it to e.g. "1"'),
+    (DEFAULTS, dict(UNSET, XEN_GUEST_MEMORY="lots"),
+     'guest \'web\': XEN_GUEST_MEMORY[web] = "lots" is not a positive whole number; set it to e.g. "512"'),
+    (dict(DEFAULTS, XEN_GUEST_MEMORY="0"), UNSET, 'XEN_GUEST_MEMORY = "0" is not a positive'),
+    (dict(DEFAULTS, XEN_GUEST_MEMORY=None), UNSET, 'XEN_GUEST_MEMORY = "" is not a positive'),
+    (dict(DEFAULTS, XEN_GUEST_MEMORY="-5"), UNSET, 'XEN_GUEST_MEMORY = "-5" is not a positive'),
+])
+def test_bad_numbers_name_variable_and_domain(values, flags, message):
+    with pytest.raises(BundleError) as info:
+        guest_settings("web", values, flags)
+    assert len(info.value.problems) == 1
+    assert message in info.value.problems[0]
+
+
+def test_settings_vardeps_list_domains_not_bitbake_flags():
+    flags = {"XEN_GUEST_MEMORY": ["web", "doc", "_content", "db"], "XEN_GUEST_VCPUS": [],
+             "XEN_GUEST_VIF": ["vardeps"], "XEN_GUEST_EXTRA": ["db"]}
+    assert settings_vardeps(flags, ["doc", "vardeps"]) == [
+        "XEN_GUEST_MEMORY", "XEN_GUEST_MEMORY[db]", "XEN_GUEST_MEMORY[web]",
+        "XEN_GUEST_VCPUS", "XEN_GUEST_VIF", "XEN_GUEST_EXTRA", "XEN_GUEST_EXTRA[db]"]

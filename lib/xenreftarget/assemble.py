@@ -184,8 +184,12 @@ def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
         "etc/hosts": f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n",
         "etc/shells": "/bin/sh\n/bin/bash\n",
         "etc/inittab": initscripts.inittab(),
-        # busybox ash leaves \\u empty without USER; the only account is root.
-        "etc/profile": "export PATH=/usr/sbin:/usr/bin:/sbin:/bin\nexport PS1='root@\\h:\\w\\$ '\n",
+        # The prompt a Yocto image shows, root@<host>:~#, which oe-core's QemuRunner waits for.
+        # The static busybox cannot look accounts up (getpwuid fails), so \\u is empty and \\w
+        # never abbreviates $HOME: the prompt spells out root and compares $PWD with $HOME itself.
+        "etc/profile": ("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+                        "export PS1='root@\\h:$(if [ \"$PWD\" = \"$HOME\" ]; then echo \"~\"; "
+                        "else echo \"$PWD\"; fi)\\$ '\n"),
         "etc/issue": "meta-xen-ref reference target (Debian bookworm arm64) \\n \\l\n\n",
         "etc/fstab": "# mounts are done by /etc/init.d/rcS\n",
         "etc/resolv.conf": "",

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: the harness's boot-to-shell time against a minimal pexpect boot-to-login script.
 
-Usage: ``bench/bench_boot.py TARGET [--runs N]`` (TARGET: a qemuboot.conf or YAML target).
+Usage: ``bench/bench_boot.py [TARGET] [--runs N]`` (TARGET: a qemuboot.conf or YAML target;
+default: the reference target from ``xen-ref-target show``).
 
 Both sides boot the same image with the same QEMU command line in the same run, alternating:
 
@@ -18,7 +19,6 @@ only within one run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -27,8 +27,9 @@ from typing import List
 
 import pexpect
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib import report, resolve_target  # noqa: E402
 from xenqemu.cmdline import RunPaths, build_argv  # noqa: E402
 from xenqemu.machine import QemuMachine  # noqa: E402
 from xenqemu.target import load_target  # noqa: E402
@@ -76,10 +77,11 @@ def time_harness(target_path: str, base: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target")
+    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
+    args.target = resolve_target(args.target)
     base = Path(tempfile.mkdtemp(prefix="xq-bench-runs-"))
     baseline: List[float] = []
     harness: List[float] = []
@@ -88,10 +90,9 @@ def main() -> int:
         harness.append(time_harness(args.target, base))
         print(f"run {i + 1}: baseline boot-to-login {baseline[-1]:.2f}s, "
               f"harness boot-to-shell {harness[-1]:.2f}s", flush=True)
-    b, h = statistics.median(baseline), statistics.median(harness)
-    print(f"baseline (minimal pexpect, boot to login:) median: {b:.2f}s  raw: {[round(x, 2) for x in baseline]}")
-    print(f"harness (QemuMachine.boot, boot to shell)  median: {h:.2f}s  raw: {[round(x, 2) for x in harness]}")
-    print(f"ratio harness/baseline: {h / b:.3f}")
+    report("boot", "harness cold boot to shell / minimal pexpect boot to login:",
+           "harness (QemuMachine.boot, to a shell answering)", harness,
+           "baseline (minimal pexpect, to login:)", baseline, goal=1.05)
     return 0
 
 

@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib import report  # noqa: E402
 from xenbundle import bundle_guests  # noqa: E402
 
 MiB = 1 << 20
@@ -94,6 +96,11 @@ def main() -> int:
     print(f"  median time      ours (bundle_guests): {mt:.4f} s   cp --sparse=always: {mc:.4f} s")
     print(f"  median allocated ours: {int(at)} bytes   cp: {int(ac)} bytes")
     print(f"  ratio ours/cp    time: {mt / mc:.2f}   allocated: {at / ac if ac else float('nan'):.3f}")
+    report("sparse_copy", "bundle_guests / cp --sparse=always (time)", "ours (bundle_guests)", ours_t,
+           "cp --sparse=always", cp_t,
+           extra={"allocated": {"ours_median": int(at), "cp_median": int(ac), "source": src_alloc,
+                                "ratio": round(at / ac, 4) if ac else None},
+                  "disk_gib": args.size_gib, "data_mib": args.data_mib})
     return 0
 
 

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Run every benchmark of bench/ and print their ratios with the machine they ran on.
+
+Usage: ``bench/run_all.py [TARGET] [--runs N] [--only NAME ...] [--update-readme]``
+
+TARGET is a qemuboot.conf or YAML target (default: the reference target from
+``xen-ref-target show``).  ``--runs`` is passed to every benchmark (the sparse copy benchmark
+gets ``max(N, 5)``: it takes milliseconds).  Each benchmark runs in its own process; its output
+is shown as it comes, and its ``RESULT`` line is collected.  At the end a Markdown table of the
+ratios and medians is printed, headed by the machine's facts (nproc, CPU model, load average
+before and after, QEMU version); ``--update-readme`` also writes it into bench/README.md between
+the ``<!-- results:begin -->`` and ``<!-- results:end -->`` lines.  The exit status is 1 if a
+benchmark failed (a goal not met is reported, not a failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from benchlib import ROOT, machine_facts, resolve_target  # noqa: E402
+
+BENCHMARKS = {
+    "warm": "bench_warm.py",
+    "boot": "bench_boot.py",
+    "guest": "bench_guest.py",
+    "sparse": "bench_sparse_copy.py",
+}
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def run_one(name: str, target: str, runs: int) -> List[Dict[str, object]]:
+    """Run one benchmark script, echo its output, return its RESULT records."""
+    script = HERE / BENCHMARKS[name]
+    if name == "sparse":
+        argv = [sys.executable, str(script), "--runs", str(max(runs, 5))]
+    else:
+        argv = [sys.executable, str(script), target, "--runs", str(runs)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    print(f"== {name}: {' '.join(argv[1:])}", flush=True)
+    results: List[Dict[str, object]] = []
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("RESULT "):
+            results.append(json.loads(line[len("RESULT "):]))
+        else:
+            print(f"   {line}", end="", flush=True)
+    if process.wait() != 0:
+        raise RuntimeError(f"benchmark {name} failed with status {process.returncode}")
+    print(f"== {name} done in {time.monotonic() - started:.0f}s", flush=True)
+    return results
+
+
+def markdown(results: List[Dict[str, object]], before: Dict[str, str], after: Dict[str, str], runs: int) -> str:
+    """The results table with the machine facts."""
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `bench/run_all.py --runs {runs}` on: "
+        f"{before['nproc']} CPUs ({before['cpu'] or 'unknown CPU'}), Linux {before['kernel']}, "
+        f"{before['qemu']}; load average {before['loadavg']} before, {after['loadavg']} after "
+        "(1, 5, 15 min).",
+        "",
+        "| benchmark | ratio | goal | ours: median (raw) | baseline: median (raw) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        ours, base = r["ours"], r["base"]  # type: ignore[index]
+        goal = "" if r.get("goal") is None else f"≤ {r['goal']}"
+        verdict = "" if r.get("goal") is None else (" ✓" if r["ratio"] <= r["goal"] else " ✗")  # type: ignore[operator]
+        lines.append(f"| {r['what']} | **{r['ratio']:.3f}**{verdict} | {goal} | "
+                     f"{ours['label']}: {ours['median']:.4g} s {ours['raw']} | "  # type: ignore[index]
+                     f"{base['label']}: {base['median']:.4g} s {base['raw']} |")  # type: ignore[index]
+        if "allocated" in r:
+            alloc = r["allocated"]  # type: ignore[assignment]
+            lines.append(f"| allocated blocks, ours / cp ({r['disk_gib']} GiB disk, {r['data_mib']} MiB data) | "
+                         f"**{alloc['ratio']}** | | {alloc['ours_median']} bytes | {alloc['cp_median']} bytes |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(block: str) -> None:
+    """Replace the results block of bench/README.md."""
+    readme = HERE / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme}: no {BEGIN} ... {END} block to update")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{block}{END}{tail}", encoding="utf-8")
+    print(f"updated {readme}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), default=[],
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--update-readme", action="store_true", help="write the table into bench/README.md")
+    args = parser.parse_args()
+    names = args.only or list(BENCHMARKS)
+    target = resolve_target(args.target) if set(names) - {"sparse"} else ""
+    before = machine_facts()
+    print(f"machine: {before}", flush=True)
+    results: List[Dict[str, object]] = []
+    failed = []
+    for name in names:
+        try:
+            results.extend(run_one(name, target, args.runs))
+        except RuntimeError as err:
+            print(f"== {err}", flush=True)
+            failed.append(name)
+    after = machine_facts()
+    block = markdown(results, before, after, args.runs)
+    print("\n" + block)
+    if args.update_readme and results:
+        update_readme(block)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

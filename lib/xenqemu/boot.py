@@ -122,8 +122,10 @@ def wait_boot_phases(stream: ConsoleStream, timeouts: BootTimeouts, *,
         quiet = False
         while True:
             m = pattern.search(stream.buffer)
-            # a prompt only counts when the console pauses after it
-            if m and (not keep or quiet):
+            # A shell prompt only counts when the console pauses after it (a '#' or '$' may end
+            # a half-received boot message).  "login:" counts at once: getty flushes its input
+            # before printing it, so the user name can follow immediately.
+            if m and (not keep or quiet or "login:" in m.group(0)):
                 evidence = m.string[max(0, m.start() - 60):m.end()].strip()
                 if not keep:
                     stream.buffer = stream.buffer[m.end():]
@@ -141,7 +143,8 @@ def wait_boot_phases(stream: ConsoleStream, timeouts: BootTimeouts, *,
                                 f"{timeout:.0f}s (total {time.monotonic() - started:.0f}s).{state}\n"
                                 f"Hint: {phase.hint}.\nLast lines of the serial log:\n"
                                 + serial_tail(serial_log, fallback=stream.buffer))
-            quiet = not stream.fill(min(0.5, remaining))
+            # a prompt counts after 0.25 s without output (not in the middle of boot messages)
+            quiet = not stream.fill(min(0.25 if keep else 0.5, remaining))
         elapsed = time.monotonic() - started
         results.append(PhaseResult(phase.name, phase.description, elapsed, evidence[-120:]))
         if progress is not None:

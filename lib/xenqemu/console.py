@@ -390,7 +390,7 @@ class ConsoleChannel:
         for _ in range(3):
             marker = make_marker()
             pattern = re.compile(_tolerant(marker + ":") + r"(.*?)" + _tolerant(":I"), re.DOTALL)
-            self.last_seen = self.stream.drain(quiet=0.1, limit=0.5)
+            self.last_seen = self.stream.drain(quiet=0.05, limit=0.5)
             self.send_line(f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\"")
             m = self.stream.wait_for(pattern, deadline)
             if m is None:
@@ -403,7 +403,7 @@ class ConsoleChannel:
                 who = found
                 break
         # drop the rest of the line and the prompt
-        self.stream.drain(quiet=0.1, limit=0.3)
+        self.stream.drain(quiet=0.05, limit=0.3)
         if own_identity and self.ready and who != self.identity:
             raise ConsoleError(f"{self.name}: a different shell answered (identity {who or 'none'}, "
                                f"expected {self.identity}); is a nested console still attached?")
@@ -440,6 +440,15 @@ class ConsoleChannel:
         deadline = time.monotonic() + timeout
         login_re = re.compile(self.settings.login_prompt)
         password_re = re.compile(self.settings.password_prompt)
+        # A shell prompt at the very end of the output.  Trusted as such only on a top-level
+        # console: a nested one (xl create -c) may show the parent's prompt when the command
+        # failed, so there a probe must first tell whose shell it is.
+        shell_re = re.compile(r"[#$][ \t]*$")
+
+        def recognised(tail: str) -> bool:
+            return bool("Login incorrect" in tail or login_re.search(tail) or password_re.search(tail)
+                        or shell_re.search(tail))
+
         failures = 0
         probe = 3.0
         sent_password = False
@@ -447,15 +456,19 @@ class ConsoleChannel:
             prompt_re = re.compile(r"(?:login:|[#$])[ \t]*$")
             wait_end = min(deadline, time.monotonic() + await_prompt)
             while time.monotonic() < wait_end:
+                # "login:" counts at once (getty flushes its input before printing it); a shell
+                # prompt only after a second without output
+                if login_re.search(self.stream.buffer[-200:]):
+                    break
                 if not self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))) \
                         and prompt_re.search(self.stream.buffer):
                     break
-        else:
-            self.stream.send("\n")
+        elif not login_re.search(self.stream.buffer[-200:]):
+            self.stream.send("\n")  # no prompt waiting (the boot phases leave the login prompt)
         while time.monotonic() < deadline:
-            # read until the console is quiet for a moment (at most 2 s), then look at the tail
+            # read until a prompt shows, or until the console is quiet for a moment (at most 2 s)
             window_end = time.monotonic() + min(2.0, max(0.1, deadline - time.monotonic()))
-            while time.monotonic() < window_end:
+            while not recognised(self.stream.buffer[-200:]) and time.monotonic() < window_end:
                 if not self.stream.fill(0.5):
                     break
             tail = self.stream.buffer[-200:]
@@ -469,8 +482,8 @@ class ConsoleChannel:
                                      "check the password (password=...)")
                 continue
             if login_re.search(tail):
+                # getty flushes its input before printing the prompt, so the name can go now
                 self.stream.buffer = ""
-                time.sleep(0.2)
                 self.send_line(user)
                 continue
             if password_re.search(tail):
@@ -478,6 +491,10 @@ class ConsoleChannel:
                 self.send_line(password or "")
                 sent_password = True
                 continue
+            if self.parent is None and shell_re.search(tail):
+                # a top-level shell at its prompt: install the helpers; their sync checks it
+                self._install_helpers()
+                return
             try:
                 who = self.sync(timeout=min(probe, max(1.0, deadline - time.monotonic())), own_identity=False)
             except ConsoleTimeout:

@@ -300,7 +300,7 @@ class QemuMachine:
         if self._socket_dir is not None:
             for name in ("qmp.sock", "serial.sock"):
                 link = self.run_dir / name
-                if not link.exists():
+                if not link.is_symlink():  # (dangling after a failed warm attempt: kept)
                     link.symlink_to(self._socket_dir / name)
 
     def _wait_sockets(self, timeout: float) -> None:

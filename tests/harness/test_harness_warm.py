@@ -248,6 +248,44 @@ def test_two_warm_sessions_at_once(target: Target, built_cache, tmp_path: Path) 
     assert all(s.process is not None and s.process.poll() is not None for s in sessions)
 
 
+XDIST_TEST = """
+import json, os, time
+
+def test_worker_session(xen_host):
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    xen_host.run(f"echo {worker} > /root/worker")
+    seen = [xen_host.run("cat /root/worker").output.strip() for _ in range(3)]
+    record = {"worker": worker, "run_dir": str(xen_host.run_dir), "warm": xen_host.machine.warm_result,
+              "seen": seen, "dom0": xen_host.xl.list()[0].name,
+              "qmp": str(xen_host.machine.paths.qmp_socket), "start": time.time()}
+    with open(os.path.join(os.environ["XQ_OUT"], worker + ".json"), "w") as f:
+        json.dump(record, f)
+"""
+
+
+def test_pytest_xdist_workers_each_start_warm(target: Target, built_cache, tmp_path: Path,
+                                               pytester: pytest.Pytester) -> None:  # type: ignore[no-untyped-def]
+    cache, _ = built_cache
+    out = tmp_path / "out"
+    out.mkdir()
+    pytester.makepyfile(test_xdist_warm=XDIST_TEST)
+    os.environ["XQ_OUT"] = str(out)
+    try:
+        result = pytester.runpytest_subprocess(
+            "-n", "2", "--dist", "each", "-p", "no:cacheprovider", "--xenqemu-target", str(target.source),
+            "--xenqemu-warm", "--xenqemu-snapshot-cache", str(cache), "--xenqemu-run-dir", str(tmp_path / "runs"),
+            timeout=1800)
+    finally:
+        del os.environ["XQ_OUT"]
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    assert [r["worker"] for r in records] == ["gw0", "gw1"]
+    for record in records:
+        assert record["warm"] == "restored" and record["dom0"] == "Domain-0"
+        assert record["seen"] == [record["worker"]] * 3
+    assert len({r["run_dir"] for r in records}) == 2 and len({r["qmp"] for r in records}) == 2
+
+
 def test_base_images_unchanged(target: Target, base_checksums: Dict[str, str], built_cache) -> None:  # type: ignore[no-untyped-def]
     assert {str(p): sha256(p) for p in image_files(target).values()} == base_checksums
     assert len(base_checksums) >= 4  # Xen, dom0 kernel, initrd, rootfs

@@ -1,8 +1,13 @@
-"""A real Xen host in QEMU through the pytest plugin's fixtures (needs a target).
+"""A real Xen host in QEMU, booted cold by this module (needs a target).
 
 Configure the target with ``--xenqemu-target PATH`` or ``XENQEMU_TARGET`` (for the reference
 target: the ``xen-image-minimal-qemuarm64.qemuboot.conf`` that ``xen-ref-target build`` writes).
-Without one these tests fail with the plugin's explanation: they are part of the product.
+Without one these tests fail: they are part of the product.
+
+The module boots its own host instead of using the session's ``xen_host``: that one may start
+warm (tests/e2e turn warm start on) and is powered off by the end-to-end suite's last test, and
+these tests check the cold boot phases. The plugin's fixtures are exercised by tests/e2e and by
+test_harness_plugin.py; the host here is built from the plugin's own XenHost/GuestFactory.
 """
 
 from __future__ import annotations
@@ -13,9 +18,27 @@ import sys
 
 import pytest
 
+from xenqemu import QemuMachine, Xl, load_target
 from xenqemu.pytest_plugin import GuestFactory, XenHost
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def cold_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    target = request.config.getoption("--xenqemu-target")
+    if not target:
+        pytest.fail("xenqemu: no target configured (--xenqemu-target or XENQEMU_TARGET)", pytrace=False)
+    with QemuMachine(load_target(target), base_dir=tmp_path_factory.mktemp("cold-runs")) as machine:
+        console = machine.boot()
+        yield XenHost(machine=machine, console=console, xl=Xl(console))
+
+
+@pytest.fixture
+def cold_guests(cold_host: XenHost):
+    factory = GuestFactory(cold_host)
+    yield factory
+    factory.cleanup()
 
 
 def guest_configs(host: XenHost) -> list:
@@ -25,7 +48,8 @@ def guest_configs(host: XenHost) -> list:
     return configs
 
 
-def test_dom0_boot_phases_and_xl(xen_host: XenHost) -> None:
+def test_dom0_boot_phases_and_xl(cold_host: XenHost) -> None:
+    xen_host = cold_host
     phases = [p.name for p in xen_host.machine.phases]
     assert phases == ["xen_banner", "dom0_handover", "dom0_kernel", "login_prompt", "shell"]
     domains = xen_host.xl.list()
@@ -35,7 +59,8 @@ def test_dom0_boot_phases_and_xl(xen_host: XenHost) -> None:
     assert (xen_host.run_dir / "serial.log").stat().st_size > 0
 
 
-def test_guest_create_console_detach_destroy(xen_host: XenHost, xen_guest: GuestFactory) -> None:
+def test_guest_create_console_detach_destroy(cold_host: XenHost, cold_guests: GuestFactory) -> None:
+    xen_host, xen_guest = cold_host, cold_guests
     config = guest_configs(xen_host)[0]
     name = xen_host.xl.config_name(config)
     free_before = xen_host.xl.free_memory()
@@ -50,7 +75,8 @@ def test_guest_create_console_detach_destroy(xen_host: XenHost, xen_guest: Guest
     assert xen_host.xl.free_memory() >= free_before - 4
 
 
-def test_detached_create_then_console(xen_host: XenHost, xen_guest: GuestFactory) -> None:
+def test_detached_create_then_console(cold_host: XenHost, cold_guests: GuestFactory) -> None:
+    xen_host, xen_guest = cold_host, cold_guests
     config = guest_configs(xen_host)[0]
     domain = xen_guest(config)
     assert xen_host.xl.domid(domain.name) == domain.id

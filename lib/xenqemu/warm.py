@@ -146,6 +146,7 @@ class ChecksumMemo:
         fd, tmp = tempfile.mkstemp(prefix=".checksums-", dir=self.path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(self._entries, f, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, self.path)
         self._dirty = False
 

@@ -372,13 +372,14 @@ class ConsoleChannel:
 
     # ------------------------------------------------------------------ sync and login
 
-    def sync(self, timeout: float = 30.0, own_identity: bool = True) -> str:
+    def sync(self, timeout: float = 30.0, own_identity: bool = True, first: str = "") -> str:
         """Make sure a shell answers and nothing old is pending; return the answering identity.
 
         Echoes a fresh marker with the shell's identity token and waits for it.  The identity is
         ``""`` for a shell without the helpers, this channel's or a parent's token, or ``"?"``
         when noise made it unreadable three times.  With ``own_identity`` a reply from another
         shell (e.g. the guest still attached when dom0 is expected) raises :class:`ConsoleError`.
+        ``first`` is a command run before the echo, joined with ``&&`` (no answer if it fails).
         """
         known = [""]
         channel: Optional[ConsoleChannel] = self
@@ -387,11 +388,12 @@ class ConsoleChannel:
             channel = channel.parent
         deadline = time.monotonic() + timeout
         who = "?"
-        for _ in range(3):
+        for retry in range(3):
             marker = make_marker()
             pattern = re.compile(_tolerant(marker + ":") + r"(.*?)" + _tolerant(":I"), re.DOTALL)
             self.last_seen = self.stream.drain(quiet=0.05, limit=0.5)
-            self.send_line(f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\"")
+            answer = f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\""
+            self.send_line(f"{first} && {answer}" if first and not retry else answer)
             m = self.stream.wait_for(pattern, deadline)
             if m is None:
                 raise ConsoleTimeout(f"{self.name}: no shell answered within {timeout:.0f}s; last output:\n"
@@ -509,17 +511,18 @@ class ConsoleChannel:
         raise ConsoleTimeout(f"{self.name}: no login prompt or shell within {timeout:.0f}s; last output:\n"
                              + self._tail())
 
-    def adopt(self, identity: str, timeout: float = 60.0) -> None:
+    def adopt(self, identity: str, timeout: float = 60.0, first: str = "") -> None:
         """Take over a shell whose helpers were installed earlier with identity ``identity``.
 
         For a shell restored from a VM snapshot: it waits at its prompt with the helper
         functions and ``__xq_id`` of the channel that was talking to it when the snapshot was
         saved.  One :meth:`sync` re-establishes the channel (anything else answering raises
-        :class:`ConsoleError`).
+        :class:`ConsoleError`).  ``first`` is a command run in the same round trip: the shell
+        only answers if it succeeds (a failure looks like no answer: :class:`ConsoleTimeout`).
         """
         self.identity = identity
         self.ready = True
-        self.sync(timeout=timeout)
+        self.sync(timeout=timeout, first=first)
 
     def helper_lines(self) -> List[str]:
         """The shell lines :meth:`login` sends after reaching a shell (helpers and settings)."""

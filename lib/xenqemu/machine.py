@@ -50,8 +50,7 @@ from .boot import BootError, BootTimeouts, PhaseResult, ProgressCallback, serial
 from .cmdline import RunPaths, build_argv, format_argv
 from .console import ConsoleChannel, ConsoleError, ConsoleStream, Transcript
 from .target import Target
-from .warm import (SNAPSHOT_NAME, Snapshot, SnapshotCache, SnapshotError, WarmStartWarning, key_argv,
-                   qemu_version, snapshot_key)
+from .warm import SNAPSHOT_NAME, Snapshot, SnapshotCache, SnapshotError, WarmStartWarning, key_argv, snapshot_key
 
 __all__ = ["QemuMachine", "MachineError", "QemuDied", "BootError", "BootTimeouts", "default_run_base",
            "WarmStartWarning"]
@@ -310,7 +309,7 @@ class QemuMachine:
             if time.monotonic() > end:
                 raise MachineError(f"QEMU did not create its sockets within {timeout:.0f}s; "
                                    f"see {self.run_dir}/qemu-stderr.log")
-            time.sleep(0.05)
+            time.sleep(0.01)
         self.check_alive()
 
     def _connect_serial(self) -> None:
@@ -422,7 +421,7 @@ class QemuMachine:
             memo = cache.memo()
             binary = self.argv[0]
             resolved = shutil.which(binary) or binary
-            qemu = {"binary": str(Path(resolved).resolve()), "version": qemu_version(resolved),
+            qemu = {"binary": str(Path(resolved).resolve()), "version": memo.version(Path(resolved)),
                     "sha256": memo.sha256(Path(resolved))}
             key = snapshot_key(self.target, key_argv(self.target, **self._options), user=self.user,
                                qemu=qemu, memo=memo)
@@ -503,11 +502,11 @@ class QemuMachine:
         if self.progress is not None:
             self.progress("restore", "snapshot restored", restored)
         self.qmp("cont")
-        self.console.adopt(self.warm_snapshot.identity, timeout=self.timeouts.restore)
         # dom0's clock stopped when the snapshot was saved: set it to now (Linux passes a set
-        # clock on to Xen's wallclock, which guests created later read at boot)
-        self.console.run(f"date -u -s @{int(time.time() + 0.5)} >/dev/null", timeout=self.timeouts.restore,
-                         check=True)
+        # clock on to Xen's wallclock, which guests created later read at boot).  Done in the
+        # same round trip as the sync: the shell only answers if date succeeded.
+        self.console.adopt(self.warm_snapshot.identity, timeout=self.timeouts.restore,
+                           first=f"date -u -s @{int(time.time() + 0.5)} >/dev/null")
         elapsed = time.monotonic() - self.started_at
         self.phases.append(PhaseResult("shell", "shell ready", elapsed, "clock set"))
         if self.progress is not None:

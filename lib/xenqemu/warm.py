@@ -138,6 +138,20 @@ class ChecksumMemo:
         self._dirty = True
         return digest
 
+    def version(self, binary: Path) -> str:
+        """``BINARY --version`` (first line), memoised like the checksums."""
+        resolved = Path(binary).resolve()
+        st = resolved.stat()
+        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+        key = "version:" + str(resolved)
+        entry = self._entries.get(key)
+        if entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and "version" in entry:
+            return str(entry["version"])
+        text = qemu_version(str(resolved))
+        self._entries[key] = dict(stamp, version=text)
+        self._dirty = True
+        return text
+
     def save(self) -> None:
         """Write the memo back (atomically) if it changed."""
         if self.path is None or not self._dirty:

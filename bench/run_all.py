@@ -80,6 +80,9 @@ def markdown(results: List[Dict[str, object]], before: Dict[str, str], after: Di
         lines.append(f"| {r['what']} | **{r['ratio']:.3f}**{verdict} | {goal} | "
                      f"{ours['label']}: {ours['median']:.4g} s {ours['raw']} | "  # type: ignore[index]
                      f"{base['label']}: {base['median']:.4g} s {base['raw']} |")  # type: ignore[index]
+        if "setup_median" in r:
+            lines.append(f"| of which the harness's own boot to `login:` / its login + protocol set-up | | | "
+                         f"{r['harness_login_median']} s / {r['setup_median']} s | |")
         if "allocated" in r:
             alloc = r["allocated"]  # type: ignore[assignment]
             lines.append(f"| allocated blocks, ours / cp ({r['disk_gib']} GiB disk, {r['data_mib']} MiB data) | "

@@ -391,7 +391,9 @@ class ConsoleChannel:
         for retry in range(3):
             marker = make_marker()
             pattern = re.compile(_tolerant(marker + ":") + r"(.*?)" + _tolerant(":I"), re.DOTALL)
-            self.last_seen = self.stream.drain(quiet=0.05, limit=0.5)
+            # take what is pending (for error messages); no need to wait for silence: only
+            # this marker's answer can match
+            self.last_seen = self.stream.drain(quiet=0.01, limit=0.1)
             answer = f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\""
             self.send_line(f"{first} && {answer}" if first and not retry else answer)
             m = self.stream.wait_for(pattern, deadline)
@@ -404,8 +406,9 @@ class ConsoleChannel:
             if found is not None:
                 who = found
                 break
-        # drop the rest of the line and the prompt
-        self.stream.drain(quiet=0.05, limit=0.3)
+        # drop what arrived with the answer; the prompt that follows is dropped by the next
+        # command's drain
+        self.stream.buffer = ""
         if own_identity and self.ready and who != self.identity:
             raise ConsoleError(f"{self.name}: a different shell answered (identity {who or 'none'}, "
                                f"expected {self.identity}); is a nested console still attached?")

@@ -8,7 +8,6 @@ Every test uses its own snapshot cache under pytest's tmp_path, never the user's
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import json
 import os
@@ -17,6 +16,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+from xenreftarget.packages import sha256_file
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
@@ -37,18 +38,12 @@ def target(request: pytest.FixtureRequest) -> Target:
     return load_target(path)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
 def base_checksums(target: Target) -> Dict[str, str]:
     """Checksums of the target's images before any warm-start test ran."""
-    return {str(p): sha256(p) for p in image_files(target).values()}
+    return {str(p): sha256_file(p) for p in image_files(target).values()}
 
 
 def machine(target: Target, cache: Path, tmp_path: Path, warnings_seen: List[str] | None = None,
@@ -287,5 +282,5 @@ def test_pytest_xdist_workers_each_start_warm(target: Target, built_cache, tmp_p
 
 
 def test_base_images_unchanged(target: Target, base_checksums: Dict[str, str], built_cache) -> None:  # type: ignore[no-untyped-def]
-    assert {str(p): sha256(p) for p in image_files(target).values()} == base_checksums
+    assert {str(p): sha256_file(p) for p in image_files(target).values()} == base_checksums
     assert len(base_checksums) >= 4  # Xen, dom0 kernel, initrd, rootfs

@@ -78,6 +78,18 @@ fi
 def dom0_rcs(bridge: str = "xenbr0", nic: str = "eth0") -> str:
     """dom0's ``/etc/init.d/rcS``: mounts, modules, Xen daemons, bridge with DHCP."""
     return _lines(_HEADER, _common_mounts(), _load_modules(), f"""
+# Bridge {bridge} over {nic}, as the Yocto image's network configuration does.  Set up before
+# the toolstack so that the link is up by the time DHCP starts.  A new bridge has STP off;
+# busybox's brctl lacks the stp/setfd commands anyway.
+if [ -e /sys/class/net/{nic} ]; then
+    brctl addbr {bridge}
+    brctl addif {bridge} {nic}
+    ip link set {nic} up
+    ip link set {bridge} up
+else
+    echo "rcS: no {nic}; {bridge} not created" >&2
+fi
+
 # The Xen toolstack.
 mounted /proc/xen || mount -t xenfs xenfs /proc/xen
 mkdir -p /run/xen /run/xenstored /var/lib/xen /var/log/xen
@@ -91,17 +103,16 @@ done
 xen-init-dom0 || echo "rcS: xen-init-dom0 failed" >&2
 xenconsoled --pid-file=/run/xen/xenconsoled.pid || echo "rcS: xenconsoled failed" >&2
 
-# Bridge {bridge} over {nic}, as the Yocto image's network configuration does; DHCP on the bridge.
-if [ -e /sys/class/net/{nic} ]; then
-    # A new bridge has STP off; busybox's brctl lacks the stp/setfd commands anyway.
-    brctl addbr {bridge}
-    brctl addif {bridge} {nic}
-    ip link set {nic} up
-    ip link set {bridge} up
+# DHCP on the bridge.  A DISCOVER sent before the bridge has carrier is lost, and udhcpc only
+# retries after -T seconds: wait for the carrier first (at most 5 s).
+if [ -e /sys/class/net/{bridge} ]; then
+    tries=0
+    until [ "$(cat /sys/class/net/{bridge}/carrier 2>/dev/null)" = 1 ] || [ "$tries" -ge 100 ]; do
+        tries=$((tries + 1))
+        sleep 0.05
+    done
     udhcpc -i {bridge} -s {UDHCPC_SCRIPT} -p /run/udhcpc.{bridge}.pid -b -t 10 -T 2 -A 3 \
         >/var/log/udhcpc.{bridge}.log 2>&1
-else
-    echo "rcS: no {nic}; {bridge} not created" >&2
 fi
 echo "rcS: dom0 ready"
 """)

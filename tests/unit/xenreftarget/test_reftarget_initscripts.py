@@ -19,9 +19,10 @@ def test_dom0_start_up_order_follows_the_measured_sequence():
     rcs = initscripts.dom0_rcs()
     steps = ["mount -t proc", "mount -t devtmpfs", "mount -t devpts", "tmpfs /run", "tmpfs /tmp",
              "ln -sfn /proc/self/fd /dev/fd", "/dev/stdin", "mkdir -p /run/lock",
-             "insmod", "mount -t xenfs xenfs /proc/xen", "XENSTORED_ROOTDIR=/run/xenstored xenstored",
-             "xenstore-exists /", "xen-init-dom0", "xenconsoled", "brctl addbr xenbr0",
-             "brctl addif xenbr0 eth0", "udhcpc -i xenbr0"]
+             "insmod", "brctl addbr xenbr0", "brctl addif xenbr0 eth0", "ip link set xenbr0 up",
+             "mount -t xenfs xenfs /proc/xen", "XENSTORED_ROOTDIR=/run/xenstored xenstored",
+             "xenstore-exists /", "xen-init-dom0", "xenconsoled", "/sys/class/net/xenbr0/carrier",
+             "udhcpc -i xenbr0"]
     positions = [_position(rcs, step) for step in steps]
     assert positions == sorted(positions)
     assert f"-s {initscripts.UDHCPC_SCRIPT}" in rcs  # Debian's busybox has no default script

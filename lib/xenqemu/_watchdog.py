@@ -1,6 +1,6 @@
 """Watchdog process: kills QEMU when the Python process that started it dies.
 
-Started by :class:`xenqemu.machine.QemuMachine` as ``python -m xenqemu._watchdog PIDFD PIPEFD LOG``
+Started by :class:`xenqemu.machine.QemuMachine` as ``python -I -S _watchdog.py PIDFD PIPEFD PGID LOG``
 in its own session.  It inherits a pidfd of QEMU (so a reused PID can never be hit) and the read
 end of a pipe whose only write end the parent holds.  When that pipe reports end-of-file — the
 parent exited, was killed with SIGKILL, or closed it on purpose — and QEMU still runs, the

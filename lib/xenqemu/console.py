@@ -134,20 +134,20 @@ def helper_script(identity: str, quiet_kernel: bool = True) -> List[str]:
     Part of a warm-start snapshot's key: a snapshot's shell holds the helpers of the harness
     version that saved it.
     """
-    lines = [
-        "case $- in *H*) set +H;; esac; stty cols 4000 2>/dev/null",
-        "for __xq_d in /tmp /run /dev/shm /var/tmp /; do [ -w $__xq_d ] && break; done",
-        "__xq_f=$__xq_d/.xenqemu.$$",
-        "__xq_run() { command eval \"$2\" >\"$__xq_f\" 2>&1 </dev/null; "
-        "echo $? >\"$__xq_f.rc\"; __xq_show \"$1\"; }",
-        "__xq_show() { __xq_m=$1; __xq_s=$(cat \"$__xq_f.rc\"); "
-        "__xq_h=$(md5sum <\"$__xq_f\" 2>/dev/null); printf 'B:%s\\n' \"$__xq_m\"; cat \"$__xq_f\"; "
-        "printf '\\nE:%s:%s:%.32s:%s\\n' \"$__xq_m\" \"$__xq_s\" \"$__xq_h\" \"$__xq_s\"; }",
+    # One line, as short as it can be: every byte typed into dom0's console costs about a quarter
+    # of a millisecond under TCG (Xen forwards it character by character, the shell echoes it),
+    # and each extra line would add a prompt and a round trip.  Variables are unquoted only where
+    # they cannot hold blanks.  No ``set +H`` for bash: everything the channel sends is either
+    # free of ``!`` or single-quoted (shlex.quote), where history expansion does not happen.
+    quiet = "dmesg -n 1 2>/dev/null;" if quiet_kernel else ""
+    return [
+        "stty cols 4000;" + quiet
+        + "for __xqf in /tmp /run /;do [ -w $__xqf ]&&break;done;__xqf=$__xqf/.xq$$;"
+        "__xq_run(){ command eval \"$2\" >$__xqf 2>&1 </dev/null;echo $? >$__xqf.rc;__xq_show $1;};"
+        "__xq_show(){ __xqs=$(cat $__xqf.rc);__xqh=$(md5sum <$__xqf 2>/dev/null);printf 'B:%s\\n' $1;"
+        "cat $__xqf;printf '\\nE:%s:%s:%.32s:%s\\n' $1 $__xqs \"$__xqh\" $__xqs;};"
         f"__xq_id={identity}",
     ]
-    if quiet_kernel:
-        lines.append("dmesg -n 1 2>/dev/null")
-    return lines
 
 
 class ConsoleError(RuntimeError):
@@ -393,8 +393,8 @@ class ConsoleChannel:
             pattern = re.compile(_tolerant(marker + ":") + r"(.*?)" + _tolerant(":I"), re.DOTALL)
             # take what is pending (for error messages); no need to wait for silence: only
             # this marker's answer can match
-            self.last_seen = self.stream.drain(quiet=0.01, limit=0.1)
-            answer = f"printf '%s:%s:I\\n' {_split_quoted(marker)} \"${{__xq_id-}}\""
+            self.last_seen = self.stream.drain(quiet=0.0, limit=0.1)
+            answer = f"echo {_split_quoted(marker)}:${{__xq_id-}}:I"
             self.send_line(f"{first} && {answer}" if first and not retry else answer)
             m = self.stream.wait_for(pattern, deadline)
             if m is None:
@@ -528,14 +528,16 @@ class ConsoleChannel:
         self.sync(timeout=timeout, first=first)
 
     def helper_lines(self) -> List[str]:
-        """The shell lines :meth:`login` sends after reaching a shell (helpers and settings)."""
-        return helper_script(self.identity, self.settings.quiet_kernel) + self.settings.extra_setup
+        """The shell lines :meth:`login` sends after reaching a shell (settings, then helpers)."""
+        return self.settings.extra_setup + helper_script(self.identity, self.settings.quiet_kernel)
 
     def _install_helpers(self) -> None:
-        for line in self.helper_lines():
+        # The user's extra lines first: the helper line ends with an assignment, so it can share
+        # its round trip with the sync (``first`` is joined with ``&&``) and cannot fail it.
+        for line in self.settings.extra_setup:
             self.send_line(line)
         self.ready = True
-        self.sync(timeout=60.0)
+        self.sync(timeout=60.0, first=";".join(helper_script(self.identity, self.settings.quiet_kernel)))
 
     # ------------------------------------------------------------------ commands
 
@@ -555,7 +557,8 @@ class ConsoleChannel:
         deadline = started + timeout
         marker = make_marker()
         quoted = _split_quoted(marker)
-        self.stream.drain(quiet=0.05, limit=0.3)
+        # only this marker's lines can match, so pending output is taken without waiting for silence
+        self.stream.drain(quiet=0.0, limit=0.1)
         self.send_line(f"__xq_run {quoted} {shlex.quote(command)}")
         try:
             result = self._collect(marker, quoted, command, deadline)

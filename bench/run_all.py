@@ -83,6 +83,9 @@ def markdown(results: List[Dict[str, object]], before: Dict[str, str], after: Di
         if "setup_median" in r:
             lines.append(f"| of which the harness's own boot to `login:` / its login + protocol set-up | | | "
                          f"{r['harness_login_median']} s / {r['setup_median']} s | |")
+            if "fastest_ratio" in r:
+                lines.append(f"| fastest run / fastest run (same dom0 boot mode on both sides) | "
+                             f"**{r['fastest_ratio']:.3f}** | | {min(ours['raw'])} s | {min(base['raw'])} s |")  # type: ignore[index]
         if "allocated" in r:
             alloc = r["allocated"]  # type: ignore[assignment]
             lines.append(f"| allocated blocks, ours / cp ({r['disk_gib']} GiB disk, {r['data_mib']} MiB data) | "

@@ -304,6 +304,8 @@ class ConsoleStream:
 class _Settings:
     chunk_size: int = 48
     echo_timeout: float = 3.0
+    #: seconds of silence while awaiting a prompt before a newline asks for it again
+    nudge_after: float = 5.0
     login_prompt: str = r"login:\s*$"
     password_prompt: str = r"[Pp]assword:\s*$"
     quiet_kernel: bool = True
@@ -460,14 +462,30 @@ class ConsoleChannel:
         if await_prompt > 0:
             prompt_re = re.compile(r"(?:login:|[#$])[ \t]*$")
             wait_end = min(deadline, time.monotonic() + await_prompt)
+            # (XEN) and kernel lines are not the console's own output: they neither show a
+            # prompt nor break a silence
+            meaningful = NOISE_LINE.sub("", self.stream.buffer)
+            last_output = time.monotonic()
             while time.monotonic() < wait_end:
                 # "login:" counts at once (getty flushes its input before printing it); a shell
                 # prompt only after a second without output
-                if login_re.search(self.stream.buffer[-200:]):
+                if login_re.search(meaningful[-200:]):
                     break
-                if not self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))) \
-                        and prompt_re.search(self.stream.buffer):
+                if self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))):
+                    now = NOISE_LINE.sub("", self.stream.buffer)
+                    if now != meaningful:
+                        meaningful, last_output = now, time.monotonic()
+                    continue
+                quiet_for = time.monotonic() - last_output
+                if quiet_for >= 1.0 and prompt_re.search(meaningful):
                     break
+                if quiet_for >= self.settings.nudge_after:
+                    # A console attached after the guest finished booting shows nothing: its
+                    # prompt went out before anyone listened.  A bare newline makes getty or
+                    # the shell print it again; while the guest still boots it is harmless
+                    # (getty flushes its input before printing the prompt).
+                    self.stream.send("\n")
+                    last_output = time.monotonic()
         elif not login_re.search(self.stream.buffer[-200:]):
             self.stream.send("\n")  # no prompt waiting (the boot phases leave the login prompt)
         while time.monotonic() < deadline:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -155,3 +157,23 @@ def test_quiet_shell_many_commands_fast_path(spawn_noisy: Callable[..., pexpect.
 
 def test_clean_text() -> None:
     assert clean_text("a\r\r\nb\x1b[6n\x1b[?2004hc\x07\n") == "a\nbc\n"
+
+
+def test_nested_console_attached_after_the_prompt_went_out(spawn_noisy: Callable[..., pexpect.spawn],
+                                                            shell_name: str) -> None:
+    """``xl console`` to a guest that finished booting: its login prompt was printed before
+    anyone listened, so nothing arrives.  The channel must ask for the prompt again (a bare
+    newline after a silence) instead of waiting out ``await_prompt``, which here is the whole
+    login timeout: without the newline this login fails with ConsoleTimeout.  (No random noise:
+    the silence is the point; (XEN)/kernel lines are covered by the unit tests.)"""
+    outer = ConsoleChannel(spawn_noisy(SHELLS[shell_name], quiet=True), name=shell_name, default_timeout=60)
+    outer.login(timeout=60)
+    outer.start(f"{sys.executable} {HERE / 'fake_console.py'} --login sh -i")
+    assert outer.stream.wait_for(re.compile(r"login:\s*$"), time.monotonic() + 30)
+    outer.stream.buffer = ""  # the prompt went out before the channel attached
+    guest = outer.nested("guest:booted")
+    guest.settings.nudge_after = 1.0
+    guest.login(timeout=20, await_prompt=20)
+    assert guest.run("echo attached late").output == "attached late\n"
+    assert guest.detach() is outer
+    assert outer.run("echo back").output == "back\n"

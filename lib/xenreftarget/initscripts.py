@@ -103,16 +103,19 @@ done
 xen-init-dom0 || echo "rcS: xen-init-dom0 failed" >&2
 xenconsoled --pid-file=/run/xen/xenconsoled.pid || echo "rcS: xenconsoled failed" >&2
 
-# DHCP on the bridge.  A DISCOVER sent before the bridge has carrier is lost, and udhcpc only
-# retries after -T seconds: wait for the carrier first (at most 5 s).
+# DHCP on the bridge, in the background: like systemd-networkd in the Yocto image, the console
+# login does not wait for the network (dom0's boot time would otherwise depend on when the
+# kernel reports the bridge's carrier, which varies by up to a second).  A DISCOVER sent before
+# the bridge has carrier is lost and udhcpc retries only after -T seconds: wait for it first.
 if [ -e /sys/class/net/{bridge} ]; then
-    tries=0
-    until [ "$(cat /sys/class/net/{bridge}/carrier 2>/dev/null)" = 1 ] || [ "$tries" -ge 100 ]; do
-        tries=$((tries + 1))
-        sleep 0.05
-    done
-    udhcpc -i {bridge} -s {UDHCPC_SCRIPT} -p /run/udhcpc.{bridge}.pid -b -t 10 -T 2 -A 3 \
-        >/var/log/udhcpc.{bridge}.log 2>&1
+    (
+        tries=0
+        until [ "$(cat /sys/class/net/{bridge}/carrier 2>/dev/null)" = 1 ] || [ "$tries" -ge 100 ]; do
+            tries=$((tries + 1))
+            sleep 0.05
+        done
+        exec udhcpc -f -i {bridge} -s {UDHCPC_SCRIPT} -p /run/udhcpc.{bridge}.pid -t 10 -T 2 -A 3
+    ) </dev/null >/var/log/udhcpc.{bridge}.log 2>&1 &
 fi
 echo "rcS: dom0 ready"
 """)

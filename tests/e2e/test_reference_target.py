@@ -21,6 +21,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 GUEST_NAMES = [spec.name for spec in GUESTS]
 
 
+def _address_when_up(interface: str, seconds: int) -> str:
+    """Shell command: wait up to ``seconds`` for an IPv4 address on ``interface``, then list it."""
+    listing = f"ip -4 -o addr show dev {interface}"
+    return (f"i=0; until {listing} | grep -q inet || [ $i -ge {seconds} ]; do sleep 1; i=$((i + 1)); done; "
+            f"{listing}")
+
+
 def _guest(target, name):  # type: ignore[no-untyped-def]
     found = [g for g in target.guests if g["name"] == name]
     assert found, f"guest {name} is not bundled; bundled: {[g['name'] for g in target.guests]}"
@@ -47,7 +54,8 @@ def test_dom0_runs_the_toolstack_and_the_bridge(xen_host, reference_target):
     assert domains[0].name == "Domain-0" and domains[0].in_state("r")
     assert len(domains) == 1, f"no guest should run yet: {domains}"
     assert int(xen_host.xl.info()["total_memory"]) > 0
-    bridge = xen_host.console.run("ip -4 -o addr show dev xenbr0", timeout=120)
+    # dom0's DHCP runs in the background (as systemd-networkd does in the Yocto image)
+    bridge = xen_host.console.run(_address_when_up("xenbr0", 60), timeout=120)
     assert "inet 10.0.2.15/" in bridge.output, bridge.output
     ports = xen_host.console.run("ls /sys/class/net/xenbr0/brif", timeout=60).output.split()
     assert "eth0" in ports

@@ -103,7 +103,10 @@ def test_restored_session_works_and_its_clock_is_now(target: Target, built_cache
         assert domains[0].name == "Domain-0" and len(domains) == 1
         assert console.run("cd /tmp && echo state > warm-file && cat warm-file").output == "state\n"
         assert console.run("(exit 7)").status == 7
-        assert "10.0.2.15" in console.run("ip -4 -o addr show dev xenbr0", check=True).output
+        # dom0's DHCP runs in the background: the snapshot may have been saved before the lease
+        address = console.run("i=0; until ip -4 -o addr show dev xenbr0 | grep -q inet || [ $i -ge 60 ]; "
+                              "do sleep 1; i=$((i + 1)); done; ip -4 -o addr show dev xenbr0", check=True)
+        assert "10.0.2.15" in address.output
         # the toolstack daemons came back with the VM state
         assert console.run("xenstore-read domid", check=True).output.strip() == "0"
         assert console.run("pidof xenconsoled xenstored", check=True).output.strip()

@@ -22,7 +22,7 @@ def test_dom0_start_up_order_follows_the_measured_sequence():
              "insmod", "brctl addbr xenbr0", "brctl addif xenbr0 eth0", "ip link set xenbr0 up",
              "mount -t xenfs xenfs /proc/xen", "XENSTORED_ROOTDIR=/run/xenstored xenstored",
              "xenstore-exists /", "xen-init-dom0", "xenconsoled", "/sys/class/net/xenbr0/carrier",
-             "udhcpc -i xenbr0"]
+             "udhcpc -f -i xenbr0", ") </dev/null >/var/log/udhcpc.xenbr0.log 2>&1 &"]
     positions = [_position(rcs, step) for step in steps]
     assert positions == sorted(positions)
     assert f"-s {initscripts.UDHCPC_SCRIPT}" in rcs  # Debian's busybox has no default script

@@ -77,6 +77,7 @@ BUNDLE_CONFIG_GLOB = "/etc/xen/xen-guest-bundle*.cfg"
 COMMAND_TIMEOUT = 120
 GUEST_BOOT_TIMEOUT = 600
 GUEST_DHCP_TIMEOUT = 180
+DOM0_DHCP_TIMEOUT = 120
 MEMORY_RETURN_TIMEOUT = 180
 
 
@@ -85,6 +86,17 @@ def ipv4_of(interface=None):
     """Shell command listing an interface's (or all) addresses (busybox ``ip`` may lack ``-4 -o``)."""
     device = " dev %s" % interface if interface else ""
     return "ip -4 -o addr show%s 2>/dev/null || ip addr show%s" % (device, device)
+
+
+def ipv4_of_when_up(interface, seconds):
+    """Like :func:`ipv4_of`, but first wait up to ``seconds`` for an IPv4 address to appear.
+
+    DHCP runs in the background (systemd-networkd in the image), so a test that starts right
+    after login may be there before the lease.
+    """
+    listing = ipv4_of(interface)
+    return ("i=0; while [ $i -lt %d ] && ! { %s; } | grep -q 'inet '; do sleep 1; i=$((i + 1)); done; %s"
+            % (seconds, listing, listing))
 
 
 #: ``xl list`` rounds memory to MiB and Xen keeps a few pages of dom0's allocation for itself.
@@ -253,8 +265,10 @@ class XenTest(OERuntimeTestCase):
             self.assertEqual(status, 0, "dom0 has no bridge xenbr0:\n%s" % members)
             uplinks = [port for port in members.split() if not port.startswith("vif")]
             self.assertTrue(uplinks, "xenbr0 has no uplink port (eth0/en*): %s" % members)
-            status, output = shell.run(ipv4_of("xenbr0"), timeout=COMMAND_TIMEOUT)
-        self.assertTrue(ipv4_addresses(output), "xenbr0 got no IPv4 address by DHCP:\n%s" % output)
+            status, output = shell.run(ipv4_of_when_up("xenbr0", DOM0_DHCP_TIMEOUT),
+                                       timeout=COMMAND_TIMEOUT + DOM0_DHCP_TIMEOUT)
+        self.assertTrue(ipv4_addresses(output), "xenbr0 got no IPv4 address by DHCP within %d s:\n%s"
+                        % (DOM0_DHCP_TIMEOUT, output))
 
     @OETestDepends(["xen.XenTest.test_dom0_is_up"])
     @OETimeout(300)

@@ -18,7 +18,6 @@ only within one run.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import pexpect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import report, resolve_target  # noqa: E402
+from benchlib import report, resolve_target, target_parser  # noqa: E402
 from xenqemu.cmdline import RunPaths, build_argv  # noqa: E402
 from xenqemu.machine import QemuMachine  # noqa: E402
 from xenqemu.target import load_target  # noqa: E402
@@ -82,9 +81,7 @@ def time_harness(target_path: str, base: Path) -> tuple:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = target_parser(__doc__, runs=3)
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     args.target = resolve_target(args.target)

@@ -21,7 +21,6 @@ medians and the ratios harness/script for both figures.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import pexpect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_boot import baseline_argv  # noqa: E402
-from benchlib import report, resolve_target  # noqa: E402
+from benchlib import report, resolve_target, target_parser  # noqa: E402
 from xenqemu import QemuMachine, Xl, load_target  # noqa: E402
 
 DOM0_PROMPT = r"root@qemuarm64:[^\n]*# "
@@ -97,9 +96,7 @@ def harness_lifecycle(target_path: str, config: str, name: str, base: Path) -> T
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = target_parser(__doc__, runs=3)
     parser.add_argument("--guest", default=None, help="guest config in dom0 (default: the first /etc/xen/*.cfg)")
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()

@@ -18,7 +18,6 @@ Both are timed from creating the QemuMachine to ``boot()`` returning a shell tha
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import report, resolve_target  # noqa: E402
+from benchlib import report, resolve_target, target_parser  # noqa: E402
 from xenqemu import QemuMachine, load_target  # noqa: E402
 
 
@@ -44,9 +43,7 @@ def timed_boot(target_path: str, base: Path, **options: object) -> tuple:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
-    parser.add_argument("--runs", type=int, default=5)
+    parser = target_parser(__doc__, runs=5)
     parser.add_argument("--snapshot-cache", default=None, help="cache folder (default: a temporary one)")
     args = parser.parse_args()
     target = resolve_target(args.target)

@@ -7,6 +7,7 @@ same run (alternating, so both see the same machine load); absolute TCG times de
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -30,6 +31,14 @@ def resolve_target(path: Optional[str]) -> str:
         raise SystemExit("no target given and `xen-ref-target show` failed (build it with "
                          f"`xen-ref-target build`):\n{result.stderr.strip()}")
     return str(json.loads(result.stdout)["qemuboot_conf"])
+
+
+def target_parser(doc: str, runs: int) -> argparse.ArgumentParser:
+    """An argument parser with the arguments every QEMU benchmark takes: TARGET and --runs."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
+    parser.add_argument("--runs", type=int, default=runs, help=f"runs of each side (default {runs})")
+    return parser
 
 
 def machine_facts(qemu: str = "qemu-system-aarch64") -> Dict[str, str]:

@@ -15,7 +15,6 @@ benchmark failed (a goal not met is reported, not a failure).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ from typing import Dict, List
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchlib import ROOT, machine_facts, resolve_target  # noqa: E402
+from benchlib import ROOT, machine_facts, resolve_target, target_parser  # noqa: E402
 
 BENCHMARKS = {
     "warm": "bench_warm.py",
@@ -106,9 +105,7 @@ def update_readme(block: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
+    parser = target_parser(__doc__, runs=3)
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), default=[],
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--update-readme", action="store_true", help="write the table into bench/README.md")

@@ -127,30 +127,25 @@ class ChecksumMemo:
 
     def sha256(self, file: Path) -> str:
         """The file's SHA-256 (hex), from the memo when the file is unchanged."""
-        resolved = Path(file).resolve()
-        st = resolved.stat()
-        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-        entry = self._entries.get(str(resolved))
-        if entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and "sha256" in entry:
-            return str(entry["sha256"])
-        digest = _hash_file(resolved)
-        self._entries[str(resolved)] = dict(stamp, sha256=digest)
-        self._dirty = True
-        return digest
+        return self._memoised(file, "", "sha256", _hash_file)
 
     def version(self, binary: Path) -> str:
         """``BINARY --version`` (first line), memoised like the checksums."""
-        resolved = Path(binary).resolve()
+        return self._memoised(binary, "version:", "version", lambda path: qemu_version(str(path)))
+
+    def _memoised(self, file: Path, prefix: str, field: str, compute: Callable[[Path], str]) -> str:
+        """``compute(file)``, from the memo entry ``prefix + path`` while the file is unchanged."""
+        resolved = Path(file).resolve()
         st = resolved.stat()
         stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-        key = "version:" + str(resolved)
+        key = prefix + str(resolved)
         entry = self._entries.get(key)
-        if entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and "version" in entry:
-            return str(entry["version"])
-        text = qemu_version(str(resolved))
-        self._entries[key] = dict(stamp, version=text)
+        if entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and field in entry:
+            return str(entry[field])
+        value = compute(resolved)
+        self._entries[key] = dict(stamp, **{field: value})
         self._dirty = True
-        return text
+        return value
 
     def save(self) -> None:
         """Write the memo back (atomically) if it changed."""
@@ -222,7 +217,7 @@ def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[s
     images = {}
     for role, path in image_files(target).items():
         images[role] = {"path": str(Path(path).resolve()), "sha256": memo.sha256(Path(path))}
-    protocol = hashlib.sha256("\n".join(helper_script("@IDENTITY@", quiet_kernel)).encode()).hexdigest()
+    protocol = hashlib.sha256(helper_script("@IDENTITY@", quiet_kernel).encode()).hexdigest()
     inputs: Dict[str, Any] = {
         "format": SNAPSHOT_FORMAT,
         "snapshot_name": SNAPSHOT_NAME,

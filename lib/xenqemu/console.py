@@ -128,8 +128,8 @@ def identify(region: str, known: Sequence[str]) -> Optional[str]:
     return None
 
 
-def helper_script(identity: str, quiet_kernel: bool = True) -> List[str]:
-    """The shell lines that install the command protocol's helpers with identity ``identity``.
+def helper_script(identity: str, quiet_kernel: bool = True) -> str:
+    """The shell line that installs the command protocol's helpers with identity ``identity``.
 
     Part of a warm-start snapshot's key: a snapshot's shell holds the helpers of the harness
     version that saved it.
@@ -140,14 +140,12 @@ def helper_script(identity: str, quiet_kernel: bool = True) -> List[str]:
     # they cannot hold blanks.  No ``set +H`` for bash: everything the channel sends is either
     # free of ``!`` or single-quoted (shlex.quote), where history expansion does not happen.
     quiet = "dmesg -n 1 2>/dev/null;" if quiet_kernel else ""
-    return [
-        "stty cols 4000;" + quiet
-        + "for __xqf in /tmp /run /;do [ -w $__xqf ]&&break;done;__xqf=$__xqf/.xq$$;"
-        "__xq_run(){ command eval \"$2\" >$__xqf 2>&1 </dev/null;echo $? >$__xqf.rc;__xq_show $1;};"
-        "__xq_show(){ __xqs=$(cat $__xqf.rc);__xqh=$(md5sum <$__xqf 2>/dev/null);printf 'B:%s\\n' $1;"
-        "cat $__xqf;printf '\\nE:%s:%s:%.32s:%s\\n' $1 $__xqs \"$__xqh\" $__xqs;};"
-        f"__xq_id={identity}",
-    ]
+    return ("stty cols 4000;" + quiet
+            + "for __xqf in /tmp /run /;do [ -w $__xqf ]&&break;done;__xqf=$__xqf/.xq$$;"
+            "__xq_run(){ command eval \"$2\" >$__xqf 2>&1 </dev/null;echo $? >$__xqf.rc;__xq_show $1;};"
+            "__xq_show(){ __xqs=$(cat $__xqf.rc);__xqh=$(md5sum <$__xqf 2>/dev/null);printf 'B:%s\\n' $1;"
+            "cat $__xqf;printf '\\nE:%s:%s:%.32s:%s\\n' $1 $__xqs \"$__xqh\" $__xqs;};"
+            f"__xq_id={identity}")
 
 
 class ConsoleError(RuntimeError):
@@ -545,17 +543,13 @@ class ConsoleChannel:
         self.ready = True
         self.sync(timeout=timeout, first=first)
 
-    def helper_lines(self) -> List[str]:
-        """The shell lines :meth:`login` sends after reaching a shell (settings, then helpers)."""
-        return self.settings.extra_setup + helper_script(self.identity, self.settings.quiet_kernel)
-
     def _install_helpers(self) -> None:
         # The user's extra lines first: the helper line ends with an assignment, so it can share
         # its round trip with the sync (``first`` is joined with ``&&``) and cannot fail it.
         for line in self.settings.extra_setup:
             self.send_line(line)
         self.ready = True
-        self.sync(timeout=60.0, first=";".join(helper_script(self.identity, self.settings.quiet_kernel)))
+        self.sync(timeout=60.0, first=helper_script(self.identity, self.settings.quiet_kernel))
 
     # ------------------------------------------------------------------ commands
 

@@ -135,7 +135,7 @@ def test_machine_settings_of_the_target_are_in_the_key(target) -> None:  # type:
 def test_console_protocol_is_in_the_key(target, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     memo = ChecksumMemo(None)
     base = key_of(target, memo)
-    monkeypatch.setattr(warm, "helper_script", lambda identity, quiet=True: ["__xq_id=" + identity, "v2"])
+    monkeypatch.setattr(warm, "helper_script", lambda identity, quiet=True: "__xq_id=" + identity + ";v2")
     assert describe_key_change(base.inputs, key_of(target, memo).inputs) == "console_protocol changed"
 
 

@@ -16,8 +16,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-
-from xenreftarget.packages import sha256_file
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
@@ -25,6 +23,7 @@ import pytest
 from xenqemu import QemuMachine, SnapshotCache, Target, WarmStartWarning, Xl, load_target
 from xenqemu.boot import BootTimeouts
 from xenqemu.warm import image_files
+from xenreftarget.packages import sha256_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -36,8 +35,6 @@ def target(request: pytest.FixtureRequest) -> Target:
         pytest.fail("warm-start tests need a target: pass --xenqemu-target PATH (a qemuboot.conf or "
                     "YAML target) or set XENQEMU_TARGET", pytrace=False)
     return load_target(path)
-
-
 
 
 @pytest.fixture(scope="module")

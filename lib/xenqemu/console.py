@@ -461,16 +461,20 @@ class ConsoleChannel:
             prompt_re = re.compile(r"(?:login:|[#$])[ \t]*$")
             wait_end = min(deadline, time.monotonic() + await_prompt)
             # (XEN) and kernel lines are not the console's own output: they neither show a
-            # prompt nor break a silence
-            meaningful = NOISE_LINE.sub("", self.stream.buffer)
+            # prompt nor break a silence.  Only the end of the output matters (and the buffer
+            # grows with the guest's boot messages): the last 200 characters without noise.
+            def console_tail() -> str:
+                return NOISE_LINE.sub("", self.stream.buffer[-4096:])[-200:]
+
+            meaningful = console_tail()
             last_output = time.monotonic()
             while time.monotonic() < wait_end:
                 # "login:" counts at once (getty flushes its input before printing it); a shell
                 # prompt only after a second without output
-                if login_re.search(meaningful[-200:]):
+                if login_re.search(meaningful):
                     break
                 if self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))):
-                    now = NOISE_LINE.sub("", self.stream.buffer)
+                    now = console_tail()
                     if now != meaningful:
                         meaningful, last_output = now, time.monotonic()
                     continue

@@ -23,24 +23,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
 
 import pexpect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import report, resolve_target, target_parser  # noqa: E402
-from xenqemu.cmdline import RunPaths, build_argv  # noqa: E402
-from xenqemu.machine import QemuMachine  # noqa: E402
-from xenqemu.target import load_target  # noqa: E402
+from benchlib import report, resolve_target, target_parser
+from xenqemu.cmdline import RunPaths, build_argv
+from xenqemu.machine import QemuMachine
+from xenqemu.target import load_target
 
 _HARNESS_OPTIONS = {"-qmp": 1, "-chardev": 1, "-serial": 1, "-monitor": 1, "-S": 0}
 
 
-def baseline_argv(target_path: str, run_dir: Path) -> List[str]:
+def baseline_argv(target_path: str, run_dir: Path) -> list[str]:
     """The harness's QEMU argv with its console/monitor plumbing replaced by ``-serial stdio``."""
     argv = build_argv(load_target(target_path), RunPaths.in_dir(run_dir))
-    out: List[str] = []
+    out: list[str] = []
     skip = 0
     for arg in argv:
         if skip:
@@ -86,9 +85,9 @@ def main() -> int:
     args = parser.parse_args()
     args.target = resolve_target(args.target)
     base = Path(tempfile.mkdtemp(prefix="xq-bench-runs-"))
-    baseline: List[float] = []
-    harness: List[float] = []
-    harness_login: List[float] = []
+    baseline: list[float] = []
+    harness: list[float] = []
+    harness_login: list[float] = []
     for i in range(args.runs):
         # alternate which side goes first, so that neither always follows the other's teardown
         if i % 2:

@@ -26,15 +26,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Tuple
 
 import pexpect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_boot import baseline_argv  # noqa: E402
-from benchlib import report, resolve_target, target_parser  # noqa: E402
-from xenqemu import QemuMachine, Xl, load_target  # noqa: E402
+from bench_boot import baseline_argv
+from benchlib import report, resolve_target, target_parser
+from xenqemu import QemuMachine, Xl, load_target
 
 DOM0_PROMPT = r"root@qemuarm64:[^\n]*# "
 
@@ -44,7 +43,7 @@ def guest_prompt(name: str) -> str:
     return r"root@" + re.escape(name[:60]) + r"[^\n]*# |\n[^\n]*# "
 
 
-def script_lifecycle(target_path: str, config: str, name: str, timeout: float) -> Tuple[float, float]:
+def script_lifecycle(target_path: str, config: str, name: str, timeout: float) -> tuple[float, float]:
     """The minimal pexpect script: boot, log in, then the timed guest lifecycle."""
     with tempfile.TemporaryDirectory(prefix="xq-bench-guest-") as run_dir:
         argv = baseline_argv(target_path, Path(run_dir))
@@ -78,7 +77,7 @@ def script_lifecycle(target_path: str, config: str, name: str, timeout: float) -
             child.close(force=True)
 
 
-def harness_lifecycle(target_path: str, config: str, name: str, base: Path) -> Tuple[float, float]:
+def harness_lifecycle(target_path: str, config: str, name: str, base: Path) -> tuple[float, float]:
     """The harness: boot, then the same lifecycle through Xl and the console protocol."""
     with QemuMachine(load_target(target_path), base_dir=base) as machine:
         console = machine.boot()
@@ -107,10 +106,10 @@ def main() -> int:
         config = args.guest or console.run("ls -1 /etc/xen/*.cfg | head -n 1", check=True).output.strip()
         name = Xl(console).config_name(config)
     print(f"guest {name} from {config}", flush=True)
-    script_shell: List[float] = []
-    script_whole: List[float] = []
-    harness_shell: List[float] = []
-    harness_whole: List[float] = []
+    script_shell: list[float] = []
+    script_whole: list[float] = []
+    harness_shell: list[float] = []
+    harness_whole: list[float] = []
     for i in range(args.runs):
         s, w = script_lifecycle(target, config, name, args.timeout)
         script_shell.append(s)

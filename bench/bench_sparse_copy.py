@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import report  # noqa: E402
-from xenbundle import bundle_guests  # noqa: E402
+from benchlib import report
+from xenbundle import bundle_guests
 
 MiB = 1 << 20
 

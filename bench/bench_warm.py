@@ -23,12 +23,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import report, resolve_target, target_parser  # noqa: E402
-from xenqemu import QemuMachine, load_target  # noqa: E402
+from benchlib import report, resolve_target, target_parser
+from xenqemu import QemuMachine, load_target
 
 
 def timed_boot(target_path: str, base: Path, **options: object) -> tuple:
@@ -52,8 +51,8 @@ def main() -> int:
     try:
         build_time, result = timed_boot(target, base, warm=True, snapshot_cache=cache)
         print(f"snapshot ready ({result}) in {build_time:.1f}s", flush=True)
-        cold: List[float] = []
-        warm: List[float] = []
+        cold: list[float] = []
+        warm: list[float] = []
         for i in range(args.runs):
             cold.append(timed_boot(target, base)[0])
             seconds, result = timed_boot(target, base, warm=True, snapshot_cache=cache)

@@ -13,14 +13,14 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
 
-def resolve_target(path: Optional[str]) -> str:
+def resolve_target(path: str | None) -> str:
     """``path``, or the reference target's qemuboot.conf from ``xen-ref-target show``."""
     if path:
         return path
@@ -41,7 +41,7 @@ def target_parser(doc: str, runs: int) -> argparse.ArgumentParser:
     return parser
 
 
-def machine_facts(qemu: str = "qemu-system-aarch64") -> Dict[str, str]:
+def machine_facts(qemu: str = "qemu-system-aarch64") -> dict[str, str]:
     """nproc, CPU model, load average now, QEMU version, kernel."""
     model = ""
     try:
@@ -60,13 +60,13 @@ def machine_facts(qemu: str = "qemu-system-aarch64") -> Dict[str, str]:
             "kernel": os.uname().release}
 
 
-def rounded(values: Sequence[float], digits: int = 2) -> List[float]:
+def rounded(values: Sequence[float], digits: int = 2) -> list[float]:
     """Values rounded for printing."""
     return [round(v, digits) for v in values]
 
 
 def report(name: str, what: str, ours_label: str, ours: Sequence[float], base_label: str,
-           base: Sequence[float], goal: Optional[float] = None, extra: Optional[Dict[str, object]] = None) -> None:
+           base: Sequence[float], goal: float | None = None, extra: dict[str, object] | None = None) -> None:
     """Print medians, raw values and the ratio ours/base, then the ``RESULT`` line."""
     m_ours, m_base = statistics.median(ours), statistics.median(base)
     ratio = m_ours / m_base if m_base else float("nan")

@@ -21,12 +21,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from benchlib import ROOT, machine_facts, resolve_target, target_parser  # noqa: E402
+from benchlib import ROOT, machine_facts, resolve_target, target_parser
 
 BENCHMARKS = {
     "warm": "bench_warm.py",
@@ -37,7 +36,7 @@ BENCHMARKS = {
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def run_one(name: str, target: str, runs: int) -> List[Dict[str, object]]:
+def run_one(name: str, target: str, runs: int) -> list[dict[str, object]]:
     """Run one benchmark script, echo its output, return its RESULT records."""
     script = HERE / BENCHMARKS[name]
     if name == "sparse":
@@ -46,7 +45,7 @@ def run_one(name: str, target: str, runs: int) -> List[Dict[str, object]]:
         argv = [sys.executable, str(script), target, "--runs", str(runs)]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     print(f"== {name}: {' '.join(argv[1:])}", flush=True)
-    results: List[Dict[str, object]] = []
+    results: list[dict[str, object]] = []
     started = time.monotonic()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert process.stdout is not None
@@ -61,7 +60,7 @@ def run_one(name: str, target: str, runs: int) -> List[Dict[str, object]]:
     return results
 
 
-def markdown(results: List[Dict[str, object]], before: Dict[str, str], after: Dict[str, str], runs: int) -> str:
+def markdown(results: list[dict[str, object]], before: dict[str, str], after: dict[str, str], runs: int) -> str:
     """The results table with the machine facts."""
     lines = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `bench/run_all.py --runs {runs}` on: "
@@ -114,7 +113,7 @@ def main() -> int:
     target = resolve_target(args.target) if set(names) - {"sparse"} else ""
     before = machine_facts()
     print(f"machine: {before}", flush=True)
-    results: List[Dict[str, object]] = []
+    results: list[dict[str, object]] = []
     failed = []
     for name in names:
         try:

@@ -53,9 +53,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable
 
-__all__ = ["DiskSpec", "DiskSpecError", "parse_disk", "FORMATS", "BACKEND_TYPES"]
+__all__ = ["BACKEND_TYPES", "FORMATS", "DiskSpec", "DiskSpecError", "parse_disk"]
 
 #: Values xl accepts for ``format=`` (``""`` means raw).
 FORMATS = ("raw", "qcow", "qcow2", "vhd", "empty", "qed")
@@ -67,7 +67,7 @@ SPECIFICATIONS = ("xen", "virtio")
 class DiskSpecError(ValueError):
     """A disk specification xl would refuse; ``messages`` lists every problem found."""
 
-    def __init__(self, spec: str, messages: List[str]) -> None:
+    def __init__(self, spec: str, messages: list[str]) -> None:
         self.spec = spec
         self.messages = list(messages)
         super().__init__("; ".join(self.messages))
@@ -83,28 +83,28 @@ class DiskSpec:
     written and where its target is, so that :meth:`with_target` can keep its form.
     """
 
-    target: Optional[str]
+    target: str | None
     vdev: str
     format: str = "raw"
     access: str = "rw"
     devtype: str = "disk"
-    backend: Optional[str] = None
-    backendtype: Optional[str] = None
-    script: Optional[str] = None
-    specification: Optional[str] = None
+    backend: str | None = None
+    backendtype: str | None = None
+    script: str | None = None
+    specification: str | None = None
     direct_io_safe: bool = False
-    discard: Optional[bool] = None
-    colo: Optional[bool] = None
-    colo_host: Optional[str] = None
-    colo_port: Optional[int] = None
-    colo_export: Optional[str] = None
-    active_disk: Optional[str] = None
-    hidden_disk: Optional[str] = None
-    trusted: Optional[bool] = None
-    grant_usage: Optional[bool] = None
+    discard: bool | None = None
+    colo: bool | None = None
+    colo_host: str | None = None
+    colo_port: int | None = None
+    colo_export: str | None = None
+    active_disk: str | None = None
+    hidden_disk: str | None = None
+    trusted: bool | None = None
+    grant_usage: bool | None = None
     legacy_prefix: str = ""
-    text: Optional[str] = field(default=None, compare=False)
-    target_span: Optional[Tuple[int, int]] = field(default=None, compare=False, repr=False)
+    text: str | None = field(default=None, compare=False)
+    target_span: tuple[int, int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_cdrom(self) -> bool:
@@ -116,16 +116,16 @@ class DiskSpec:
         """True when the target names a file or device path (not an empty cdrom drive)."""
         return bool(self.target)
 
-    def values(self) -> Dict[str, Union[str, int, bool, None]]:
+    def values(self) -> dict[str, str | int | bool | None]:
         """xl's values as a plain dict (the ``--disk --json`` output)."""
-        out: Dict[str, Union[str, int, bool, None]] = {}
+        out: dict[str, str | int | bool | None] = {}
         for f in fields(self):
             if f.name in ("text", "target_span"):
                 continue
             out[f.name] = getattr(self, f.name)
         return out
 
-    def semantics(self) -> Dict[str, Union[str, int, bool, None]]:
+    def semantics(self) -> dict[str, str | int | bool | None]:
         """The values that matter to xl (everything but the legacy prefix)."""
         vals = self.values()
         del vals["legacy_prefix"]
@@ -146,9 +146,9 @@ class DiskSpec:
         return self._render_keywords()
 
     def _render_keywords(self) -> str:
-        parts: List[str] = []
+        parts: list[str] = []
 
-        def put(name: str, value: Optional[str]) -> None:
+        def put(name: str, value: str | None) -> None:
             if value is None:
                 return
             _check_keyword_value(name, value)
@@ -191,7 +191,7 @@ class DiskSpec:
             raise DiskSpecError(text, [f"internal error: {text!r} does not round-trip"])
         return text
 
-    def with_target(self, new_target: str) -> "DiskSpec":
+    def with_target(self, new_target: str) -> DiskSpec:
         """This spec with its target replaced by ``new_target``, otherwise as written.
 
         The target is replaced in place in the original text (so ``file:`` prefixes
@@ -222,15 +222,15 @@ def _check_keyword_value(name: str, value: str) -> None:
 class _State:
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self.errors: List[str] = []
-        self.values: Dict[str, object] = {}
+        self.errors: list[str] = []
+        self.values: dict[str, object] = {}
         self.had_depr_prefix = False
         self.access_set = False
         self.prefix_end = 0
-        self.target_span: Optional[Tuple[int, int]] = None
+        self.target_span: tuple[int, int] | None = None
         self.stop = False
 
-    def err(self, near: Optional[str], message: str, fix: str = "") -> None:
+    def err(self, near: str | None, message: str, fix: str = "") -> None:
         text = message
         if near is not None:
             text += f": near `{near}'"
@@ -248,7 +248,7 @@ class _State:
             self.values[member] = value
 
     # savestring: a string may be set twice only when the first was empty.
-    def save(self, what: str, member: str, value: str, span: Optional[Tuple[int, int]] = None) -> None:
+    def save(self, what: str, member: str, value: str, span: tuple[int, int] | None = None) -> None:
         old = self.values.get(member)
         if old:
             self.err(value, f"{what} respecified")
@@ -314,7 +314,7 @@ def _vdev_and_devtype(st: _State, text: str) -> bool:
 
 
 def _strip_comma(text: str) -> str:
-    return text[:-1] if text.endswith(",") else text
+    return text.removesuffix(",")
 
 
 def _from_equals(text: str) -> str:
@@ -410,7 +410,7 @@ def _act_positional(st: _State, text: str, start: int, end: int) -> None:
 
 # (pattern, trailing context or None, action).  The trailing context counts for
 # the longest-match comparison but is not consumed, exactly like flex's `/`.
-_RULES: List[Tuple[str, Optional[str], _Action]] = [
+_RULES: list[tuple[str, str | None, _Action]] = [
     (r"[ \t\n]+", r"(?:[^ \t\n].*)?", _act_ignore),
     (r"format=[^,]*,?", None, _kw_call(_set_format)),
     (r"cdrom,?", None, _flag("cdrom", True)),
@@ -458,7 +458,7 @@ def _scan(st: _State) -> None:
     pos = 0
     while pos < len(text) and not st.stop:
         best_len = -1
-        best: Optional[Tuple[int, _Action]] = None
+        best: tuple[int, _Action] | None = None
         for pattern, context, action in _COMPILED:
             m = pattern.match(text, pos)
             if not m:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, List
+from collections.abc import Iterable
 
 __all__ = ["BundleError"]
 
@@ -16,7 +16,7 @@ class BundleError(ValueError):
     """
 
     def __init__(self, problems: Iterable[str]) -> None:
-        self.problems: List[str] = list(problems)
+        self.problems: list[str] = list(problems)
         if len(self.problems) == 1:
             text = self.problems[0]
         else:

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
 
 from .disk import DiskSpecError, parse_disk
 from .errors import BundleError
 from .xlcfg import parse, render_value
 
 __all__ = [
+    "IMAGE_FSTYPES",
     "BundledGuestEntry",
     "GuestSettings",
-    "IMAGE_FSTYPES",
     "auto_bundle_config",
     "bundle_config_name",
     "check_domain_name",
@@ -40,7 +40,7 @@ __all__ = [
 
 #: Image file types stripped from rootfs file names to derive a domain name
 #: (compound types first, so ``x.rootfs.ext4.qcow2`` gives ``x``).
-IMAGE_FSTYPES: Tuple[str, ...] = (
+IMAGE_FSTYPES: tuple[str, ...] = (
     "ext4.qcow2", "ext4.vmdk", "ext4.vdi", "ext4.vhd", "ext4.vhdx", "ext4.gz", "ext4.xz",
     "ext4.zst", "ext4.bz2", "wic.qcow2", "wic.vmdk", "wic.vhd", "wic.vhdx", "wic.gz",
     "wic.xz", "wic.zst", "wic.bz2",
@@ -81,16 +81,16 @@ class GuestSettings:
     name: str
     memory: int = 512
     vcpus: int = 1
-    vif: Tuple[str, ...] = ("bridge=xenbr0",)
+    vif: tuple[str, ...] = ("bridge=xenbr0",)
     extra: str = DEFAULT_EXTRA
-    type: Optional[str] = None
-    ramdisk: Optional[str] = None
+    type: str | None = None
+    ramdisk: str | None = None
     vdev: str = "xvda"
-    extra_settings: Tuple[Tuple[str, object], ...] = field(default=())
+    extra_settings: tuple[tuple[str, object], ...] = field(default=())
 
-    def problems(self) -> List[str]:
+    def problems(self) -> list[str]:
         """What is wrong with these settings (empty when they are usable)."""
-        out: List[str] = []
+        out: list[str] = []
         err = domain_name_error(self.name)
         if err:
             out.append(err)
@@ -105,7 +105,7 @@ class GuestSettings:
         return out
 
 
-def parse_bundled_guests(value: str, *, lenient: bool = False) -> List[BundledGuestEntry]:
+def parse_bundled_guests(value: str, *, lenient: bool = False) -> list[BundledGuestEntry]:
     """Split ``XEN_BUNDLED_GUESTS`` into entries; raise :class:`BundleError` for malformed ones.
 
     Every malformed entry is reported (position, text and the fix), not only the first.
@@ -118,9 +118,9 @@ def parse_bundled_guests(value: str, *, lenient: bool = False) -> List[BundledGu
     return entries
 
 
-def _parse_bundled_guests(value: str) -> Tuple[List[BundledGuestEntry], List[str]]:
-    entries: List[BundledGuestEntry] = []
-    problems: List[str] = []
+def _parse_bundled_guests(value: str) -> tuple[list[BundledGuestEntry], list[str]]:
+    entries: list[BundledGuestEntry] = []
+    problems: list[str] = []
     for position, text in enumerate((value or "").split(), start=1):
         colons = text.count(":")
         rootfs, _, kernel = text.partition(":")
@@ -160,7 +160,7 @@ def domain_name_from_rootfs(rootfs: str) -> str:
     return name[:_MAX_NAME] or "guest"
 
 
-def domain_name_error(name: object) -> Optional[str]:
+def domain_name_error(name: object) -> str | None:
     """Why ``name`` cannot be used as a bundled domain name, or ``None`` if it can.
 
     xl needs a non-empty name and reads an all-digit argument as a domain id, and
@@ -225,7 +225,7 @@ def _disk_spec(disk_file: str, vdev: str) -> str:
 
 
 def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
-                    ramdisk: Optional[str] = None, *, comment: Optional[str] = None) -> str:
+                    ramdisk: str | None = None, *, comment: str | None = None) -> str:
     """An xl configuration for a guest booting ``kernel_file`` with ``disk_file`` as root disk.
 
     ``ramdisk`` (or ``settings.ramdisk``) adds an initial ramdisk.  Paths are written as
@@ -261,7 +261,7 @@ def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
 
 
 def auto_bundle_config(settings: GuestSettings, rootfs_file: str, kernel_file: str,
-                       ramdisk: Optional[str] = None) -> str:
+                       ramdisk: str | None = None) -> str:
     """The config a guest image with ``XEN_GUEST_AUTO_BUNDLE`` deploys next to its images.
 
     Same generator as :func:`generate_config`; file names are deploy-dir names.
@@ -271,6 +271,6 @@ def auto_bundle_config(settings: GuestSettings, rootfs_file: str, kernel_file: s
                                    "for automatic bundling")
 
 
-def entries_settings(entries: Sequence[BundledGuestEntry]) -> List[str]:
+def entries_settings(entries: Sequence[BundledGuestEntry]) -> list[str]:
     """The domain names the entries get by default (in entry order)."""
     return [domain_name_from_rootfs(e.rootfs) for e in entries]

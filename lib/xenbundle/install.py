@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable
 
 from .errors import BundleError
 from .plan import BundlePlan, SettingsFactory, plan_bundle, resolve_in_root
@@ -40,11 +41,11 @@ class InstalledGuest:
 
     name: str
     config: str
-    files: List[str]
+    files: list[str]
     apparent_bytes: int
     allocated_bytes: int
     origin: str
-    autostart_link: Optional[str] = None
+    autostart_link: str | None = None
 
 
 @dataclass
@@ -55,8 +56,8 @@ class BundleResult:
     ``(apparent, allocated)`` bytes; the totals count a file shared by two guests once.
     """
 
-    guests: List[InstalledGuest] = field(default_factory=list)
-    file_sizes: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    guests: list[InstalledGuest] = field(default_factory=list)
+    file_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def apparent_bytes(self) -> int:
@@ -74,7 +75,7 @@ class _Installer:
 
     def __init__(self, rootfs: str) -> None:
         self.rootfs = os.path.realpath(rootfs)
-        self.created: List[str] = []   # host paths, in creation order
+        self.created: list[str] = []   # host paths, in creation order
 
     def host_path(self, target_path: str) -> str:
         resolved = resolve_in_root(self.rootfs, target_path)
@@ -163,12 +164,12 @@ def install_plan(plan: BundlePlan, log: Callable[[str], None] = print) -> Bundle
     """Install a validated plan into ``plan.rootfs``; on failure remove what was created."""
     installer = _Installer(plan.rootfs)
     try:
-        installed_sizes: Dict[str, Tuple[int, int]] = {}
+        installed_sizes: dict[str, tuple[int, int]] = {}
         for copy in plan.copies():
             host = installer.host_path(copy.destination)
             installer.copy_file(copy.source, host)
             installed_sizes[copy.destination] = (os.stat(host).st_size, allocated_bytes(host))
-        guests: List[InstalledGuest] = []
+        guests: list[InstalledGuest] = []
         for guest in plan.guests:
             installer.write_text(guest.text, installer.host_path(guest.config_path))
             link = guest.autostart_link
@@ -194,7 +195,7 @@ def install_plan(plan: BundlePlan, log: Callable[[str], None] = print) -> Bundle
 
 def bundle_guests(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                   config_glob: str = "xen-guest-bundle*.cfg",
-                  settings: Optional[SettingsFactory] = None,
+                  settings: SettingsFactory | None = None,
                   autostart: Iterable[str] = (),
                   log: Callable[[str], None] = print,
                   images_dir: str = "/var/lib/xen/images",

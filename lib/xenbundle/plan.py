@@ -23,17 +23,30 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable
 
 from .disk import DiskSpecError, parse_disk
 from .errors import BundleError
-from .guests import (GuestSettings, _parse_bundled_guests, bundle_config_name,
-                     domain_name_error, domain_name_from_rootfs, generate_config)
+from .guests import (
+    GuestSettings,
+    _parse_bundled_guests,
+    bundle_config_name,
+    domain_name_error,
+    domain_name_from_rootfs,
+    generate_config,
+)
 from .xlcfg import XlConfig, XlConfigError, parse, read_text
 
-__all__ = ["BundlePlan", "FileCopy", "PlannedGuest", "plan_bundle", "resolve_in_root",
-           "SettingsFactory"]
+__all__ = [
+    "BundlePlan",
+    "FileCopy",
+    "PlannedGuest",
+    "SettingsFactory",
+    "plan_bundle",
+    "resolve_in_root",
+]
 
 #: ``settings(domain_name) -> GuestSettings`` for ``XEN_BUNDLED_GUESTS`` entries.
 SettingsFactory = Callable[[str], GuestSettings]
@@ -67,9 +80,9 @@ class PlannedGuest:
     config_name: str
     origin: str
     text: str
-    copies: List[FileCopy]
+    copies: list[FileCopy]
     autostart: bool = False
-    source_config: Optional[str] = None
+    source_config: str | None = None
     config_dir: str = "/etc/xen"
 
     @property
@@ -78,7 +91,7 @@ class PlannedGuest:
         return posixpath.join(self.config_dir, self.config_name)
 
     @property
-    def autostart_link(self) -> Optional[str]:
+    def autostart_link(self) -> str | None:
         """Absolute path of the ``auto/`` link inside the host, when autostarted."""
         if not self.autostart:
             return None
@@ -93,18 +106,18 @@ class BundlePlan:
     deploy_dir: str
     images_dir: str
     config_dir: str
-    guests: List[PlannedGuest] = field(default_factory=list)
-    config_files: List[str] = field(default_factory=list)
+    guests: list[PlannedGuest] = field(default_factory=list)
+    config_files: list[str] = field(default_factory=list)
 
-    def copies(self) -> List[FileCopy]:
+    def copies(self) -> list[FileCopy]:
         """Every distinct file copy (a file shared by two guests is copied once)."""
-        seen: Dict[str, FileCopy] = {}
+        seen: dict[str, FileCopy] = {}
         for guest in self.guests:
             for copy in guest.copies:
                 seen.setdefault(copy.destination, copy)
         return list(seen.values())
 
-    def inputs(self) -> List[str]:
+    def inputs(self) -> list[str]:
         """Every deploy-dir path the plan reads (configs, names as referenced, real files).
 
         Meant for BitBake ``file-checksums``: a change to any of them must rerun the
@@ -153,7 +166,7 @@ def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
     """
     if not path.startswith("/"):
         raise ValueError(f"{path!r} is not an absolute path")
-    resolved: List[str] = []
+    resolved: list[str] = []
     pending = [c for c in path.split("/")]
     links = 0
     while pending:
@@ -182,7 +195,7 @@ def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
     return "/" + "/".join(resolved)
 
 
-def _climbs_above(base: List[str], relative: str) -> bool:
+def _climbs_above(base: list[str], relative: str) -> bool:
     depth = len(base)
     for part in relative.split("/"):
         if part == "..":
@@ -210,8 +223,8 @@ class _Source:
     config_name: str
     config: XlConfig
     generated: bool
-    source_config: Optional[str]
-    labels: Dict[str, str] = field(default_factory=dict)   # key -> word used in messages
+    source_config: str | None
+    labels: dict[str, str] = field(default_factory=dict)   # key -> word used in messages
 
 
 class _Planner:
@@ -221,20 +234,20 @@ class _Planner:
         self.deploy_real = os.path.realpath(deploy_dir)
         self.images_dir = images_dir
         self.config_dir = config_dir
-        self.problems: List[str] = []
+        self.problems: list[str] = []
 
-    def where(self, src: _Source, key: Optional[str] = None, index: Optional[int] = None) -> str:
+    def where(self, src: _Source, key: str | None = None, index: int | None = None) -> str:
         if src.generated or key is None or key not in src.config:
             return src.origin
         return f"{src.origin}:{src.config.line_of(key, index)}"
 
-    def guest_label(self, name: Optional[str], src: _Source, key: Optional[str] = None,
-                    index: Optional[int] = None) -> str:
+    def guest_label(self, name: str | None, src: _Source, key: str | None = None,
+                    index: int | None = None) -> str:
         who = f"guest '{name}'" if name else "guest"
         return f"{who} ({self.where(src, key, index)})"
 
     # --- files in the deploy directory
-    def resolve_source(self, ref: str, label: str, what: str) -> Optional[str]:
+    def resolve_source(self, ref: str, label: str, what: str) -> str | None:
         path = ref if os.path.isabs(ref) else os.path.join(self.deploy_dir, ref)
         if os.path.isabs(ref) and not _is_within(os.path.normpath(ref), self.deploy_dir.rstrip("/")) \
                 and not _is_within(os.path.realpath(ref), self.deploy_real):
@@ -265,15 +278,15 @@ class _Planner:
             return None
         return real
 
-    def destination(self, ref: str, label: str, what: str) -> Optional[str]:
+    def destination(self, ref: str, label: str, what: str) -> str | None:
         base = posixpath.basename(ref.rstrip("/"))
         if base in ("", ".", ".."):
             self.problems.append(f"{label}: {what} '{ref}' has no usable file name: name a file")
             return None
         return posixpath.join(self.images_dir, base)
 
-    def plan_copy(self, src: _Source, name: Optional[str], key: str, index: Optional[int],
-                  ref: str, what: str) -> Optional[FileCopy]:
+    def plan_copy(self, src: _Source, name: str | None, key: str, index: int | None,
+                  ref: str, what: str) -> FileCopy | None:
         label = self.guest_label(name, src, key, index)
         real = self.resolve_source(ref, label, what)
         dest = self.destination(ref, label, what)
@@ -285,8 +298,8 @@ class _Planner:
 
 
 def _load_configs(planner: _Planner, bundled_guests: str, config_glob: str,
-                  settings: Optional[SettingsFactory]) -> Tuple[List[_Source], List[str]]:
-    sources: List[_Source] = []
+                  settings: SettingsFactory | None) -> tuple[list[_Source], list[str]]:
+    sources: list[_Source] = []
     entries, problems = _parse_bundled_guests(bundled_guests)
     planner.problems.extend(problems)
     for entry in entries:
@@ -335,11 +348,11 @@ def _load_configs(planner: _Planner, bundled_guests: str, config_glob: str,
     return sources, config_files
 
 
-def _plan_guest(planner: _Planner, src: _Source) -> Optional[PlannedGuest]:
+def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
     cfg = src.config
     problems_before = len(planner.problems)
     name_value = cfg.get("name")
-    name: Optional[str] = None
+    name: str | None = None
     if name_value is None:
         planner.problems.append(f"{planner.guest_label(None, src)}: the config has no name: "
                                 "add name = \"<domain name>\" (xl requires it)")
@@ -353,8 +366,8 @@ def _plan_guest(planner: _Planner, src: _Source) -> Optional[PlannedGuest]:
         else:
             name = name_value
 
-    copies: List[FileCopy] = []
-    updates: Dict[str, Union[str, List[object]]] = {}
+    copies: list[FileCopy] = []
+    updates: dict[str, str | list[object]] = {}
     for key in FILE_KEYS:
         value = cfg.get(key)
         if value is None:
@@ -377,7 +390,7 @@ def _plan_guest(planner: _Planner, src: _Source) -> Optional[PlannedGuest]:
             planner.problems.append(f"{planner.guest_label(name, src, 'disk')}: disk must be a "
                                     "list of disk specs, e.g. disk = [ 'file:x.img,xvda,rw' ]")
         else:
-            new_disks: List[object] = []
+            new_disks: list[object] = []
             changed = False
             for index, item in enumerate(disks):
                 label = planner.guest_label(name, src, "disk", index)
@@ -414,7 +427,7 @@ def _plan_guest(planner: _Planner, src: _Source) -> Optional[PlannedGuest]:
                 updates["disk"] = new_disks
 
     # Two references in one guest to different files with the same name.
-    by_dest: Dict[str, FileCopy] = {}
+    by_dest: dict[str, FileCopy] = {}
     for copy in copies:
         other = by_dest.setdefault(copy.destination, copy)
         if other.source != copy.source:
@@ -468,7 +481,7 @@ def _check_dir_argument(planner: _Planner, value: str, argument: str) -> bool:
 
 def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                 config_glob: str = "xen-guest-bundle*.cfg",
-                settings: Optional[SettingsFactory] = None,
+                settings: SettingsFactory | None = None,
                 autostart: Iterable[str] = (),
                 images_dir: str = "/var/lib/xen/images",
                 config_dir: str = "/etc/xen") -> BundlePlan:
@@ -491,11 +504,11 @@ def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
     dirs_ok = _check_dir_argument(planner, config_dir, "config_dir") and dirs_ok
 
     sources, config_files = _load_configs(planner, bundled_guests, config_glob, settings)
-    guests: List[PlannedGuest] = []
+    guests: list[PlannedGuest] = []
     named_in_sources = {n for n in (src.config.get("name") for src in sources) if isinstance(n, str)}
-    names: Dict[str, str] = {}
-    config_names: Dict[str, str] = {}
-    destinations: Dict[str, Tuple[FileCopy, PlannedGuest]] = {}
+    names: dict[str, str] = {}
+    config_names: dict[str, str] = {}
+    destinations: dict[str, tuple[FileCopy, PlannedGuest]] = {}
     for src in sources:
         guest = _plan_guest(planner, src)
         if guest is None:
@@ -553,9 +566,9 @@ def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                       guests=guests, config_files=config_files)
 
 
-def describe(plan: BundlePlan) -> List[str]:
+def describe(plan: BundlePlan) -> list[str]:
     """Human-readable lines describing a plan (for logs)."""
-    out: List[str] = []
+    out: list[str] = []
     for g in plan.guests:
         out.append(f"guest '{g.name}' from {g.origin} -> {g.config_path}"
                    + (" (autostart)" if g.autostart else ""))

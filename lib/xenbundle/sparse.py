@@ -13,9 +13,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Iterator, Tuple
+from collections.abc import Iterator
 
-__all__ = ["copy_sparse", "allocated_bytes", "data_ranges"]
+__all__ = ["allocated_bytes", "copy_sparse", "data_ranges"]
 
 _CHUNK = 1 << 20          # read size
 _BLOCK = 4096             # zero-detection granularity (file system block size)
@@ -28,7 +28,7 @@ def allocated_bytes(path: str) -> int:
     return os.stat(path).st_blocks * 512
 
 
-def data_ranges(fd: int, size: int) -> Iterator[Tuple[int, int]]:
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of the data regions of an open file, using SEEK_DATA/SEEK_HOLE.
 
     Raises ``OSError`` (EINVAL/ENOTSUP) where the file system does not support them.

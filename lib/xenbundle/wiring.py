@@ -23,8 +23,8 @@ import glob
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, List, Mapping, Optional, Set, Tuple
 
 from .errors import BundleError
 from .guests import GuestSettings, bundle_config_name, parse_bundled_guests
@@ -56,7 +56,7 @@ CONFIG_GLOB = "xen-guest-bundle*.cfg"
 AUTO_BUNDLE_OVERRIDE_PREFIX = "XEN_GUEST_AUTO_BUNDLE:pn-"
 
 #: The variables holding per-guest settings, in :class:`GuestSettings` order.
-SETTING_VARIABLES: Tuple[str, ...] = (
+SETTING_VARIABLES: tuple[str, ...] = (
     "XEN_GUEST_MEMORY", "XEN_GUEST_VCPUS", "XEN_GUEST_VIF", "XEN_GUEST_EXTRA")
 
 # Image types oe-core deploys a root filesystem as; conversions (".qcow2",
@@ -68,7 +68,7 @@ _TRUE_WORDS = ("y", "yes", "1", "true")
 _FALSE_WORDS = ("n", "no", "0", "false")
 
 
-def parse_yes_no(value: Optional[str]) -> bool:
+def parse_yes_no(value: str | None) -> bool:
     """A yes/no variable value as BitBake's ``bb.utils.to_boolean`` reads it.
 
     ``y``, ``yes``, ``1``, ``true`` (any case) are true; ``n``, ``no``, ``0``,
@@ -85,7 +85,7 @@ def parse_yes_no(value: Optional[str]) -> bool:
     raise ValueError(f"{value!r} is not a yes/no value")
 
 
-def is_yes(value: Optional[str]) -> bool:
+def is_yes(value: str | None) -> bool:
     """Like :func:`parse_yes_no`, but a word that is not yes/no counts as no.
 
     For parse-time decisions whose task reports the bad value itself later.
@@ -96,7 +96,7 @@ def is_yes(value: Optional[str]) -> bool:
         return False
 
 
-def image_output_recipe(filename: str, image_suffix: str) -> Optional[str]:
+def image_output_recipe(filename: str, image_suffix: str) -> str | None:
     """The image recipe that deploys ``filename``, if the name follows oe-core's naming.
 
     oe-core names image outputs ``<recipe><IMAGE_MACHINE_SUFFIX><IMAGE_NAME_SUFFIX>.<type>``
@@ -116,7 +116,7 @@ def image_output_recipe(filename: str, image_suffix: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
-def auto_bundled_recipes(overrides: Mapping[str, Optional[str]]) -> Set[str]:
+def auto_bundled_recipes(overrides: Mapping[str, str | None]) -> set[str]:
     """Recipes for which configuration switches auto-bundling on.
 
     ``overrides`` maps variable names such as ``XEN_GUEST_AUTO_BUNDLE:pn-<recipe>``
@@ -124,7 +124,7 @@ def auto_bundled_recipes(overrides: Mapping[str, Optional[str]]) -> Set[str]:
     without :data:`AUTO_BUNDLE_OVERRIDE_PREFIX` and values that are not yes
     (:func:`is_yes`) are ignored.
     """
-    recipes: Set[str] = set()
+    recipes: set[str] = set()
     for name, value in overrides.items():
         if name.startswith(AUTO_BUNDLE_OVERRIDE_PREFIX) and is_yes(value):
             recipe = name[len(AUTO_BUNDLE_OVERRIDE_PREFIX):].split(":")[0]
@@ -134,8 +134,8 @@ def auto_bundled_recipes(overrides: Mapping[str, Optional[str]]) -> Set[str]:
 
 
 def built_guest_recipes(bundled_guests: str, *, guest_images: Iterable[str] = (),
-                        auto_bundle_overrides: Optional[Mapping[str, Optional[str]]] = None,
-                        external: Iterable[str] = (), image_suffix: str = "") -> List[str]:
+                        auto_bundle_overrides: Mapping[str, str | None] | None = None,
+                        external: Iterable[str] = (), image_suffix: str = "") -> list[str]:
     """Guest image recipes the host's ``do_rootfs`` must wait for, sorted.
 
     These are ``guest_images`` (``XEN_GUEST_IMAGES``), the recipes auto-bundling is
@@ -154,7 +154,7 @@ def built_guest_recipes(bundled_guests: str, *, guest_images: Iterable[str] = ()
     return sorted(recipes)
 
 
-def rootfs_task_depends(recipes: Iterable[str]) -> List[str]:
+def rootfs_task_depends(recipes: Iterable[str]) -> list[str]:
     """``do_rootfs[depends]`` entries for the guest image ``recipes``.
 
     Each recipe's ``do_image_complete`` (its deployed images and config), and the
@@ -181,7 +181,7 @@ def is_built_file(filename: str, recipes: Iterable[str], *, image_suffix: str,
     return any(name == bundle_config_name(recipe + image_suffix) for recipe in recipes)
 
 
-def config_inputs(config_file: str, deploy_dir: str) -> List[str]:
+def config_inputs(config_file: str, deploy_dir: str) -> list[str]:
     """Files in ``deploy_dir`` that the xl config ``config_file`` refers to (best effort).
 
     A config that does not validate yields an empty list: this is for checksumming
@@ -206,10 +206,10 @@ class ThirdPartyInputs:
     part of ``files`` (so a change to them must invalidate the parse result).
     """
 
-    files: Tuple[str, ...]
-    configs: Tuple[str, ...]
+    files: tuple[str, ...]
+    configs: tuple[str, ...]
 
-    def file_checksums(self) -> List[str]:
+    def file_checksums(self) -> list[str]:
         """``path:True|False`` entries for BitBake's ``file-checksums`` varflag.
 
         The flag says whether the file existed when the recipe was parsed.
@@ -234,12 +234,12 @@ def third_party_inputs(deploy_dir: str, bundled_guests: str, built_recipes: Iter
         return is_built_file(name, recipes, image_suffix=image_suffix,
                              kernel_imagetype=kernel_imagetype)
 
-    files: Set[str] = set()
+    files: set[str] = set()
     for entry in parse_bundled_guests(bundled_guests, lenient=True):
         for name in (entry.rootfs, entry.kernel):
             if not built(name) and not os.path.isabs(name):
                 files.add(os.path.join(deploy_dir, name))
-    configs: List[str] = []
+    configs: list[str] = []
     for config in sorted(glob.glob(os.path.join(glob.escape(deploy_dir), CONFIG_GLOB))):
         if built(config):
             continue
@@ -249,8 +249,8 @@ def third_party_inputs(deploy_dir: str, bundled_guests: str, built_recipes: Iter
     return ThirdPartyInputs(files=tuple(sorted(files)), configs=tuple(configs))
 
 
-def guest_settings(domain: str, values: Mapping[str, Optional[str]],
-                   domain_values: Mapping[str, Optional[str]]) -> GuestSettings:
+def guest_settings(domain: str, values: Mapping[str, str | None],
+                   domain_values: Mapping[str, str | None]) -> GuestSettings:
     """The :class:`GuestSettings` of ``domain`` from the ``XEN_GUEST_*`` settings.
 
     ``values`` maps each of :data:`SETTING_VARIABLES` to the variable's value (the
@@ -282,7 +282,7 @@ def guest_settings(domain: str, values: Mapping[str, Optional[str]],
     )
 
 
-def settings_vardeps(flags: Mapping[str, Iterable[str]], reserved: Iterable[str]) -> List[str]:
+def settings_vardeps(flags: Mapping[str, Iterable[str]], reserved: Iterable[str]) -> list[str]:
     """Signature dependencies of the settings: each variable and its per-domain varflags.
 
     ``flags`` maps each setting variable to the names of its varflags.  BitBake
@@ -292,7 +292,7 @@ def settings_vardeps(flags: Mapping[str, Iterable[str]], reserved: Iterable[str]
     not domains and are left out.  Order: each variable, then its varflags sorted.
     """
     reserved_names = set(reserved)
-    deps: List[str] = []
+    deps: list[str] = []
     for var, names in flags.items():
         deps.append(var)
         deps.extend(f"{var}[{flag}]" for flag in sorted(names)

@@ -52,22 +52,23 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Union
 
 __all__ = [
-    "Value",
-    "XlConfigError",
-    "XlConfig",
     "Assignment",
+    "Value",
+    "XlConfig",
+    "XlConfigError",
+    "main",
     "parse",
     "parse_file",
     "render_value",
-    "main",
 ]
 
 #: A setting's value as xl stores it: a string, or a (possibly nested) list of values.
-Value = Union[str, List["Value"]]
+Value = Union[str, list["Value"]]
 
 _IDENT_RE = re.compile(r"[a-z][._0-9a-z]*")
 _NUMBER_RE = re.compile(r"[0-9][0-9a-fx]*")
@@ -94,12 +95,12 @@ class XlConfigError(ValueError):
     ``(line, message)``; ``str(err)`` has one ``FILE:LINE: message`` line each.
     """
 
-    def __init__(self, filename: str, errors: Sequence[Tuple[int, str]]) -> None:
+    def __init__(self, filename: str, errors: Sequence[tuple[int, str]]) -> None:
         self.filename = filename
-        self.errors: List[Tuple[int, str]] = list(errors)
+        self.errors: list[tuple[int, str]] = list(errors)
         super().__init__("\n".join(f"{filename}:{line}: {msg}" for line, msg in self.errors))
 
-    def lines(self) -> List[str]:
+    def lines(self) -> list[str]:
         """The problems as ``"LINE: message"`` strings (the ``--json`` error form)."""
         return [f"{line}: {msg}" for line, msg in self.errors]
 
@@ -123,7 +124,7 @@ class _Lexer:
     libxlutil's ``lexerr`` start condition does, so the parser carries on after it.
     """
 
-    def __init__(self, text: str, errors: List[Tuple[int, str]], warnings: List[Tuple[int, str]]):
+    def __init__(self, text: str, errors: list[tuple[int, str]], warnings: list[tuple[int, str]]):
         self.text = text
         self.errors = errors
         self.warnings = warnings
@@ -210,7 +211,7 @@ class _Lexer:
             end += 1
         return end
 
-    def _string_end(self, pos: int) -> Optional[int]:
+    def _string_end(self, pos: int) -> int | None:
         quote = self.text[pos]
         i = pos + 1
         n = len(self.text)
@@ -230,7 +231,7 @@ class _Lexer:
 
     def _dequote(self, raw: str, line: int) -> str:
         """Decode a quoted string the way libxlutil's ``xlu__cfgl_dequote`` does."""
-        out: List[str] = []
+        out: list[str] = []
         end = len(raw) - 1
         p = 1
         while p < end:
@@ -302,7 +303,7 @@ class _Atom:
 
 @dataclass
 class _List:
-    items: List[Union["_Atom", "_List"]]
+    items: list[_Atom | _List]
     start: int
     end: int
     line: int
@@ -335,7 +336,7 @@ class _Effective:
     value: Value
     # For lists: the item nodes (possibly from several `+=` statements).
     # For strings: the atoms concatenated.
-    parts: List[_Node]
+    parts: list[_Node]
     assignment: Assignment   # the last statement for the key
     line: int                # line of the statement that started the value
 
@@ -345,9 +346,9 @@ class _Parser:
 
     def __init__(self, text: str):
         self.text = text
-        self.errors: List[Tuple[int, str]] = []
-        self.warnings: List[Tuple[int, str]] = []
-        self.assignments: List[Assignment] = []
+        self.errors: list[tuple[int, str]] = []
+        self.warnings: list[tuple[int, str]] = []
+        self.assignments: list[Assignment] = []
         self._tokens = list(_Lexer(text, self.errors, self.warnings).tokens())
         self._i = 0
 
@@ -463,7 +464,7 @@ class _Parser:
                                          f"line {nxt[0].line}: add `]'", skip=False)
 
     def _list(self, open_tok: _Token) -> _List:
-        items: List[_Node] = []
+        items: list[_Node] = []
         self._skip_list_newlines(open_tok)
         if self._peek().kind == "]":
             close = self._next()
@@ -498,9 +499,9 @@ def _node_value(node: _Node) -> Value:
 
 
 def _evaluate(assignments: Sequence[Assignment],
-              errors: List[Tuple[int, str]]) -> Dict[str, _Effective]:
+              errors: list[tuple[int, str]]) -> dict[str, _Effective]:
     """Apply assignments in order with xl's `=` / `+=` rules."""
-    result: Dict[str, _Effective] = {}
+    result: dict[str, _Effective] = {}
     for asg in assignments:
         prev = result.get(asg.key)
         node = asg.node
@@ -546,7 +547,7 @@ def _render_string(value: str, quote: str = '"') -> str:
     return "".join(out)
 
 
-def render_value(value: Union[Value, int], quote: str = '"') -> str:
+def render_value(value: Value | int, quote: str = '"') -> str:
     """Write a value in xl syntax: ints bare, strings quoted (with escapes), lists in brackets.
 
     Strings are always quoted (xl treats ``512`` and ``"512"`` alike); ``quote``
@@ -592,7 +593,7 @@ class XlConfig:
         effective = _evaluate(parser.assignments, errors)
         if errors:
             # One message per line, in line order (as a reader scans the file).
-            seen: Dict[int, str] = {}
+            seen: dict[int, str] = {}
             for line, msg in errors:
                 seen.setdefault(line, msg)
             raise XlConfigError(filename, sorted(seen.items()))
@@ -602,26 +603,26 @@ class XlConfig:
         self._effective = effective
         #: ``(line, message)`` for accepted constructs that xl does not read the way
         #: they look (e.g. numeric escapes whose character xl drops).
-        self.warnings: List[Tuple[int, str]] = parser.warnings
+        self.warnings: list[tuple[int, str]] = parser.warnings
 
     # reading
-    def settings(self) -> Dict[str, Value]:
+    def settings(self) -> dict[str, Value]:
         """Every setting with the value xl ends up with, in order of first appearance."""
         return {key: _copy(eff.value) for key, eff in self._effective.items()}
 
-    def keys(self) -> List[str]:
+    def keys(self) -> list[str]:
         """The keys that are set, in order of first appearance."""
         return list(self._effective)
 
     def __contains__(self, key: object) -> bool:
         return key in self._effective
 
-    def get(self, key: str, default: Optional[Value] = None) -> Optional[Value]:
+    def get(self, key: str, default: Value | None = None) -> Value | None:
         """The value of ``key`` (a string or a list), or ``default`` when it is not set."""
         eff = self._effective.get(key)
         return default if eff is None else _copy(eff.value)
 
-    def line_of(self, key: str, index: Optional[int] = None) -> int:
+    def line_of(self, key: str, index: int | None = None) -> int:
         """The line where ``key`` (or item ``index`` of its list value) is written.
 
         Raises ``KeyError`` when ``key`` is not set.
@@ -632,7 +633,7 @@ class XlConfig:
         return eff.assignment.line
 
     @property
-    def assignments(self) -> List[Assignment]:
+    def assignments(self) -> list[Assignment]:
         """Every assignment statement, in file order (including overridden ones)."""
         return list(self._assignments)
 
@@ -641,7 +642,7 @@ class XlConfig:
         return self._text
 
     # editing
-    def set(self, key: str, value: Union[Value, int, Sequence[object]]) -> None:
+    def set(self, key: str, value: Value | int | Sequence[object]) -> None:
         """Set ``key`` to ``value``, editing the file in place.
 
         Only the characters of the value that changes are rewritten: list items that
@@ -653,7 +654,7 @@ class XlConfig:
         if not _KEY_RE.match(key):
             raise ValueError(f"invalid xl setting name {key!r}: names match [a-z][._0-9a-z]*")
         new = _normalise(value)
-        edits: List[Tuple[int, int, str]] = []
+        edits: list[tuple[int, int, str]] = []
         eff = self._effective.get(key)
         if eff is None:
             text = self._text
@@ -672,7 +673,7 @@ class XlConfig:
             raise AssertionError(f"internal error: setting {key} did not round-trip")
         self.__dict__.update(updated.__dict__)
 
-    def _plan_in_place(self, eff: _Effective, new: Value, edits: List[Tuple[int, int, str]]) -> bool:
+    def _plan_in_place(self, eff: _Effective, new: Value, edits: list[tuple[int, int, str]]) -> bool:
         if isinstance(eff.value, list):
             if not isinstance(new, list) or len(new) != len(eff.parts):
                 return False
@@ -685,7 +686,7 @@ class XlConfig:
         return True
 
 
-def _plan_node(node: _Node, new: Value, edits: List[Tuple[int, int, str]]) -> None:
+def _plan_node(node: _Node, new: Value, edits: list[tuple[int, int, str]]) -> None:
     if isinstance(node, _Atom):
         if isinstance(new, str) and new == node.value:
             return
@@ -745,7 +746,7 @@ def parse_file(path: str) -> XlConfig:
 
 # ------------------------------------------------------------------------------ CLI
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Command line: check a configuration file or one disk specification.
 
     ``--json FILE`` prints ``{"ok": true, "settings": {...}}`` or

@@ -21,11 +21,11 @@ import re
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable
 
 from .console import ConsoleStream, ConsoleTimeout, clean_text
 
-__all__ = ["BootTimeouts", "BootError", "PhaseResult", "PHASES", "wait_boot_phases", "serial_tail"]
+__all__ = ["PHASES", "BootError", "BootTimeouts", "PhaseResult", "serial_tail", "wait_boot_phases"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class BootTimeouts:
     #: waiting for QEMU to exit after ``poweroff -f``
     poweroff: float = 60.0
 
-    def scaled(self, factor: float) -> "BootTimeouts":
+    def scaled(self, factor: float) -> BootTimeouts:
         """All timeouts multiplied by ``factor`` (e.g. 2.0 on a very slow machine)."""
         return replace(self, **{f.name: getattr(self, f.name) * factor for f in fields(self)})
 
@@ -57,7 +57,7 @@ class Phase:
     hint: str
 
 
-PHASES: List[Phase] = [
+PHASES: list[Phase] = [
     Phase("xen_banner", "Xen banner", r"Xen version \d|\(XEN\) Xen \d|__  __",
           "QEMU did not start Xen: check -kernel is a Xen binary for arm64, and -machine "
           "virtualization=on,gic-version=3"),
@@ -90,7 +90,7 @@ class PhaseResult:
     evidence: str
 
 
-def serial_tail(path: Optional[Path], lines: int = 30, fallback: str = "") -> str:
+def serial_tail(path: Path | None, lines: int = 30, fallback: str = "") -> str:
     """The last ``lines`` lines of the serial log (cleaned), or ``fallback``."""
     text = fallback
     if path is not None and Path(path).exists():
@@ -103,16 +103,16 @@ ProgressCallback = Callable[[str, str, float], None]
 
 
 def wait_boot_phases(stream: ConsoleStream, timeouts: BootTimeouts, *,
-                     progress: Optional[ProgressCallback] = None, serial_log: Optional[Path] = None,
-                     started: Optional[float] = None, status: Optional[Callable[[], str]] = None
-                     ) -> List[PhaseResult]:
+                     progress: ProgressCallback | None = None, serial_log: Path | None = None,
+                     started: float | None = None, status: Callable[[], str] | None = None
+                     ) -> list[PhaseResult]:
     """Wait for the console phases (all but ``shell``) in order; return when each was seen.
 
     The login prompt is left in the stream's buffer for :meth:`ConsoleChannel.login`.  ``status``
     (e.g. QMP ``query-status``) is added to failure messages.
     """
     started = time.monotonic() if started is None else started
-    results: List[PhaseResult] = []
+    results: list[PhaseResult] = []
     for phase in PHASES:
         timeout = getattr(timeouts, phase.name)
         phase_start = time.monotonic()
@@ -152,4 +152,4 @@ def wait_boot_phases(stream: ConsoleStream, timeouts: BootTimeouts, *,
     return results
 
 
-__all__ += ["ProgressCallback", "ConsoleTimeout"]
+__all__ += ["ConsoleTimeout", "ProgressCallback"]

@@ -25,9 +25,10 @@ import sys
 import termios
 import time
 import tty
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable
 
 from .boot import BootError, BootTimeouts
 from .cmdline import RunPaths, build_argv, format_argv
@@ -36,7 +37,7 @@ from .machine import MachineError, QemuMachine
 from .target import Target, TargetError, load_target
 from .xl import Xl, XlError
 
-__all__ = ["main", "build_parser", "lifecycle_check", "LifecycleStep"]
+__all__ = ["LifecycleStep", "build_parser", "lifecycle_check", "main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -139,7 +140,7 @@ class LifecycleStep:
 
 @dataclass
 class _Report:
-    steps: List[LifecycleStep] = field(default_factory=list)
+    steps: list[LifecycleStep] = field(default_factory=list)
 
     def check(self, guest: str, step: str, action: Callable[[], str]) -> bool:
         started = time.monotonic()
@@ -163,7 +164,7 @@ _EXTRA = re.compile(r"""^\s*extra\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.MULTILINE
 
 
 def lifecycle_check(console: ConsoleChannel, guests: Sequence[str] = (), guest_timeout: float = 600.0,
-                    password: Optional[str] = None) -> List[LifecycleStep]:
+                    password: str | None = None) -> list[LifecycleStep]:
     """The standard lifecycle check on a booted host; returns every step with its outcome.
 
     dom0: ``xl info`` and ``xl list`` (Domain-0 present).  Then for each guest config (default:
@@ -247,11 +248,11 @@ def _cleanup(console: ConsoleChannel, xl: Xl, name: str) -> None:
         pass
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xenqemu`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # everything after the first "--" is the command of "run", never an option of ours
-    command_words: List[str] = []
+    command_words: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, command_words = argv[:cut], argv[cut + 1:]

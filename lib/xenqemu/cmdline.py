@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Sequence
 
 from .target import Target, TargetError
 
@@ -37,7 +37,7 @@ class RunPaths:
     serial_log: Path
 
     @classmethod
-    def in_dir(cls, run_dir: Path, socket_dir: Path | None = None) -> "RunPaths":
+    def in_dir(cls, run_dir: Path, socket_dir: Path | None = None) -> RunPaths:
         """The standard layout; sockets go to ``socket_dir`` when given (short path needed)."""
         sockets = socket_dir or run_dir
         return cls(run_dir=run_dir, qmp_socket=sockets / "qmp.sock",
@@ -69,7 +69,7 @@ def _has_option(args: Sequence[str], option: str) -> bool:
 def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
                hostfwd: Iterable[str] = (), extra_args: Sequence[str] = (),
                xen_cmdline_extra: str = "", qemu_binary: str | None = None,
-               rootfs_overlay: Path | None = None, loadvm: str | None = None) -> List[str]:
+               rootfs_overlay: Path | None = None, loadvm: str | None = None) -> list[str]:
     """Return the complete argv (binary first) to start ``target`` paused under the harness.
 
     ``xen_cmdline_extra`` is appended to ``-append`` (runqemu's ``bootparams``); ``extra_args`` go
@@ -88,7 +88,7 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
         if owned in extra_args:
             raise TargetError(target.source, "extra_args", f"{owned} is owned by the harness",
                               "drop it; the console is on serial.sock and QMP on qmp.sock in the run dir")
-    argv: List[str] = [qemu_binary or target.qemu_binary]
+    argv: list[str] = [qemu_binary or target.qemu_binary]
     argv += target.machine_args + target.cpu_args + target.smp_args
     argv += ["-m", str(target.memory_mib)]
     if target.kernel is not None:
@@ -151,7 +151,7 @@ def _overlay_drive(option: str) -> str:
 
 def format_argv(argv: Sequence[str]) -> str:
     """A copy-pasteable shell rendering of ``argv`` (one option per line)."""
-    out: List[str] = [shlex.quote(argv[0])]
+    out: list[str] = [shlex.quote(argv[0])]
     i = 1
     while i < len(argv):
         if argv[i].startswith("-") and i + 1 < len(argv) and not argv[i + 1].startswith("-"):

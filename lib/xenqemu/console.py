@@ -36,25 +36,26 @@ import re
 import shlex
 import string
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, TextIO, Union
+from typing import Callable, TextIO
 
 import pexpect
 
 __all__ = [
-    "ConsoleError",
-    "ConsoleTimeout",
-    "ConsoleClosed",
-    "LoginError",
     "CommandResult",
-    "Transcript",
-    "ConsoleStream",
     "ConsoleChannel",
+    "ConsoleClosed",
+    "ConsoleError",
+    "ConsoleStream",
+    "ConsoleTimeout",
+    "LoginError",
+    "Transcript",
     "clean_text",
-    "make_marker",
-    "identify",
     "helper_script",
+    "identify",
+    "make_marker",
 ]
 
 # ANSI CSI/OSC/two-byte escape sequences; ESC[6n (cursor position query) is a CSI sequence.
@@ -93,7 +94,7 @@ def _common(a: str, b: str) -> str:
     return "".join(a[block.a:block.a + block.size] for block in matcher.get_matching_blocks())
 
 
-def _candidates(copies: List[str]) -> Iterator[str]:
+def _candidates(copies: list[str]) -> Iterator[str]:
     """Possible true outputs given noisy copies; each is checked against the md5 by the caller."""
     latest = copies[-1]
     yield latest
@@ -109,7 +110,7 @@ def _tolerant(literal: str) -> str:
     return _GAP.join(re.escape(c) for c in literal)
 
 
-def identify(region: str, known: Sequence[str]) -> Optional[str]:
+def identify(region: str, known: Sequence[str]) -> str | None:
     """Which of the ``known`` identity tokens the text between a sync marker and ``:I`` shows.
 
     Noise lines may be inserted anywhere in the region, including right after its first
@@ -155,7 +156,7 @@ class ConsoleError(RuntimeError):
 class ConsoleTimeout(ConsoleError):
     """A command or an expected text did not arrive in time."""
 
-    def __init__(self, message: str, command: Optional[str] = None, partial: str = "") -> None:
+    def __init__(self, message: str, command: str | None = None, partial: str = "") -> None:
         super().__init__(message)
         self.command = command
         self.partial = partial
@@ -180,7 +181,7 @@ class CommandResult:
     #: False when the output could not be checked against the md5 the shell computed.
     verified: bool = True
 
-    def __iter__(self) -> Iterator[Union[int, str]]:
+    def __iter__(self) -> Iterator[int | str]:
         yield self.status
         yield self.output
 
@@ -190,7 +191,7 @@ class CommandResult:
         return self.status == 0
 
     @property
-    def lines(self) -> List[str]:
+    def lines(self) -> list[str]:
         """The output split into lines (no trailing empty line)."""
         return self.output.splitlines()
 
@@ -198,13 +199,13 @@ class CommandResult:
 class Transcript:
     """Command log of a run: ``transcript.jsonl`` (one JSON object per command) and a text log."""
 
-    def __init__(self, directory: Union[str, Path]) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._json: TextIO = open(self.directory / "transcript.jsonl", "a", encoding="utf-8")
         self._text: TextIO = open(self.directory / "transcript.log", "a", encoding="utf-8")
 
-    def record(self, channel: str, command: str, status: Optional[int], duration: float,
+    def record(self, channel: str, command: str, status: int | None, duration: float,
                output: str, note: str = "") -> None:
         """Append one command with its status (None = did not finish), duration and output."""
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "channel": channel, "command": command,
@@ -234,14 +235,14 @@ class ConsoleStream:
     """
 
     def __init__(self, spawn: pexpect.spawnbase.SpawnBase,
-                 liveness: Optional[Callable[[], None]] = None) -> None:
+                 liveness: Callable[[], None] | None = None) -> None:
         self.spawn = spawn
         self.liveness = liveness
         self.buffer = ""
         self.max_buffer = 8 * 1024 * 1024
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def _decode(self, data: Union[bytes, str]) -> str:
+    def _decode(self, data: bytes | str) -> str:
         return data if isinstance(data, str) else self._decoder.decode(data)
 
     def fill(self, timeout: float) -> bool:
@@ -285,7 +286,7 @@ class ConsoleStream:
         """Send raw text."""
         self.spawn.send(text)
 
-    def wait_for(self, pattern: "re.Pattern[str]", deadline: float) -> Optional["re.Match[str]"]:
+    def wait_for(self, pattern: re.Pattern[str], deadline: float) -> re.Match[str] | None:
         """Wait until ``pattern`` matches in the buffer; consume through the match; None on timeout."""
         while True:
             m = pattern.search(self.buffer)
@@ -307,7 +308,7 @@ class _Settings:
     login_prompt: str = r"login:\s*$"
     password_prompt: str = r"[Pp]assword:\s*$"
     quiet_kernel: bool = True
-    extra_setup: List[str] = field(default_factory=list)
+    extra_setup: list[str] = field(default_factory=list)
 
 
 class ConsoleChannel:
@@ -319,9 +320,9 @@ class ConsoleChannel:
     ``quiet_kernel`` runs ``dmesg -n 1`` after login so kernel messages stay off the console.
     """
 
-    def __init__(self, spawn: Union[pexpect.spawnbase.SpawnBase, ConsoleStream], *, name: str = "console",
-                 transcript: Optional[Transcript] = None, parent: Optional["ConsoleChannel"] = None,
-                 liveness: Optional[Callable[[], None]] = None, chunk_size: int = 48,
+    def __init__(self, spawn: pexpect.spawnbase.SpawnBase | ConsoleStream, *, name: str = "console",
+                 transcript: Transcript | None = None, parent: ConsoleChannel | None = None,
+                 liveness: Callable[[], None] | None = None, chunk_size: int = 48,
                  echo_timeout: float = 3.0, quiet_kernel: bool = True,
                  default_timeout: float = 300.0) -> None:
         self.stream = spawn if isinstance(spawn, ConsoleStream) else ConsoleStream(spawn, liveness)
@@ -382,7 +383,7 @@ class ConsoleChannel:
         ``first`` is a command run before the echo, joined with ``&&`` (no answer if it fails).
         """
         known = [""]
-        channel: Optional[ConsoleChannel] = self
+        channel: ConsoleChannel | None = self
         while channel is not None:
             known.append(channel.identity)
             channel = channel.parent
@@ -417,7 +418,7 @@ class ConsoleChannel:
 
     def resync(self, timeout: float = 30.0) -> None:
         """Recover after garbage or a timed-out command: interrupt it, then :meth:`sync`."""
-        last: Optional[Exception] = None
+        last: Exception | None = None
         end = time.monotonic() + timeout
         for attempt in range(4):
             self.stream.send(CTRL_C)
@@ -432,7 +433,7 @@ class ConsoleChannel:
                 break
         raise ConsoleTimeout(f"{self.name}: could not resynchronise with the shell: {last}")
 
-    def login(self, user: str = "root", password: Optional[str] = None, timeout: float = 300.0,
+    def login(self, user: str = "root", password: str | None = None, timeout: float = 300.0,
               await_prompt: float = 0.0) -> None:
         """Reach a shell: answer a login prompt (and password prompt), or accept a shell prompt.
 
@@ -557,7 +558,7 @@ class ConsoleChannel:
 
     # ------------------------------------------------------------------ commands
 
-    def run(self, command: str, timeout: Optional[float] = None, check: bool = False) -> CommandResult:
+    def run(self, command: str, timeout: float | None = None, check: bool = False) -> CommandResult:
         """Run ``command`` in the shell; return its exit status and output (stderr merged).
 
         The command runs in the current shell (``cd`` persists) with stdin from /dev/null.  On
@@ -607,7 +608,7 @@ class ConsoleChannel:
         begin_re = re.compile(_tolerant("B:" + marker + "\n"))
         end_re = re.compile(_tolerant("E:" + marker + ":"))
         field_re = re.compile(r"(\d+):([0-9a-f]{0,32}):(\d+)\n")
-        copies: List[str] = []
+        copies: list[str] = []
         for attempt in range(10):
             end = self.stream.wait_for(end_re, deadline)
             if end is None:
@@ -634,7 +635,7 @@ class ConsoleChannel:
                 status = int(fields.group(1))
                 digest = fields.group(2)
                 raw = consumed[begin.end():]
-                raw = raw[:-1] if raw.endswith("\n") else raw  # the newline __xq_show adds
+                raw = raw.removesuffix("\n")  # the newline __xq_show adds
                 copies.append(raw)
                 for candidate in _candidates(copies):
                     if digest and hashlib.md5(candidate.encode("utf-8", "surrogateescape")).hexdigest() == digest:
@@ -660,7 +661,7 @@ class ConsoleChannel:
         if self.transcript:
             self.transcript.record(self.name, command, None, 0.0, "", "started")
 
-    def expect(self, pattern: str, timeout: float = 60.0) -> "re.Match[str]":
+    def expect(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
         """Wait for a regular expression in the (cleaned) console output; consume through it."""
         m = self.stream.wait_for(re.compile(pattern), time.monotonic() + timeout)
         if m is None:
@@ -670,13 +671,13 @@ class ConsoleChannel:
 
     # ------------------------------------------------------------------ nesting
 
-    def nested(self, name: str) -> "ConsoleChannel":
+    def nested(self, name: str) -> ConsoleChannel:
         """A channel for a console reached from this shell (same stream), e.g. ``xl console``."""
         return ConsoleChannel(self.stream, name=name, transcript=self.transcript, parent=self,
                               chunk_size=self.settings.chunk_size, echo_timeout=self.settings.echo_timeout,
                               quiet_kernel=False, default_timeout=self.default_timeout)
 
-    def detach(self, timeout: float = 60.0) -> "ConsoleChannel":
+    def detach(self, timeout: float = 60.0) -> ConsoleChannel:
         """Leave a nested console with Ctrl-] sent on its own; wait for the parent shell.
 
         Returns the parent channel.  Raises :class:`ConsoleError` if this channel is not nested or
@@ -685,7 +686,7 @@ class ConsoleChannel:
         if self.parent is None:
             raise ConsoleError(f"{self.name}: not a nested console, nothing to detach from")
         end = time.monotonic() + timeout
-        last: Optional[Exception] = None
+        last: Exception | None = None
         for _ in range(3):
             time.sleep(0.5)  # Ctrl-] must arrive alone, not glued to earlier input
             self.stream.send(CTRL_RIGHT_BRACKET)

@@ -32,28 +32,51 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import shutil
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable
 
 import pexpect.fdpexpect
 
-from .boot import BootError, BootTimeouts, PhaseResult, ProgressCallback, serial_tail, wait_boot_phases
+from .boot import (
+    BootError,
+    BootTimeouts,
+    PhaseResult,
+    ProgressCallback,
+    serial_tail,
+    wait_boot_phases,
+)
 from .cmdline import RunPaths, build_argv, format_argv
 from .console import ConsoleChannel, ConsoleError, ConsoleStream, Transcript
 from .target import Target
-from .warm import SNAPSHOT_NAME, Snapshot, SnapshotCache, SnapshotError, WarmStartWarning, key_argv, snapshot_key
+from .warm import (
+    SNAPSHOT_NAME,
+    Snapshot,
+    SnapshotCache,
+    SnapshotError,
+    WarmStartWarning,
+    key_argv,
+    snapshot_key,
+)
 
-__all__ = ["QemuMachine", "MachineError", "QemuDied", "BootError", "BootTimeouts", "default_run_base",
-           "WarmStartWarning"]
+__all__ = [
+    "BootError",
+    "BootTimeouts",
+    "MachineError",
+    "QemuDied",
+    "QemuMachine",
+    "WarmStartWarning",
+    "default_run_base",
+]
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -75,13 +98,15 @@ class _QmpThread:
     """A qemu.qmp ``QMPClient`` on its own asyncio loop in a thread; events go to a JSON-lines file."""
 
     def __init__(self, socket_path: Path, events_file: Path) -> None:
-        from qemu.qmp import QMPClient  # imported here: the rest of the module works without it
+        from qemu.qmp import (
+            QMPClient,  # imported here: the rest of the module works without it
+        )
 
         self.socket_path = socket_path
         self.events_file = events_file
         self.loop = asyncio.new_event_loop()
         self.client = QMPClient("xenqemu")
-        self._events_task: Optional["asyncio.Task[None]"] = None
+        self._events_task: asyncio.Task[None] | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, name="xenqemu-qmp", daemon=True)
         self.thread.start()
 
@@ -93,7 +118,7 @@ class _QmpThread:
         self._call(self.client.connect(str(self.socket_path)), timeout)
         self._events_task = self._call(self._spawn_event_logger(), timeout)
 
-    async def _spawn_event_logger(self) -> "asyncio.Task[None]":
+    async def _spawn_event_logger(self) -> asyncio.Task[None]:
         return asyncio.ensure_future(self._log_events())
 
     async def _cancel_event_logger(self) -> None:
@@ -107,7 +132,7 @@ class _QmpThread:
                 f.write(json.dumps(dict(event)) + "\n")
                 f.flush()
 
-    def execute(self, command: str, arguments: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Any:
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         """Run one QMP command and return its result."""
         with open(self.events_file, "a", encoding="utf-8") as f:
             f.write(json.dumps({"command": command, "arguments": arguments or {}, "time": time.time()}) + "\n")
@@ -144,15 +169,15 @@ class QemuMachine:
     writable qcow2 overlay and restore a snapshot from it (what warm start uses).
     """
 
-    def __init__(self, target: Target, run_dir: Optional[os.PathLike | str] = None,
-                 timeouts: BootTimeouts = BootTimeouts(), *, base_dir: Optional[os.PathLike | str] = None,
+    def __init__(self, target: Target, run_dir: os.PathLike | str | None = None,
+                 timeouts: BootTimeouts = BootTimeouts(), *, base_dir: os.PathLike | str | None = None,
                  snapshot: bool = True, hostfwd: Sequence[str] = (), extra_args: Sequence[str] = (),
-                 xen_cmdline_extra: str = "", qemu_binary: Optional[str] = None, user: str = "root",
-                 password: Optional[str] = None, progress: Optional[ProgressCallback] = None,
+                 xen_cmdline_extra: str = "", qemu_binary: str | None = None, user: str = "root",
+                 password: str | None = None, progress: ProgressCallback | None = None,
                  command_timeout: float = 300.0, warm: bool = False,
-                 snapshot_cache: Optional[SnapshotCache | os.PathLike | str] = None,
-                 rebuild_snapshot: bool = False, warn: Optional[Callable[[str], None]] = None,
-                 rootfs_overlay: Optional[Path] = None, loadvm: Optional[str] = None) -> None:
+                 snapshot_cache: SnapshotCache | os.PathLike | str | None = None,
+                 rebuild_snapshot: bool = False, warn: Callable[[str], None] | None = None,
+                 rootfs_overlay: Path | None = None, loadvm: str | None = None) -> None:
         self.target = target
         self.timeouts = timeouts
         self.user = user
@@ -170,54 +195,54 @@ class QemuMachine:
             if (self.run_dir / "qemu-cmdline.txt").exists():
                 raise MachineError(f"{self.run_dir} already holds a run; give a new run directory "
                                    "(or none, for a fresh one under the base directory)")
-        self._socket_dir: Optional[Path] = None
+        self._socket_dir: Path | None = None
         if len(str(self.run_dir / "serial.sock")) > _SOCKET_PATH_MAX:
             # unix socket paths are limited to 108 bytes: sockets go to a short private folder,
             # linked from the run dir
             self._socket_dir = Path(tempfile.mkdtemp(prefix="xq-", dir="/tmp"))
         self.paths = RunPaths.in_dir(self.run_dir, self._socket_dir)
-        self._options: Dict[str, Any] = dict(hostfwd=tuple(hostfwd), extra_args=tuple(extra_args),
-                                             xen_cmdline_extra=xen_cmdline_extra, qemu_binary=qemu_binary)
+        self._options: dict[str, Any] = {"hostfwd": tuple(hostfwd), "extra_args": tuple(extra_args),
+                                             "xen_cmdline_extra": xen_cmdline_extra, "qemu_binary": qemu_binary}
         self._snapshot_mode = snapshot if rootfs_overlay is None else False
-        self.argv: List[str] = build_argv(target, self.paths, snapshot=self._snapshot_mode,
+        self.argv: list[str] = build_argv(target, self.paths, snapshot=self._snapshot_mode,
                                           rootfs_overlay=rootfs_overlay, loadvm=loadvm, **self._options)
         self.warm = warm
         if isinstance(snapshot_cache, SnapshotCache):
-            self.snapshot_cache: Optional[SnapshotCache] = snapshot_cache
+            self.snapshot_cache: SnapshotCache | None = snapshot_cache
         else:
             self.snapshot_cache = SnapshotCache(snapshot_cache) if warm else None
         self.rebuild_snapshot = rebuild_snapshot
         self._warn = warn
-        self.warm_result: Optional[str] = None
-        self.warm_snapshot: Optional[Snapshot] = None
-        self._session_overlay: Optional[Path] = None
+        self.warm_result: str | None = None
+        self.warm_snapshot: Snapshot | None = None
+        self._session_overlay: Path | None = None
         self._warm_prepared = False
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self.watchdog: Optional[subprocess.Popen[bytes]] = None
-        self._watchdog_pipe: Optional[int] = None
-        self._pidfd: Optional[int] = None
-        self._serial_sock: Optional[socket.socket] = None
-        self._qmp: Optional[_QmpThread] = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_pipe: int | None = None
+        self._pidfd: int | None = None
+        self._serial_sock: socket.socket | None = None
+        self._qmp: _QmpThread | None = None
         self._console_log: Any = None
-        self.stream: Optional[ConsoleStream] = None
-        self.console: Optional[ConsoleChannel] = None
-        self.transcript: Optional[Transcript] = None
-        self.phases: List[PhaseResult] = []
-        self.started_at: Optional[float] = None
+        self.stream: ConsoleStream | None = None
+        self.console: ConsoleChannel | None = None
+        self.transcript: Transcript | None = None
+        self.phases: list[PhaseResult] = []
+        self.started_at: float | None = None
         self._stopped = False
         self._activity = "starting"
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "QemuMachine":
+    def __enter__(self) -> QemuMachine:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         """QEMU's process id (None before start)."""
         return self.process.pid if self.process else None
 
@@ -342,7 +367,7 @@ class QemuMachine:
                        f"Last lines of the serial log:\n{serial_tail(self.paths.serial_log)}\n"
                        f"Run directory: {self.run_dir}")
 
-    def qmp(self, command: str, arguments: Optional[Dict[str, Any]] = None, timeout: float = 10.0) -> Any:
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
         """Execute a QMP command (``query-status``, ``stop``, ...) and return its result."""
         if self._qmp is None:
             raise MachineError("QMP is not connected (machine not started)")
@@ -428,7 +453,7 @@ class QemuMachine:
             self._warning(f"warm start impossible ({err}); booting cold")
             return
         self._report(f"snapshot key {key.digest} in {cache.directory}")
-        snapshot: Optional[Snapshot] = None
+        snapshot: Snapshot | None = None
         if not self.rebuild_snapshot:
             try:
                 snapshot = cache.check(key)
@@ -460,7 +485,7 @@ class QemuMachine:
                                loadvm=snapshot.name, **self._options)
         self._report(f"restoring {snapshot.directory} ({snapshot.name}) on {self._session_overlay}")
 
-    def _save_snapshot(self, overlay: Path) -> Dict[str, Any]:
+    def _save_snapshot(self, overlay: Path) -> dict[str, Any]:
         """Boot a machine cold on ``overlay``, wait for dom0's shell, ``savevm``, quit."""
         def progress(phase: str, description: str, elapsed: float) -> None:
             if self.progress is not None:
@@ -553,12 +578,12 @@ class QemuMachine:
 
     # ------------------------------------------------------------------ stop
 
-    def stop(self) -> Optional[int]:
+    def stop(self) -> int | None:
         """Stop QEMU (poweroff, QMP quit, SIGTERM, SIGKILL) and release everything; return its status."""
         if self._stopped:
             return self.process.returncode if self.process else None
         self._activity = "stopping"
-        code: Optional[int] = None
+        code: int | None = None
         try:
             code = self._stop_qemu()
         except BaseException:
@@ -577,7 +602,7 @@ class QemuMachine:
         except subprocess.TimeoutExpired:
             return False
 
-    def _stop_qemu(self) -> Optional[int]:
+    def _stop_qemu(self) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None and self.console is not None and self.console.ready:

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ from .target import TargetError, load_target
 from .warm import WarmStartWarning
 from .xl import Domain, Xl
 
-__all__ = ["XenHost", "GuestFactory"]
+__all__ = ["GuestFactory", "XenHost"]
 
 _STATE_KEY = "xenqemu_host"
 
@@ -86,7 +87,7 @@ class XenHost:
         """The run directory with serial log, QMP events and transcript."""
         return self.machine.run_dir
 
-    def run(self, command: str, timeout: Optional[float] = None):  # type: ignore[no-untyped-def]
+    def run(self, command: str, timeout: float | None = None):  # type: ignore[no-untyped-def]
         """Shortcut for ``console.run``; returns a CommandResult."""
         return self.console.run(command, timeout=timeout)
 
@@ -96,8 +97,8 @@ class GuestFactory:
     """Creates guests on a :class:`XenHost`; the fixture destroys them after the test."""
 
     host: XenHost
-    password: Optional[str] = None
-    created: List[str] = field(default_factory=list)
+    password: str | None = None
+    created: list[str] = field(default_factory=list)
 
     def __call__(self, config: str, extra: str = "") -> Domain:
         """``xl create CONFIG`` (detached); returns the running domain."""

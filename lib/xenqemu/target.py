@@ -24,21 +24,22 @@ import glob
 import os
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import yaml
 
 __all__ = [
-    "TargetError",
+    "DEFAULT_DOM0_KERNEL_ADDR",
     "Dom0Boot",
     "Target",
-    "load_target",
+    "TargetError",
     "load_qemuboot",
+    "load_target",
     "load_yaml_target",
     "parse_memory",
-    "DEFAULT_DOM0_KERNEL_ADDR",
 ]
 
 #: Load address of the dom0 kernel for ``-device guest-loader`` (RAM starts at 0x40000000 on
@@ -55,8 +56,8 @@ SLIRP_MAC = "52:54:00:12:35:02"
 class TargetError(ValueError):
     """A target description is wrong; ``str(err)`` names the file, the key and the fix."""
 
-    def __init__(self, path: os.PathLike | str, key: Optional[str], problem: str, fix: str,
-                 line: Optional[int] = None) -> None:
+    def __init__(self, path: os.PathLike | str, key: str | None, problem: str, fix: str,
+                 line: int | None = None) -> None:
         self.path = str(path)
         self.key = key
         self.line = line
@@ -73,10 +74,10 @@ class Dom0Boot:
 
     kernel: Path
     bootargs: str = "console=hvc0 root=/dev/vda rw"
-    initrd: Optional[Path] = None
+    initrd: Path | None = None
     kernel_addr: int = DEFAULT_DOM0_KERNEL_ADDR
     #: None = computed from the kernel size (next 2 MiB boundary after the kernel, plus 2 MiB).
-    initrd_addr: Optional[int] = None
+    initrd_addr: int | None = None
 
     def resolved_initrd_addr(self) -> int:
         """Where the initrd goes: the configured address or one right after the kernel."""
@@ -100,32 +101,32 @@ class Target:
     kind: str  # "qemuboot" or "yaml"
     name: str
     qemu_binary: str = "qemu-system-aarch64"
-    machine_args: List[str] = field(default_factory=lambda: ["-machine", "virt,virtualization=on,gic-version=3"])
-    cpu_args: List[str] = field(default_factory=lambda: ["-cpu", "cortex-a57"])
-    smp_args: List[str] = field(default_factory=lambda: ["-smp", "2"])
+    machine_args: list[str] = field(default_factory=lambda: ["-machine", "virt,virtualization=on,gic-version=3"])
+    cpu_args: list[str] = field(default_factory=lambda: ["-cpu", "cortex-a57"])
+    smp_args: list[str] = field(default_factory=lambda: ["-smp", "2"])
     memory_mib: int = 1024
-    kernel: Optional[Path] = None
+    kernel: Path | None = None
     kernel_cmdline: str = ""
-    dtb: Optional[Path] = None
-    bios: Optional[Path] = None
-    dom0: Optional[Dom0Boot] = None
-    rootfs: Optional[Path] = None
+    dtb: Path | None = None
+    bios: Path | None = None
+    dom0: Dom0Boot | None = None
+    rootfs: Path | None = None
     rootfs_format: str = "raw"
-    rootfs_args: List[str] = field(default_factory=list)
+    rootfs_args: list[str] = field(default_factory=list)
     network: bool = True
-    network_device_args: List[str] = field(
+    network_device_args: list[str] = field(
         default_factory=lambda: ["-device", "virtio-net-device,netdev=net0,mac=" + SLIRP_MAC])
     netdev_id: str = "net0"
-    rng_args: List[str] = field(default_factory=list)
-    extra_args: List[str] = field(default_factory=list)
-    serial_consoles: List[str] = field(default_factory=list)
+    rng_args: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
+    serial_consoles: list[str] = field(default_factory=list)
     is_xen: bool = True
     #: Human-readable notes about where the harness deliberately differs from runqemu.
-    notes: List[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     #: The raw variables read from the file (upper-case keys for qemuboot.conf).
-    variables: Dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
 
-    def files(self) -> List[Path]:
+    def files(self) -> list[Path]:
         """All image files the target refers to (for checks and for cache keys)."""
         out = [p for p in (self.kernel, self.dtb, self.bios, self.rootfs) if p is not None]
         if self.dom0 is not None:
@@ -139,7 +140,7 @@ class Target:
 # helpers
 
 
-def parse_memory(value: Any, path: os.PathLike | str, key: str, line: Optional[int] = None) -> int:
+def parse_memory(value: Any, path: os.PathLike | str, key: str, line: int | None = None) -> int:
     """Parse a memory size into MiB.
 
     Accepts what runqemu accepts for ``QB_MEM`` (``-m 512``, ``512``, ``512M``, ``-m 512m``) and
@@ -158,14 +159,14 @@ def parse_memory(value: Any, path: os.PathLike | str, key: str, line: Optional[i
     return int(mib)
 
 
-def _ini_line(text: str, key: str) -> Optional[int]:
+def _ini_line(text: str, key: str) -> int | None:
     for number, raw in enumerate(text.splitlines(), 1):
         if re.match(rf"\s*{re.escape(key)}\s*[=:]", raw, re.IGNORECASE):
             return number
     return None
 
 
-def _split(value: str, path: Path, key: str, line: Optional[int]) -> List[str]:
+def _split(value: str, path: Path, key: str, line: int | None) -> list[str]:
     try:
         return shlex.split(value)
     except ValueError as err:
@@ -173,7 +174,7 @@ def _split(value: str, path: Path, key: str, line: Optional[int]) -> List[str]:
                           "balance the quotes in the value", line) from None
 
 
-def _first_file(patterns: Sequence[str]) -> Optional[Path]:
+def _first_file(patterns: Sequence[str]) -> Path | None:
     for pattern in patterns:
         matches = sorted(glob.glob(pattern))
         for match in matches:
@@ -185,7 +186,7 @@ def _first_file(patterns: Sequence[str]) -> Optional[Path]:
 _FILE_PROPS = ("kernel", "initrd", "file", "dtb")
 
 
-def _check_device_files(args: Sequence[str], path: Path, key: str, line: Optional[int]) -> None:
+def _check_device_files(args: Sequence[str], path: Path, key: str, line: int | None) -> None:
     """Check that files named by ``kernel=``/``initrd=``/``file=`` in ``-device``/``-drive`` exist."""
     for arg in args:
         if arg.startswith("-"):
@@ -239,7 +240,7 @@ def load_qemuboot(path: os.PathLike | str) -> Target:
         raise TargetError(conf, None, "no [config_bsp] section",
                           "use the qemuboot.conf written by qemuboot.bbclass (it has one [config_bsp] section)")
     folder = Path(os.path.realpath(conf.parent))
-    values: Dict[str, str] = {}
+    values: dict[str, str] = {}
     for key, value in parser.items("config_bsp"):
         # runqemu: values starting with ../ are relative to the conf file's folder, "." is it.
         if value.startswith("../"):
@@ -254,10 +255,10 @@ def load_qemuboot(path: os.PathLike | str) -> Target:
     def get(key: str, default: str = "") -> str:
         return values.get(key, default).strip()
 
-    def line(key: str) -> Optional[int]:
+    def line(key: str) -> int | None:
         return _ini_line(text, key)
 
-    notes: List[str] = []
+    notes: list[str] = []
     machine_name = get("MACHINE") or deploy.name
     image = get("IMAGE_LINK_NAME") or get("IMAGE_NAME") or conf.name.replace(".qemuboot.conf", "")
     target = Target(source=conf, kind="qemuboot", name=image, variables=dict(values))
@@ -404,9 +405,9 @@ _YAML_KEYS = {
 _DOM0_KEYS = {"kernel", "bootargs", "initrd", "kernel_addr", "initrd_addr"}
 
 
-def _yaml_lines(text: str) -> Dict[str, int]:
+def _yaml_lines(text: str) -> dict[str, int]:
     """Map 'key' and 'dom0.key' to their 1-based line numbers in a YAML document."""
-    lines: Dict[str, int] = {}
+    lines: dict[str, int] = {}
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -447,7 +448,7 @@ def load_yaml_target(path: os.PathLike | str) -> Target:
             known = ", ".join(sorted(_YAML_KEYS))
             raise fail(str(key), "unknown key", f"use one of: {known}")
 
-    def file_value(key: str, value: Any, required: bool = False) -> Optional[Path]:
+    def file_value(key: str, value: Any, required: bool = False) -> Path | None:
         if value is None or value == "":
             if required:
                 raise fail(key, "missing", f"set {key}: to a file path (relative to {base})")
@@ -467,7 +468,7 @@ def load_yaml_target(path: os.PathLike | str) -> Target:
             raise fail(key, f"expected a string, got {type(value).__name__}", "write a plain string")
         return str(value)
 
-    def address(key: str, value: Any) -> Optional[int]:
+    def address(key: str, value: Any) -> int | None:
         if value is None:
             return None
         try:

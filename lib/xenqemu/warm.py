@@ -49,29 +49,30 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable
 
 from .cmdline import RunPaths, build_argv
 from .console import helper_script
 from .target import Target
 
 __all__ = [
-    "SNAPSHOT_NAME",
     "SNAPSHOT_FORMAT",
-    "WarmStartWarning",
-    "SnapshotError",
-    "SnapshotKey",
+    "SNAPSHOT_NAME",
+    "ChecksumMemo",
     "Snapshot",
     "SnapshotCache",
-    "ChecksumMemo",
+    "SnapshotError",
+    "SnapshotKey",
+    "WarmStartWarning",
     "default_snapshot_cache",
-    "snapshot_key",
-    "key_argv",
-    "qemu_version",
     "digest_inputs",
     "image_files",
+    "key_argv",
+    "qemu_version",
+    "snapshot_key",
 ]
 
 #: Name of the internal snapshot inside the overlay (``savevm``/``-loadvm``).
@@ -113,9 +114,9 @@ class ChecksumMemo:
     entry; the memo only saves re-reading unchanged images on every warm start.
     """
 
-    def __init__(self, path: Optional[Path]) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._entries: Dict[str, Dict[str, Any]] = {}
+        self._entries: dict[str, dict[str, Any]] = {}
         self._dirty = False
         if path is not None and path.exists():
             try:
@@ -181,7 +182,7 @@ def qemu_version(binary: str) -> str:
 
 
 def key_argv(target: Target, *, hostfwd: Sequence[str] = (), extra_args: Sequence[str] = (),
-             xen_cmdline_extra: str = "", qemu_binary: Optional[str] = None) -> List[str]:
+             xen_cmdline_extra: str = "", qemu_binary: str | None = None) -> list[str]:
     """The QEMU command line of a warm session with its per-run paths replaced by placeholders."""
     paths = RunPaths.in_dir(RUN_DIR_PLACEHOLDER)
     return build_argv(target, paths, snapshot=False, hostfwd=hostfwd, extra_args=extra_args,
@@ -189,7 +190,7 @@ def key_argv(target: Target, *, hostfwd: Sequence[str] = (), extra_args: Sequenc
                       rootfs_overlay=OVERLAY_PLACEHOLDER)
 
 
-def digest_inputs(inputs: Dict[str, Any]) -> str:
+def digest_inputs(inputs: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON form of the key inputs."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -199,7 +200,7 @@ class SnapshotKey:
     """What a snapshot depends on (``inputs``) and its digest."""
 
     digest: str
-    inputs: Dict[str, Any] = field(hash=False, compare=False)
+    inputs: dict[str, Any] = field(hash=False, compare=False)
 
     @property
     def short(self) -> str:
@@ -207,7 +208,7 @@ class SnapshotKey:
         return self.digest[:24]
 
 
-def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[str, str],
+def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: dict[str, str],
                  memo: ChecksumMemo, quiet_kernel: bool = True) -> SnapshotKey:
     """The key of the snapshot for ``target`` started with ``argv`` (see :func:`key_argv`).
 
@@ -218,7 +219,7 @@ def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[s
     for role, path in image_files(target).items():
         images[role] = {"path": str(Path(path).resolve()), "sha256": memo.sha256(Path(path))}
     protocol = hashlib.sha256(helper_script("@IDENTITY@", quiet_kernel).encode()).hexdigest()
-    inputs: Dict[str, Any] = {
+    inputs: dict[str, Any] = {
         "format": SNAPSHOT_FORMAT,
         "snapshot_name": SNAPSHOT_NAME,
         "images": images,
@@ -230,9 +231,9 @@ def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: Dict[s
     return SnapshotKey(digest_inputs(inputs), inputs)
 
 
-def image_files(target: Target) -> Dict[str, Path]:
+def image_files(target: Target) -> dict[str, Path]:
     """Every image file the target boots from, by role (``xen``, ``rootfs``, ``kernel:Image``...)."""
-    roles: Dict[str, Path] = {}
+    roles: dict[str, Path] = {}
     for role, path in (("xen", target.kernel), ("dtb", target.dtb), ("bios", target.bios),
                        ("rootfs", target.rootfs)):
         if path is not None:
@@ -251,7 +252,7 @@ def image_files(target: Target) -> Dict[str, Path]:
     return roles
 
 
-def describe_key_change(old: Dict[str, Any], new: Dict[str, Any]) -> str:
+def describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A short human-readable reason why two key input sets differ ("rootfs checksum", ...)."""
     reasons = []
     for role in sorted(set(old.get("images", {})) | set(new.get("images", {}))):
@@ -272,7 +273,7 @@ class Snapshot:
     """A published snapshot: its folder, overlay, and manifest."""
 
     directory: Path
-    manifest: Dict[str, Any]
+    manifest: dict[str, Any]
 
     @property
     def overlay(self) -> Path:
@@ -302,7 +303,7 @@ class Snapshot:
 class SnapshotCache:
     """The folder of warm-start snapshots (see the module docstring)."""
 
-    def __init__(self, directory: Optional[os.PathLike | str] = None) -> None:
+    def __init__(self, directory: os.PathLike | str | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_snapshot_cache()
 
     def path_for(self, key: SnapshotKey) -> Path:
@@ -334,7 +335,7 @@ class SnapshotCache:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def check(self, key: SnapshotKey) -> Optional[Snapshot]:
+    def check(self, key: SnapshotKey) -> Snapshot | None:
         """The published snapshot for ``key``; None if there is none.
 
         Raises :class:`SnapshotError` when one is there but does not check out (manifest
@@ -376,7 +377,7 @@ class SnapshotCache:
         shutil.rmtree(trash, ignore_errors=True)
 
     def build(self, key: SnapshotKey, base_rootfs: Path, base_format: str,
-              save: Callable[[Path], Dict[str, Any]]) -> Snapshot:
+              save: Callable[[Path], dict[str, Any]]) -> Snapshot:
         """Build and publish the snapshot of ``key``; call with :meth:`lock` held.
 
         Creates the overlay in a temporary folder of the cache, calls ``save(overlay)`` (which
@@ -429,7 +430,7 @@ def create_overlay(base: Path, base_format: str, overlay: Path) -> None:
         raise SnapshotError(f"qemu-img create of {overlay} over {base} failed: {result.stderr.strip()}")
 
 
-def snapshot_names(image: Path) -> List[str]:
+def snapshot_names(image: Path) -> list[str]:
     """Names of the internal snapshots in a qcow2 image (``qemu-img snapshot -l``)."""
     result = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(image)],
                             capture_output=True, text=True)

@@ -10,16 +10,17 @@ and its output.
 
 from __future__ import annotations
 
+import builtins
 import re
 import shlex
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional
 
 from .console import ConsoleChannel, ConsoleError
 
-__all__ = ["Domain", "Xl", "XlError", "parse_xl_list", "parse_xl_info", "config_domain_name"]
+__all__ = ["Domain", "Xl", "XlError", "config_domain_name", "parse_xl_info", "parse_xl_list"]
 
 
 class XlError(ConsoleError):
@@ -46,7 +47,7 @@ _ROW = re.compile(r"^(?P<name>.+?)\s+(?P<id>\d+)\s+(?P<mem>\d+)\s+(?P<vcpus>\d+)
                   r"(?P<state>[rbpscd-]{6})\s+(?P<time>[\d.]+)\s*$")
 
 
-def parse_xl_list(output: str) -> List[Domain]:
+def parse_xl_list(output: str) -> list[Domain]:
     """Parse ``xl list`` output (header line, then one row per domain)."""
     domains = []
     for line in output.splitlines():
@@ -57,9 +58,9 @@ def parse_xl_list(output: str) -> List[Domain]:
     return domains
 
 
-def parse_xl_info(output: str) -> Dict[str, str]:
+def parse_xl_info(output: str) -> dict[str, str]:
     """Parse ``xl info`` output (``key : value`` lines) into a dict of strings."""
-    info: Dict[str, str] = {}
+    info: dict[str, str] = {}
     for line in output.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip() and " " not in key.strip():
@@ -70,7 +71,7 @@ def parse_xl_info(output: str) -> Dict[str, str]:
 _NAME = re.compile(r"""^\s*name\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.MULTILINE)
 
 
-def config_domain_name(config_text: str) -> Optional[str]:
+def config_domain_name(config_text: str) -> str | None:
     """The ``name = "..."`` of an xl config (the last assignment wins, as in xl)."""
     names = [a or b for a, b in _NAME.findall(config_text)]
     return names[-1] if names else None
@@ -84,7 +85,7 @@ class Xl:
         self.timeout = timeout
         self.guest_boot_timeout = guest_boot_timeout
 
-    def _xl(self, args: str, timeout: Optional[float] = None) -> str:
+    def _xl(self, args: str, timeout: float | None = None) -> str:
         command = f"xl {args}"
         result = self.channel.run(command, timeout=timeout or self.timeout)
         if result.status != 0:
@@ -93,11 +94,11 @@ class Xl:
 
     # ------------------------------------------------------------------ queries
 
-    def list(self) -> List[Domain]:
+    def list(self) -> builtins.list[Domain]:
         """All domains (``xl list``), Domain-0 first."""
         return parse_xl_list(self._xl("list"))
 
-    def info(self) -> Dict[str, str]:
+    def info(self) -> dict[str, str]:
         """``xl info`` as a dict of strings (e.g. ``info()["free_memory"]``)."""
         return parse_xl_info(self._xl("info"))
 
@@ -108,7 +109,7 @@ class Xl:
             raise XlError(f"'xl info' has no numeric free_memory (got {value!r})")
         return int(value)
 
-    def find(self, name: str) -> Optional[Domain]:
+    def find(self, name: str) -> Domain | None:
         """The domain called ``name``, or None."""
         return next((d for d in self.list() if d.name == name), None)
 
@@ -124,7 +125,7 @@ class Xl:
         """Poll ``xl list`` until ``name`` has one of ``states`` (letters r b p s c d)."""
         wanted = list(states)
         end = time.monotonic() + timeout
-        seen: Optional[Domain] = None
+        seen: Domain | None = None
         while True:
             seen = self.find(name)
             if seen is not None and seen.in_state(wanted):
@@ -148,7 +149,7 @@ class Xl:
         return name
 
     def create(self, config: str, console: bool = False, *, extra: str = "", user: str = "root",
-               password: Optional[str] = None, boot_timeout: Optional[float] = None):  # type: ignore[no-untyped-def]
+               password: str | None = None, boot_timeout: float | None = None):  # type: ignore[no-untyped-def]
         """Create a domain from ``config`` (a path in dom0).
 
         Without ``console``: runs ``xl create`` and returns the new :class:`Domain`.  With
@@ -165,14 +166,14 @@ class Xl:
         self._xl(args)
         return self.wait_state(name, ("r", "b", "p"), timeout=self.timeout)
 
-    def console(self, name: str, *, user: str = "root", password: Optional[str] = None,
-                boot_timeout: Optional[float] = None):  # type: ignore[no-untyped-def]
+    def console(self, name: str, *, user: str = "root", password: str | None = None,
+                boot_timeout: float | None = None):  # type: ignore[no-untyped-def]
         """Context manager: ``xl console NAME``, log in, yield the nested channel, detach on exit."""
         return self._attached(f"xl console {shlex.quote(name)}", name, user, password, boot_timeout)
 
     @contextmanager
-    def _attached(self, command: str, name: str, user: str, password: Optional[str],
-                  boot_timeout: Optional[float]) -> Iterator[ConsoleChannel]:
+    def _attached(self, command: str, name: str, user: str, password: str | None,
+                  boot_timeout: float | None) -> Iterator[ConsoleChannel]:
         self.channel.start(command)
         guest = self.channel.nested(f"guest:{name}")
         try:

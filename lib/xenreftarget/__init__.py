@@ -14,8 +14,15 @@ Public API::
 Command line: ``xen-ref-target build [--cache DIR] [--force]``.
 """
 
-from .build import (GUESTS, BuildError, GuestSpec, ReferenceTarget, build_target,
-                    default_cache_dir, load_target)
+from .build import (
+                    GUESTS,
+                    BuildError,
+                    GuestSpec,
+                    ReferenceTarget,
+                    build_target,
+                    default_cache_dir,
+                    load_target,
+)
 
 __all__ = ["GUESTS", "BuildError", "GuestSpec", "ReferenceTarget", "build_target",
            "default_cache_dir", "load_target"]

@@ -13,9 +13,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from . import initscripts
 from .cpio import console_node, write_initramfs
@@ -66,7 +66,7 @@ def is_excluded(rel: str) -> bool:
     return any(rel == prefix or rel.startswith(prefix + "/") for prefix in _EXCLUDED_PREFIXES)
 
 
-def parse_show_depends(output: str, modules_dir: str) -> List[str]:
+def parse_show_depends(output: str, modules_dir: str) -> list[str]:
     """Module paths relative to ``modules_dir`` from ``modprobe --show-depends`` output.
 
     ``builtin`` lines (code compiled into the kernel) are dropped.
@@ -85,9 +85,9 @@ def parse_show_depends(output: str, modules_dir: str) -> List[str]:
     return paths
 
 
-def unique(items: Iterable[str]) -> List[str]:
+def unique(items: Iterable[str]) -> list[str]:
     """``items`` without repeats, first occurrence kept."""
-    seen: Dict[str, None] = {}
+    seen: dict[str, None] = {}
     for item in items:
         seen.setdefault(item, None)
     return list(seen)
@@ -110,9 +110,9 @@ class KernelTree:
         """The kernel binary (Debian's arm64 ``vmlinuz`` is an uncompressed Image)."""
         return self.root / "boot" / f"vmlinuz-{self.release}"
 
-    def load_order(self, names: Sequence[str]) -> List[str]:
+    def load_order(self, names: Sequence[str]) -> list[str]:
         """Module files (relative to :attr:`modules_dir`) that load ``names``, dependencies first."""
-        order: List[str] = []
+        order: list[str] = []
         for name in names:
             result = subprocess.run(
                 ["modprobe", "-d", str(self.root), "-S", self.release, "--show-depends", name],
@@ -223,7 +223,7 @@ def write_executable(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def install_modules(kernel: KernelTree, names: Sequence[str], root: Path) -> List[str]:
+def install_modules(kernel: KernelTree, names: Sequence[str], root: Path) -> list[str]:
     """Copy the modules for ``names`` (with dependencies) into ``root`` and index them there.
 
     Returns the load order (paths relative to ``lib/modules/<release>``).
@@ -272,7 +272,7 @@ def guest_tree(packages: Mapping[str, Path], root: Path) -> None:
     write_executable(root / "etc/init.d/rcK", initscripts.guest_rck())
 
 
-def initrd_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) -> List[str]:
+def initrd_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) -> list[str]:
     """Lay out the initrd: busybox, the storage modules, ``/init``. Returns the module order."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     (root / "dev").mkdir(parents=True, exist_ok=True)
@@ -303,7 +303,7 @@ def apparent_size(root: Path) -> int:
     return total
 
 
-def make_ext4(tree: Path, image: Path, label: str, size_bytes: Optional[int] = None,
+def make_ext4(tree: Path, image: Path, label: str, size_bytes: int | None = None,
               headroom_bytes: int = 48 << 20) -> int:
     """Create an ext4 image of ``tree`` with ``mkfs.ext4 -d``; returns its size in bytes.
 

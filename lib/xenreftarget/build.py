@@ -25,15 +25,27 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable
 
 from . import assemble, stamp
-from .packages import (XEN_VERSION, Apt, PackageError, PackageRecord, extract_deb,
-                       missing_host_tools)
-from .qemuboot import BootSettings, check_load_addresses, qemuboot_values, render_qemuboot_conf
+from .packages import (
+    XEN_VERSION,
+    Apt,
+    PackageError,
+    PackageRecord,
+    extract_deb,
+    missing_host_tools,
+)
+from .qemuboot import (
+    BootSettings,
+    check_load_addresses,
+    qemuboot_values,
+    render_qemuboot_conf,
+)
 
 Log = Callable[[str], None]
 
@@ -86,8 +98,8 @@ class ReferenceTarget:
     deploy_dir: Path
     qemuboot_conf: Path
     host_rootfs: Path
-    guests: List[Dict[str, Any]] = field(default_factory=list)
-    manifest: Dict[str, Any] = field(default_factory=dict)
+    guests: list[dict[str, Any]] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
     rebuilt: bool = False
 
 
@@ -104,7 +116,7 @@ def _lib_dir() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def source_folders() -> List[Path]:
+def source_folders() -> list[Path]:
     """The source folders whose content is part of the build key (builder and bundling engine)."""
     return [_lib_dir() / "xenreftarget", _lib_dir() / "xenbundle"]
 
@@ -149,7 +161,7 @@ def _locked(cache_dir: Path, log: Log) -> Iterator[None]:
 class _Timer:
     def __init__(self, log: Log) -> None:
         self.log = log
-        self.steps: Dict[str, float] = {}
+        self.steps: dict[str, float] = {}
         self._start = time.monotonic()
 
     @contextmanager
@@ -165,7 +177,7 @@ class _Timer:
         return round(time.monotonic() - self._start, 2)
 
 
-def load_target(cache_dir: Optional[Path] = None) -> ReferenceTarget:
+def load_target(cache_dir: Path | None = None) -> ReferenceTarget:
     """The current build in ``cache_dir`` (no building); fails when there is none."""
     cache_dir = Path(cache_dir or default_cache_dir())
     deploy = cache_dir / "target"
@@ -176,13 +188,13 @@ def load_target(cache_dir: Optional[Path] = None) -> ReferenceTarget:
                            manifest.get("guests", []), manifest)
 
 
-def _settings_for_key(boot: BootSettings) -> Dict[str, Any]:
+def _settings_for_key(boot: BootSettings) -> dict[str, Any]:
     return {"boot": json.dumps(asdict(boot), sort_keys=True),
             "guests": json.dumps([asdict(g) for g in GUESTS])}
 
 
-def build_target(cache_dir: Optional[Path] = None, force: bool = False, log: Log = print,
-                 apt: Optional[Apt] = None, boot: BootSettings = BootSettings()) -> ReferenceTarget:
+def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = print,
+                 apt: Apt | None = None, boot: BootSettings = BootSettings()) -> ReferenceTarget:
     """Build (or reuse) the reference target in ``cache_dir`` and return it.
 
     Reuses the current build when its key matches and its files are intact, unless ``force``.
@@ -223,7 +235,7 @@ def build_target(cache_dir: Optional[Path] = None, force: bool = False, log: Log
         return target
 
 
-def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: Dict[str, Any], key: str,
+def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, Any], key: str,
            boot: BootSettings, apt: Apt, log: Log) -> Path:
     builds = cache_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
@@ -280,10 +292,10 @@ def _publish(cache_dir: Path, final: Path, log: Log) -> None:
     log(f"reference target ready: {link} -> {final}")
 
 
-def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: Dict[str, Path],
-              boot: BootSettings, timer: _Timer, log: Log) -> List[Dict[str, Any]]:
-    kernel_name = [r.name for r in records if r.name.startswith("linux-image-")][0]
-    packages: Dict[str, Path] = {}
+def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: dict[str, Path],
+              boot: BootSettings, timer: _Timer, log: Log) -> list[dict[str, Any]]:
+    kernel_name = next(r.name for r in records if r.name.startswith("linux-image-"))
+    packages: dict[str, Path] = {}
     with timer.step("unpack"):
         for record in records:
             if record.name == kernel_name:
@@ -339,7 +351,7 @@ def _auto_bundle_config(spec: GuestSpec) -> str:
     return xenbundle.guests.auto_bundle_config(guest_settings(spec.name), spec.disk, KERNEL)
 
 
-def _bundle(dom0: Path, deploy: Path, log: Log) -> List[Dict[str, Any]]:
+def _bundle(dom0: Path, deploy: Path, log: Log) -> list[dict[str, Any]]:
     """Bundle the guests into dom0's tree with the layer's engine, in all three forms at once."""
     try:
         import xenbundle

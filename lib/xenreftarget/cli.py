@@ -11,7 +11,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 from .build import BuildError, build_target, default_cache_dir, load_target
 
@@ -32,10 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xen-ref-target`` console script."""
     args = _parser().parse_args(argv)
-    log = lambda message: print(f"xen-ref-target: {message}", flush=True)  # noqa: E731
+    log = lambda message: print(f"xen-ref-target: {message}", flush=True)
     try:
         if args.command == "build":
             start = time.monotonic()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, List, Optional
+from typing import BinaryIO
 
 _MAGIC = b"070701"
 
@@ -47,9 +48,9 @@ def write_newc(stream: BinaryIO, entries: Iterable[CpioEntry]) -> None:
         stream.write(head + _pad(len(head)) + entry.data + _pad(len(entry.data)))
 
 
-def entries_from_tree(root: Path) -> List[CpioEntry]:
+def entries_from_tree(root: Path) -> list[CpioEntry]:
     """Archive entries for every file, folder and symlink below ``root``, sorted by path."""
-    entries: List[CpioEntry] = []
+    entries: list[CpioEntry] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(dirnames + filenames):
@@ -66,7 +67,7 @@ def entries_from_tree(root: Path) -> List[CpioEntry]:
     return entries
 
 
-def write_initramfs(root: Path, output: Path, extra: Optional[Iterable[CpioEntry]] = None) -> None:
+def write_initramfs(root: Path, output: Path, extra: Iterable[CpioEntry] | None = None) -> None:
     """Write ``root`` (plus ``extra`` entries such as device nodes) as a gzip'd newc archive."""
     entries = entries_from_tree(root) + list(extra or [])
     entries.sort(key=lambda e: e.name)

@@ -16,7 +16,7 @@ All functions here are pure: they return the file contents, the builder writes t
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 #: Where the udhcpc event script lives in both root file systems (Debian's busybox has no default).
 UDHCPC_SCRIPT = "/usr/share/udhcpc/default.script"

@@ -17,9 +17,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable
 
 ARCH = "arm64"
 XEN_VERSION = "4.17"
@@ -76,14 +77,14 @@ class PackageRecord:
         return os.path.basename(self.filename)
 
 
-def parse_control_stanzas(text: str) -> List[Dict[str, str]]:
+def parse_control_stanzas(text: str) -> list[dict[str, str]]:
     """Split deb822 control text (``apt-cache show`` output) into field dictionaries.
 
     Continuation lines (starting with a space or tab) are joined to the field they continue.
     """
-    stanzas: List[Dict[str, str]] = []
-    current: Dict[str, str] = {}
-    last_key: Optional[str] = None
+    stanzas: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    last_key: str | None = None
     for line in text.splitlines():
         if not line.strip():
             if current:
@@ -104,12 +105,12 @@ def parse_control_stanzas(text: str) -> List[Dict[str, str]]:
     return stanzas
 
 
-def parse_package_records(text: str) -> Dict[str, PackageRecord]:
+def parse_package_records(text: str) -> dict[str, PackageRecord]:
     """Turn ``apt-cache show --no-all-versions`` output into records keyed by package name.
 
     The first stanza of a name wins (apt prints the candidate first).
     """
-    records: Dict[str, PackageRecord] = {}
+    records: dict[str, PackageRecord] = {}
     for stanza in parse_control_stanzas(text):
         name = stanza.get("Package")
         if not name or name in records:
@@ -130,12 +131,12 @@ def parse_package_records(text: str) -> Dict[str, PackageRecord]:
     return records
 
 
-def parse_depends(field: str) -> List[List[str]]:
+def parse_depends(field: str) -> list[list[str]]:
     """Parse a Depends field into groups of alternatives, without versions or arch qualifiers.
 
     ``"a (>= 1), b:any | c"`` gives ``[["a"], ["b", "c"]]``.
     """
-    groups: List[List[str]] = []
+    groups: list[list[str]] = []
     for clause in field.split(","):
         clause = clause.strip()
         if not clause:
@@ -217,7 +218,7 @@ class Apt:
             self.log("apt has no arm64 package lists: running apt-get update")
             self._check(["apt-get", "update"], "apt-get update")
 
-    def show(self, names: Iterable[str]) -> Dict[str, PackageRecord]:
+    def show(self, names: Iterable[str]) -> dict[str, PackageRecord]:
         """Candidate records of ``names`` (arm64), failing with the names apt does not know."""
         names = list(names)
         result = self._run(["apt-cache", "show", "--no-all-versions"] + [f"{n}:{ARCH}" for n in names])
@@ -229,21 +230,21 @@ class Apt:
                 "must serve Debian bookworm for arm64 (then run 'apt-get update').")
         return {n: records[n] for n in names}
 
-    def resolve(self) -> List[PackageRecord]:
+    def resolve(self) -> list[PackageRecord]:
         """Records of all packages the target needs, the kernel package resolved via the meta-package."""
         meta = self.show([KERNEL_META_PACKAGE])[KERNEL_META_PACKAGE]
         kernel = kernel_package_from_depends(meta.depends)
         records = self.show(list(BASE_PACKAGES) + [kernel])
         return [records[n] for n in list(BASE_PACKAGES) + [kernel]]
 
-    def download(self, records: Sequence[PackageRecord], debs_dir: Path) -> Dict[str, Path]:
+    def download(self, records: Sequence[PackageRecord], debs_dir: Path) -> dict[str, Path]:
         """Make sure each record's .deb is in ``debs_dir`` with the index's checksum.
 
         Files already there with the right checksum are kept; the others are fetched with
         ``apt-get download`` into a temporary folder and moved in only once verified.
         """
         debs_dir.mkdir(parents=True, exist_ok=True)
-        paths: Dict[str, Path] = {}
+        paths: dict[str, Path] = {}
         wanted = []
         for record in records:
             path = debs_dir / record.deb_name
@@ -295,8 +296,8 @@ def host_tool_packages() -> Mapping[str, str]:
     }
 
 
-def missing_host_tools(which: Callable[[str], Optional[str]] = shutil.which,
-                       extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin")) -> List[str]:
+def missing_host_tools(which: Callable[[str], str | None] = shutil.which,
+                       extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin")) -> list[str]:
     """Messages for each host program that is missing, naming the apt package to install.
 
     ``extra_dirs`` are searched too: a non-root PATH often lacks /usr/sbin (mkfs.ext4, depmod).

@@ -18,9 +18,9 @@ from __future__ import annotations
 import configparser
 import io
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Mapping, Tuple
 
 SECTION = "config_bsp"
 
@@ -50,7 +50,7 @@ class BootSettings:
     kernel_address: int = 0x49000000
     initrd_address: int = 0x4C000000
     dom0_bootargs: str = "console=hvc0 root=/dev/vda rw quiet"
-    xen_extra: Tuple[str, ...] = ("bootscrub=0", "loglvl=warning", "guest_loglvl=warning")
+    xen_extra: tuple[str, ...] = ("bootscrub=0", "loglvl=warning", "guest_loglvl=warning")
     serial_consoles: str = "115200;hvc0"
     qemu_bindir: str = "/usr/bin"
 
@@ -85,7 +85,7 @@ def check_load_addresses(settings: BootSettings, kernel_size: int, initrd_size: 
             f"RAM at {ram_end:#x}; give QEMU more memory")
 
 
-def qemuboot_values(settings: BootSettings) -> Dict[str, str]:
+def qemuboot_values(settings: BootSettings) -> dict[str, str]:
     """The variables the ``xen-image-minimal`` recipe would export, upper-case names as in BitBake."""
     values = {
         "DEPLOY_DIR_IMAGE": ".",
@@ -145,12 +145,12 @@ def render_qemuboot_conf(values: Mapping[str, str]) -> str:
     return out.getvalue()
 
 
-def read_qemuboot_conf(path: Path) -> Dict[str, str]:
+def read_qemuboot_conf(path: Path) -> dict[str, str]:
     """Read a qemuboot.conf the way runqemu does: upper-case names, ``.`` made the file's folder."""
     parser = configparser.ConfigParser()
     if not parser.read(path):
         raise QemubootError(f"{path}: cannot be read")
-    values: Dict[str, str] = {}
+    values: dict[str, str] = {}
     for key, value in parser.items(SECTION):
         if value.startswith("../"):
             value = str((path.parent / value).resolve())

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from .packages import PackageRecord
 
@@ -22,9 +23,9 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "xen-ref-target.json"
 
 
-def source_digest(folders: Iterable[Path]) -> Dict[str, str]:
+def source_digest(folders: Iterable[Path]) -> dict[str, str]:
     """SHA-256 of every ``*.py`` file below ``folders``, keyed ``<folder name>/<relative path>``."""
-    digests: Dict[str, str] = {}
+    digests: dict[str, str] = {}
     for folder in folders:
         for path in sorted(folder.rglob("*.py")):
             if "__pycache__" in path.parts:
@@ -35,7 +36,7 @@ def source_digest(folders: Iterable[Path]) -> Dict[str, str]:
 
 
 def build_inputs(records: Sequence[PackageRecord], sources: Mapping[str, str],
-                 settings: Mapping[str, Any]) -> Dict[str, Any]:
+                 settings: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs of a build, in a JSON-serialisable form."""
     return {
         "format": FORMAT_VERSION,
@@ -52,9 +53,9 @@ def input_key(inputs: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two input sets (for the "rebuilding because" line)."""
-    changes: List[str] = []
+    changes: list[str] = []
     if old.get("format") != new.get("format"):
         changes.append(f"layout format {old.get('format')} -> {new.get('format')}")
     for section in ("packages", "sources", "settings"):
@@ -73,13 +74,13 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str
     return changes
 
 
-def file_records(folder: Path) -> Dict[str, int]:
+def file_records(folder: Path) -> dict[str, int]:
     """Sizes of the regular files directly in ``folder`` (symlinks and the manifest left out)."""
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir())
             if p.is_file() and not p.is_symlink() and p.name != MANIFEST_NAME}
 
 
-def read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
+def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest in ``folder``, or None when it is missing or unreadable."""
     try:
         return json.loads((folder / MANIFEST_NAME).read_text())
@@ -92,7 +93,7 @@ def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def check_current(folder: Path, key: str) -> Tuple[bool, str]:
+def check_current(folder: Path, key: str) -> tuple[bool, str]:
     """Whether the target in ``folder`` was built from ``key`` and is intact; with the reason."""
     manifest = read_manifest(folder)
     if manifest is None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import configparser
 import os
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
 
 import yaml
 
@@ -61,13 +61,13 @@ class OeEnvironment:
     def meta_virtualization(self) -> Path:
         return self.root / "meta-virtualization"
 
-    def layers(self, layer: Path = LAYER) -> List[Path]:
+    def layers(self, layer: Path = LAYER) -> list[Path]:
         """BBLAYERS for a Xen build: oe-core's meta, the meta-oe layers, meta-virtualization, ``layer``."""
         return ([self.oecore / "meta"] + [self.meta_openembedded / name for name in META_OE_LAYERS]
                 + [self.meta_virtualization, layer])
 
 
-def oe_environment(release: str = "wrynose", root: Optional[Path] = None) -> OeEnvironment:
+def oe_environment(release: str = "wrynose", root: Path | None = None) -> OeEnvironment:
     """Return the environment for ``release`` (``$OE_ENV`` or ``/opt/oe-env/<release>``); check it."""
     base = Path(root) if root else Path(os.environ.get("OE_ENV") or f"/opt/oe-env/{release}")
     env = OeEnvironment(base)
@@ -84,7 +84,7 @@ def local_conf_lines(sections: Sequence[str] = ("10-xen-ref-distro", "20-xen-ref
                      kas_file: Path = KAS_COMMON) -> str:
     """The given ``local_conf_header`` sections of the layer's kas configuration, in order."""
     config = yaml.safe_load(kas_file.read_text())
-    headers: Dict[str, str] = config.get("local_conf_header", {})
+    headers: dict[str, str] = config.get("local_conf_header", {})
     missing = [name for name in sections if name not in headers]
     if missing:
         raise GlueError(f"{kas_file}: local_conf_header has no section {', '.join(missing)}")
@@ -129,7 +129,7 @@ _QMP_SHIM = {
 
 
 def make_native_sysroot(directory: Path, qemu_binaries: Sequence[str] = ("qemu-system-aarch64",),
-                        search_path: Optional[str] = None) -> Path:
+                        search_path: str | None = None) -> Path:
     """Create a stand-in for oe-core's native sysroot and return it.
 
     A stand-in, because the real one (``recipe-sysroot-native`` of qemu-helper-native) only exists
@@ -157,7 +157,7 @@ def make_native_sysroot(directory: Path, qemu_binaries: Sequence[str] = ("qemu-s
     return directory
 
 
-def read_qemuboot(path: Path) -> Dict[str, str]:
+def read_qemuboot(path: Path) -> dict[str, str]:
     """Read ``[config_bsp]`` of a qemuboot.conf with upper-case keys, as runqemu does."""
     parser = configparser.ConfigParser(interpolation=None)
     if not parser.read(path):
@@ -167,7 +167,7 @@ def read_qemuboot(path: Path) -> Dict[str, str]:
     return {key.upper(): value for key, value in parser.items("config_bsp")}
 
 
-def files_named_by_qemuboot(values: Dict[str, str]) -> List[str]:
+def files_named_by_qemuboot(values: dict[str, str]) -> list[str]:
     """File names (relative to the deploy dir) a qemuboot.conf makes runqemu open."""
     names = [values.get("QB_DEFAULT_KERNEL", "")]
     link = values.get("IMAGE_LINK_NAME") or values.get("IMAGE_NAME", "")
@@ -180,7 +180,7 @@ def files_named_by_qemuboot(values: Dict[str, str]) -> List[str]:
     return [os.path.basename(n) for n in names if n]
 
 
-def reftarget_deploy(cache: Optional[Path] = None) -> Path:
+def reftarget_deploy(cache: Path | None = None) -> Path:
     """The reference target's deploy folder (``xen-ref-target build`` output)."""
     if cache is None:
         from xenreftarget.build import default_cache_dir
@@ -219,7 +219,7 @@ def prepare_deploy(rendered_conf: Path, reference: Path, folder: Path) -> Path:
     return folder / f"{link_name}.{values['QB_DEFAULT_FSTYPE']}"
 
 
-def runqemu_environment(env: OeEnvironment, native_sysroot: Path) -> Dict[str, str]:
+def runqemu_environment(env: OeEnvironment, native_sysroot: Path) -> dict[str, str]:
     """os.environ plus what runqemu needs outside a build: oe-core's scripts on PATH, the sysroot."""
     environ = dict(os.environ)
     environ["PATH"] = f"{env.oecore / 'scripts'}:{environ.get('PATH', '/usr/bin:/bin')}"
@@ -227,7 +227,7 @@ def runqemu_environment(env: OeEnvironment, native_sysroot: Path) -> Dict[str, s
     return environ
 
 
-def default_rendered_conf(release: str) -> Optional[Path]:
+def default_rendered_conf(release: str) -> Path | None:
     """The qemuboot.conf render-qemuboot wrote for ``release`` (the IMAGE_LINK_NAME symlink), if any."""
     folder = Path(f"/tmp/xen-ref-oe/qemuboot-{release}")
     links = sorted(p for p in folder.glob("*.qemuboot.conf") if p.is_symlink())

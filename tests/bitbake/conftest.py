@@ -15,7 +15,6 @@ import os
 import pathlib
 import sys
 import textwrap
-from typing import Dict, List
 
 import pytest
 
@@ -29,11 +28,11 @@ for path in (HERE / "stubs", LAYER / "lib"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-import bb  # noqa: E402
-import bb.build  # noqa: E402
-import bb.data  # noqa: E402
-import bb.parse  # noqa: E402
-import bb.utils  # noqa: E402
+import bb
+import bb.build
+import bb.data
+import bb.parse
+import bb.utils
 
 BITBAKE_CONF = """\
 # Minimal configuration for tests/bitbake (not oe-core's bitbake.conf).
@@ -70,12 +69,12 @@ class LogCapture(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.records: List[logging.LogRecord] = []
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
-    def messages(self, level: int = logging.DEBUG) -> List[str]:
+    def messages(self, level: int = logging.DEBUG) -> list[str]:
         return [r.getMessage() for r in self.records if r.levelno >= level]
 
     def text(self, level: int = logging.DEBUG) -> str:
@@ -107,7 +106,7 @@ class BitBakeProject:
         self.deploy = top / "tmp" / "deploy" / "images" / "qemuarm64"
         self.deploy.mkdir(parents=True)
 
-    def parse(self, recipe_name: str, body: str, local_conf: str = "") -> "bb.data_smart.DataSmart":
+    def parse(self, recipe_name: str, body: str, local_conf: str = "") -> bb.data_smart.DataSmart:
         """Write ``recipes/<recipe_name>.bb`` and parse it with the configuration.
 
         ``local_conf`` is appended to the configuration like a local.conf.
@@ -116,12 +115,12 @@ class BitBakeProject:
         recipe = self.top / "recipes" / (recipe_name + ".bb")
         recipe.write_text(textwrap.dedent(body))
         d = bb.data.init()
-        d.setVar("BBPATH", "%s:%s:%s" % (self.top, LAYER, STUB_LAYER))
+        d.setVar("BBPATH", f"{self.top}:{LAYER}:{STUB_LAYER}")
         d.setVar("TOPDIR", str(self.top))
         d.setVar("__bbclasstype", "recipe")
         bb.parse.init_parser(d)
         d = bb.parse.handle(os.path.join("conf", "bitbake.conf"), d)
-        envs: Dict[str, object] = bb.parse.handle(str(recipe), bb.data.createCopy(d), 0)
+        envs: dict[str, object] = bb.parse.handle(str(recipe), bb.data.createCopy(d), 0)
         rd = envs[""]
         os.makedirs(rd.getVar("T"), exist_ok=True)
         return rd

@@ -12,14 +12,11 @@ import logging
 import os
 import shutil
 
-import pytest
-
 import bb
 import bb.build
 import bb.data
-
+import pytest
 from xenbundle import xlcfg
-
 from xenref_bbtest import GUEST, GUEST_LINK, HOST, MiB, make_sparse
 
 
@@ -43,7 +40,7 @@ def run_guest_task(project, local_conf=""):
     d = project.parse("xen-guest-image-minimal", GUEST, local_conf)
     os.makedirs(d.getVar("IMGDEPLOYDIR"), exist_ok=True)
     bb.build.exec_func("do_xen_guest_bundle_config", d)
-    return d, os.path.join(d.getVar("IMGDEPLOYDIR"), "xen-guest-bundle-%s.cfg" % GUEST_LINK)
+    return d, os.path.join(d.getVar("IMGDEPLOYDIR"), f"xen-guest-bundle-{GUEST_LINK}.cfg")
 
 
 # --------------------------------------------------------------------------- guest
@@ -58,7 +55,7 @@ def test_guest_task_writes_deterministic_config(project):
     assert settings["memory"] == "256"
     assert settings["vcpus"] == "1"
     assert settings["kernel"] == "Image"
-    assert settings["disk"] == ["file:%s.ext4,xvda,rw" % GUEST_LINK]
+    assert settings["disk"] == [f"file:{GUEST_LINK}.ext4,xvda,rw"]
     assert settings["vif"] == ["bridge=xenbr0"]
     assert settings["extra"] == "root=/dev/xvda ro console=hvc0 ip=dhcp"
     first = open(cfg).read()
@@ -68,7 +65,7 @@ def test_guest_task_writes_deterministic_config(project):
 
 @pytest.mark.parametrize("value", ["1", "yes", "true", "True", "y"])
 def test_guest_auto_bundle_accepts_true_words(project, value):
-    _d, cfg = run_guest_task(project, 'XEN_GUEST_AUTO_BUNDLE = "%s"\n' % value)
+    _d, cfg = run_guest_task(project, f'XEN_GUEST_AUTO_BUNDLE = "{value}"\n')
     assert os.path.exists(cfg)
 
 
@@ -174,11 +171,11 @@ def test_host_bundles_all_three_forms(project, deploy):
     shutil.copy(cfg, deploy)
     before = deploy_listing(deploy)
 
-    d = project.parse("xen-image-minimal", HOST, """\
-        XEN_BUNDLED_GUESTS = "%s.ext4:Image"
+    d = project.parse("xen-image-minimal", HOST, f"""\
+        XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:Image"
         XEN_GUEST_MEMORY[xen-guest-image-minimal-qemuarm64] = "384"
         XEN_GUEST_AUTOSTART = "vendor"
-        """ % GUEST_LINK)
+        """)
     rootfs = d.getVar("IMAGE_ROOTFS")
     os.makedirs(rootfs)
     bb.build.exec_func("do_rootfs", d)
@@ -237,8 +234,8 @@ def test_host_without_guests_installs_nothing(project, bblog):
 
 @pytest.mark.parametrize("conf, expected", [
     ('XEN_BUNDLED_GUESTS = "guest.ext4"', "XEN_BUNDLED_GUESTS entry 1 'guest.ext4' has no ':'"),
-    ('XEN_BUNDLED_GUESTS = "%s.ext4:zImage"' % GUEST_LINK, "zImage"),
-    ('XEN_BUNDLED_GUESTS = "%s.ext4:Image"\nXEN_GUEST_VCPUS = "two"' % GUEST_LINK,
+    (f'XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:zImage"', "zImage"),
+    (f'XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:Image"\nXEN_GUEST_VCPUS = "two"',
      'XEN_GUEST_VCPUS = "two" is not a positive whole number'),
     ('XEN_BUNDLED_GUESTS = "../escape.ext4:Image"', "escape.ext4"),
 ])

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import bb
 import bb.data
 import bb.parse
-
+import pytest
 from xenref_bbtest import GUEST_LINK, HOST, MiB, make_sparse
 
 
@@ -37,9 +35,9 @@ def file_checksum_entries(d):
 
 
 def test_depends_inferred_from_bundled_rootfs_names(project):
-    d = project.parse("xen-image-minimal", HOST, """\
-        XEN_BUNDLED_GUESTS = "%s.ext4:Image my-guest-qemuarm64.rootfs-20261126120000.ext4.qcow2:Image vendor.img:vmlinuz"
-        """ % GUEST_LINK)
+    d = project.parse("xen-image-minimal", HOST, f"""\
+        XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:Image my-guest-qemuarm64.rootfs-20261126120000.ext4.qcow2:Image vendor.img:vmlinuz"
+        """)
     assert rootfs_depends(d) == [
         "my-guest:do_image_complete",
         "virtual/kernel:do_deploy",
@@ -69,10 +67,10 @@ def test_external_opt_out(project):
 
 
 def test_custom_name_suffixes_follow_oe_core_variables(project):
-    d = project.parse("xen-image-minimal", HOST, """\
+    d = project.parse("xen-image-minimal", HOST, f"""\
         IMAGE_NAME_SUFFIX = ""
-        XEN_BUNDLED_GUESTS = "%s.ext4:Image guest2-qemuarm64.ext4:Image"
-        """ % GUEST_LINK)
+        XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:Image guest2-qemuarm64.ext4:Image"
+        """)
     # With an empty IMAGE_NAME_SUFFIX the ".rootfs" name is no image output name.
     assert rootfs_depends(d) == ["guest2:do_image_complete", "virtual/kernel:do_deploy"]
 
@@ -139,20 +137,20 @@ def test_file_checksums_cover_third_party_inputs_only(project):
     (dep / "xen-guest-bundle-vendor.cfg").write_text(
         'name = "vendor"\nmemory = 64\ndisk = [ "file:vendor.img,xvda,rw" ]\nkernel = "vendor-kernel"\n')
     # A config deployed by a guest image the host depends on: tracked by the task dependency.
-    (dep / ("xen-guest-bundle-%s.cfg" % GUEST_LINK)).write_text(
-        'name = "auto"\nmemory = 64\ndisk = [ "file:%s.ext4,xvda,rw" ]\nkernel = "Image"\n' % GUEST_LINK)
+    (dep / (f"xen-guest-bundle-{GUEST_LINK}.cfg")).write_text(
+        f'name = "auto"\nmemory = 64\ndisk = [ "file:{GUEST_LINK}.ext4,xvda,rw" ]\nkernel = "Image"\n')
     (dep / "loose.ext4").write_bytes(b"third-party rootfs")
 
-    d = project.parse("xen-image-minimal", HOST, """\
-        XEN_BUNDLED_GUESTS = "%s.ext4:Image loose.ext4:Image missing.ext4:Image"
-        """ % GUEST_LINK)
+    d = project.parse("xen-image-minimal", HOST, f"""\
+        XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:Image loose.ext4:Image missing.ext4:Image"
+        """)
     entries = file_checksum_entries(d)
     assert entries == sorted([
-        "%s/loose.ext4:True" % dep,
-        "%s/missing.ext4:False" % dep,
-        "%s/vendor-kernel:True" % dep,
-        "%s/vendor.img:True" % dep,
-        "%s/xen-guest-bundle-vendor.cfg:True" % dep,
+        f"{dep}/loose.ext4:True",
+        f"{dep}/missing.ext4:False",
+        f"{dep}/vendor-kernel:True",
+        f"{dep}/vendor.img:True",
+        f"{dep}/xen-guest-bundle-vendor.cfg:True",
     ])
 
     # The parse cache of the recipe is invalidated when the deploy dir or a

@@ -17,19 +17,18 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
 
 import pytest
-
 from xenreftarget import build_target
 
-_TIMINGS: Dict[str, object] = {}
-_RUN_DIR: List[Path] = []
+_TIMINGS: dict[str, object] = {}
+_RUN_DIR: list[Path] = []
 
 
 @pytest.fixture(scope="session")
-def e2e_timings() -> Dict[str, object]:
+def e2e_timings() -> dict[str, object]:
     """Timings of this session, keyed by what was measured (seconds)."""
     return _TIMINGS
 
@@ -68,12 +67,12 @@ def xen_host(reference_target, xen_host, e2e_timings):  # type: ignore[no-untype
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    served: List[Tuple[str, str]] = []
+    served: list[tuple[str, str]] = []
 
     def log_message(self, format: str, *args) -> None:  # type: ignore[override]
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         type(self).served.append((self.client_address[0], self.path))
         super().do_GET()
 
@@ -89,7 +88,7 @@ class HttpServer:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def publish(self, label: str) -> Tuple[str, str, str]:
+    def publish(self, label: str) -> tuple[str, str, str]:
         """A new file with unique content: returns (path, content, URL as the guest sees it)."""
         token = uuid.uuid4().hex
         path = f"/{label}-{token[:8]}.txt"
@@ -97,7 +96,7 @@ class HttpServer:
         (self.root / path.lstrip("/")).write_text(content)
         return path, content, f"http://10.0.2.2:{self.port}{path}"
 
-    def served(self) -> List[Tuple[str, str]]:
+    def served(self) -> list[tuple[str, str]]:
         """(client address, path) of every GET so far."""
         return list(_Handler.served)
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable
 
 from xenbundle import xlcfg
 from xenbundle.disk import parse_disk
@@ -71,7 +72,7 @@ def expectation_from_config(text: str, filename: str = "<config>") -> ConfigExpe
 
 
 @contextmanager
-def _step(name: str, timings: Dict[str, float]) -> Iterator[None]:
+def _step(name: str, timings: dict[str, float]) -> Iterator[None]:
     started = time.monotonic()
     try:
         yield
@@ -89,9 +90,9 @@ def _check(condition: bool, step: str, detail: str) -> None:
 
 
 def run_guest_lifecycle(host, config: str, fetch_url: str, fetch_content: str,  # type: ignore[no-untyped-def]
-                        expected_guest_name: Optional[str] = None,
+                        expected_guest_name: str | None = None,
                         dhcp_timeout: float = 300.0,
-                        log: Callable[[str], None] = lambda message: None) -> Dict[str, float]:
+                        log: Callable[[str], None] = lambda message: None) -> dict[str, float]:
     """Run the lifecycle check of the guest defined by ``config`` (a path in dom0) on ``host``.
 
     ``host`` is the harness's ``XenHost`` (``console`` and ``xl``). ``fetch_url`` is fetched in
@@ -99,7 +100,7 @@ def run_guest_lifecycle(host, config: str, fetch_url: str, fetch_content: str,  
     Raises :class:`LifecycleFailure` naming the failed step; a guest left running by a failure
     is destroyed before raising.
     """
-    timings: Dict[str, float] = {}
+    timings: dict[str, float] = {}
     xl = host.xl
     name = None
     try:

@@ -11,10 +11,13 @@ import shlex
 import time
 
 import pytest
-
+from reftarget_lifecycle import (
+    LifecycleFailure,
+    expectation_from_config,
+    run_guest_lifecycle,
+)
 from xenqemu.cli import lifecycle_check
 from xenreftarget import GUESTS
-from reftarget_lifecycle import LifecycleFailure, expectation_from_config, run_guest_lifecycle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -106,7 +109,7 @@ def _broken_copy(xen_host, config: str, old: str, new: str, label: str) -> str: 
 def test_config_with_a_wrong_disk_path_fails_the_lifecycle_check(xen_host, reference_target,
                                                                   http_server):
     guest = _guest(reference_target, "thirdparty-guest")
-    disk = [f for f in guest["files"] if f.endswith(".ext4")][0]
+    disk = next(f for f in guest["files"] if f.endswith(".ext4"))
     broken = _broken_copy(xen_host, guest["config"], disk, "/var/lib/xen/images/missing.ext4", "disk")
     _, content, url = http_server.publish("broken-disk")
     with pytest.raises(LifecycleFailure) as failure:
@@ -128,8 +131,8 @@ def test_config_pointing_at_another_guests_disk_fails_the_lifecycle_check(xen_ho
                                                                           http_server):
     guest = _guest(reference_target, "thirdparty-guest")
     other = _guest(reference_target, GUEST_NAMES[0])
-    own_disk = [f for f in guest["files"] if f.endswith(".ext4")][0]
-    other_disk = [f for f in other["files"] if f.endswith(".ext4")][0]
+    own_disk = next(f for f in guest["files"] if f.endswith(".ext4"))
+    other_disk = next(f for f in other["files"] if f.endswith(".ext4"))
     broken = _broken_copy(xen_host, guest["config"], own_disk, other_disk, "swapped")
     _, content, url = http_server.publish("broken-swap")
     with pytest.raises(LifecycleFailure) as failure:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable
 
 import pexpect
 import pytest
-
 from xenqemu.console import ConsoleChannel, Transcript
-
 from xq_harness_helpers import HERE, SHELLS
 
 
@@ -22,9 +21,9 @@ def shell_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def spawn_noisy(tmp_path: Path) -> Iterator[Callable[..., pexpect.spawn]]:
     """Start a real shell behind noisy_shell.py; the spawns are closed after the test."""
-    spawns: List[pexpect.spawn] = []
+    spawns: list[pexpect.spawn] = []
 
-    def start(shell: List[str], seed: int = 1, rate: float = 0.3, quiet: bool = False) -> pexpect.spawn:
+    def start(shell: list[str], seed: int = 1, rate: float = 0.3, quiet: bool = False) -> pexpect.spawn:
         args = [str(HERE / "noisy_shell.py"), "--seed", str(seed), "--rate", str(rate)]
         if quiet:
             args.append("--quiet")

@@ -16,9 +16,13 @@ from typing import Callable
 
 import pexpect
 import pytest
-
-from xenqemu.console import ConsoleChannel, ConsoleClosed, ConsoleError, ConsoleTimeout, clean_text
-
+from xenqemu.console import (
+    ConsoleChannel,
+    ConsoleClosed,
+    ConsoleError,
+    ConsoleTimeout,
+    clean_text,
+)
 from xq_harness_helpers import HERE, SHELLS
 
 

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from xenqemu.machine import MachineError, QemuDied, QemuMachine
 from xenqemu.target import Target
 
@@ -135,7 +134,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start_holder(tmp_path: Path) -> "tuple[subprocess.Popen[str], int, Path]":
+def start_holder(tmp_path: Path) -> tuple[subprocess.Popen[str], int, Path]:
     holder = subprocess.Popen([sys.executable, "-c", SCRIPT.format(lib=LIB, base=str(tmp_path))],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None

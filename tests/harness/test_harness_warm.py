@@ -15,12 +15,18 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
 
 import pytest
-
-from xenqemu import QemuMachine, SnapshotCache, Target, WarmStartWarning, Xl, load_target
+from xenqemu import (
+    QemuMachine,
+    SnapshotCache,
+    Target,
+    WarmStartWarning,
+    Xl,
+    load_target,
+)
 from xenqemu.boot import BootTimeouts
 from xenqemu.warm import image_files
 from xenreftarget.packages import sha256_file
@@ -38,12 +44,12 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture(scope="module")
-def base_checksums(target: Target) -> Dict[str, str]:
+def base_checksums(target: Target) -> dict[str, str]:
     """Checksums of the target's images before any warm-start test ran."""
     return {str(p): sha256_file(p) for p in image_files(target).values()}
 
 
-def machine(target: Target, cache: Path, tmp_path: Path, warnings_seen: List[str] | None = None,
+def machine(target: Target, cache: Path, tmp_path: Path, warnings_seen: list[str] | None = None,
             **options) -> QemuMachine:  # type: ignore[no-untyped-def]
     warn = (lambda message: warnings_seen.append(message)) if warnings_seen is not None else None
     return QemuMachine(target, warm=True, snapshot_cache=cache, base_dir=tmp_path / "runs",
@@ -51,17 +57,17 @@ def machine(target: Target, cache: Path, tmp_path: Path, warnings_seen: List[str
                        warn=warn, **options)
 
 
-def snapshot_dirs(cache: Path) -> List[Path]:
+def snapshot_dirs(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 @pytest.fixture(scope="module")
-def built_cache(target: Target, base_checksums: Dict[str, str],
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Path, Dict[str, object]]]:
+def built_cache(target: Target, base_checksums: dict[str, str],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, object]]]:
     """A cache holding the snapshot of ``target``, built by the first warm session."""
     tmp = tmp_path_factory.mktemp("warm")
     cache = tmp / "cache"
-    seen: List[str] = []
+    seen: list[str] = []
     with machine(target, cache, tmp, seen) as first:
         console = first.boot()
         facts = {"warm_result": first.warm_result, "phases": [p.name for p in first.phases],
@@ -88,7 +94,7 @@ def test_restored_session_works_and_its_clock_is_now(target: Target, built_cache
     [snapshot] = snapshot_dirs(cache)
     overlay = snapshot / "rootfs-overlay.qcow2"
     stamp = (overlay.stat().st_size, overlay.stat().st_mtime_ns)
-    seen: List[str] = []
+    seen: list[str] = []
     with machine(target, cache, tmp_path, seen) as session:
         console = session.boot()
         assert session.warm_result == "restored" and seen == []
@@ -154,7 +160,7 @@ def test_key_change_builds_a_second_snapshot(target: Target, built_cache, tmp_pa
     work = tmp_path / "cache"
     shutil.copytree(cache, work)
     before = snapshot_dirs(work)
-    seen: List[str] = []
+    seen: list[str] = []
     # a different Xen command line is a different QEMU command line: a new key
     with machine(target, work, tmp_path, seen, xen_cmdline_extra="sched=credit2") as session:
         console = session.boot()
@@ -175,7 +181,7 @@ def test_truncated_snapshot_warns_and_boots_cold_to_rebuild(target: Target, buil
     [snapshot] = snapshot_dirs(work)
     with open(snapshot / "rootfs-overlay.qcow2", "r+b") as f:
         f.truncate(1 << 20)
-    seen: List[str] = []
+    seen: list[str] = []
     with machine(target, work, tmp_path, seen) as session:
         console = session.boot()
         assert console.run("xl list", check=True).output.startswith("Name")
@@ -210,7 +216,7 @@ def test_snapshot_qemu_cannot_load_warns_and_boots_cold(target: Target, built_ca
 def test_two_warm_sessions_at_once(target: Target, built_cache, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cache, _ = built_cache
     sessions = [machine(target, cache, tmp_path) for _ in range(2)]
-    results: Dict[int, object] = {}
+    results: dict[int, object] = {}
 
     def work(index: int) -> None:
         try:
@@ -281,6 +287,6 @@ def test_pytest_xdist_workers_each_start_warm(target: Target, built_cache, tmp_p
     assert len({r["run_dir"] for r in records}) == 2 and len({r["qmp"] for r in records}) == 2
 
 
-def test_base_images_unchanged(target: Target, base_checksums: Dict[str, str], built_cache) -> None:  # type: ignore[no-untyped-def]
+def test_base_images_unchanged(target: Target, base_checksums: dict[str, str], built_cache) -> None:  # type: ignore[no-untyped-def]
     assert {str(p): sha256_file(p) for p in image_files(target).values()} == base_checksums
     assert len(base_checksums) >= 4  # Xen, dom0 kernel, initrd, rootfs

@@ -17,7 +17,6 @@ import subprocess
 import sys
 
 import pytest
-
 from xenqemu import QemuMachine, Xl, load_target
 from xenqemu.pytest_plugin import GuestFactory, XenHost
 

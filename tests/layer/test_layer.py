@@ -3,7 +3,6 @@ follows the rules (parsed with real BitBake, including its addpylib line)."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import subprocess
@@ -98,10 +97,10 @@ def test_layer_conf_has_no_side_effects():
     allowed = re.compile(r"^(BBFILES(_DYNAMIC)?|BBFILE_[A-Z_]+|BBPATH|LAYER[A-Z_]+|LICENSE_PATH)(_xen-ref)?$")
     for var, op, _value in layer_conf_assignments():
         if op is None:
-            assert var == "addpylib ${LAYERDIR}/lib xenbundle", "unexpected statement: %s" % var
+            assert var == "addpylib ${LAYERDIR}/lib xenbundle", f"unexpected statement: {var}"
             continue
         base = var.split(":")[0]
-        assert allowed.match(base), "layer.conf may only register the layer, not set %s" % var
+        assert allowed.match(base), f"layer.conf may only register the layer, not set {var}"
 
 
 @pytest.fixture
@@ -130,7 +129,7 @@ def test_layer_conf_values(parsed_layer_conf):
     assert d.getVar("LAYERVERSION_xen-ref") == "1"
     assert str(LAYER) in d.getVar("BBPATH").split(":")
     patterns = d.getVar("BBFILES").split()
-    assert "%s/recipes-*/*/*.bb" % LAYER in patterns
+    assert f"{LAYER}/recipes-*/*/*.bb" in patterns
     # addpylib put lib/ on sys.path and made "xenbundle" a global name for
     # inline python, as for oe-core's "oe".
     import bb.utils
@@ -144,7 +143,7 @@ def test_recipe_files_have_required_fields():
             continue
         text = (LAYER / name).read_text()
         for field in ("SUMMARY", "DESCRIPTION", "HOMEPAGE", "LICENSE"):
-            assert re.search(r"^%s = " % field, text, re.M), "%s: %s missing" % (name, field)
+            assert re.search(rf"^{field} = ", text, re.MULTILINE), f"{name}: {field} missing"
         assert 'LICENSE = "MIT"' in text
 
 

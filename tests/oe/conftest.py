@@ -17,7 +17,6 @@ import glob
 import os
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -35,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "oecore: needs an openembedded-core checkout (XEN_REF_OECORE)")
 
 
-def find_oecore_checkouts() -> List[Path]:
+def find_oecore_checkouts() -> list[Path]:
     """oe-core checkouts from XEN_REF_OECORE, else those setup-oe-env created."""
     value = os.environ.get("XEN_REF_OECORE", "")
     candidates = [Path(p) for p in value.split(":") if p] if value else \
@@ -52,7 +51,7 @@ def find_oecore_checkouts() -> List[Path]:
 
 
 @pytest.fixture(scope="session")
-def oecore_checkouts() -> List[Path]:
+def oecore_checkouts() -> list[Path]:
     found = find_oecore_checkouts()
     if not found:
         pytest.fail(HOW_TO, pytrace=False)
@@ -60,7 +59,7 @@ def oecore_checkouts() -> List[Path]:
 
 
 @pytest.fixture(scope="session")
-def oeqa_on_path(oecore_checkouts: List[Path]) -> Path:
+def oeqa_on_path(oecore_checkouts: list[Path]) -> Path:
     """Put the first checkout's meta/lib (and its BitBake's lib) on sys.path; return the checkout."""
     oecore = oecore_checkouts[0]
     bitbake_lib = oecore.parent / "bitbake" / "lib"

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kas.context import create_global_context
+from kas.includehandler import ConfigFile, IncludeHandler, LoadConfigException
 
-import kas  # noqa: E402  (kas is a test dependency of the project, see pyproject.toml)
-from kas.context import create_global_context  # noqa: E402
-from kas.includehandler import ConfigFile, IncludeHandler, LoadConfigException  # noqa: E402
+import kas
 
 LAYER_ROOT = Path(__file__).resolve().parents[2]
 KAS_DIR = LAYER_ROOT / "kas"
@@ -90,19 +90,19 @@ def test_repositories_follow_the_release_branches(release: str) -> None:
 @pytest.mark.parametrize("release", sorted(RELEASES))
 def test_local_conf_has_xen_systemd_bundling_and_testimage_lines(release: str) -> None:
     text = local_conf(merged_config(release))
-    features = re.search(r'^DISTRO_FEATURES:append = "([^"]*)"', text, re.M)
+    features = re.search(r'^DISTRO_FEATURES:append = "([^"]*)"', text, re.MULTILINE)
     assert features and {"xen", "systemd", "virtualization"} <= set(features.group(1).split())
-    assert re.search(r'^INIT_MANAGER = "systemd"', text, re.M)
-    assert re.search(r'^XEN_GUEST_AUTO_BUNDLE:pn-xen-guest-image-minimal = "1"', text, re.M)
-    assert re.search(r'^IMAGE_CLASSES \+= "testimage"', text, re.M)
-    suites = re.search(r'^TEST_SUITES (?:=|:append =) "([^"]*)"', text, re.M)
+    assert re.search(r'^INIT_MANAGER = "systemd"', text, re.MULTILINE)
+    assert re.search(r'^XEN_GUEST_AUTO_BUNDLE:pn-xen-guest-image-minimal = "1"', text, re.MULTILINE)
+    assert re.search(r'^IMAGE_CLASSES \+= "testimage"', text, re.MULTILINE)
+    suites = re.search(r'^TEST_SUITES (?:=|:append =) "([^"]*)"', text, re.MULTILINE)
     assert suites and "xen" in suites.group(1).split()
-    assert re.search(r'^TEST_RUNQEMUPARAMS = "[^"]*\bslirp\b', text, re.M)
-    timeout = re.search(r'^TEST_QEMUBOOT_TIMEOUT = "(\d+)"', text, re.M)
+    assert re.search(r'^TEST_RUNQEMUPARAMS = "[^"]*\bslirp\b', text, re.MULTILINE)
+    timeout = re.search(r'^TEST_QEMUBOOT_TIMEOUT = "(\d+)"', text, re.MULTILINE)
     assert timeout and int(timeout.group(1)) >= 900, "Xen under TCG needs a long boot timeout"
-    memory = re.search(r'^QB_MEM:pn-xen-image-minimal = "-m (\d+)"', text, re.M)
+    memory = re.search(r'^QB_MEM:pn-xen-image-minimal = "-m (\d+)"', text, re.MULTILINE)
     assert memory and int(memory.group(1)) >= 1024
-    image_features = re.search(r'^EXTRA_IMAGE_FEATURES:append = "([^"]*)"', text, re.M)
+    image_features = re.search(r'^EXTRA_IMAGE_FEATURES:append = "([^"]*)"', text, re.MULTILINE)
     assert image_features and TESTIMAGE_FEATURES <= set(image_features.group(1).split())
     settings = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     assert not any("debug-tweaks" in line for line in settings), "debug-tweaks is gone after scarthgap"

@@ -10,7 +10,7 @@ import pytest
 
 LAYER = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(LAYER / "scripts" / "oe"))
-import oeglue  # noqa: E402
+import oeglue
 
 CONF = """[config_bsp]
 deploy_dir_image = .

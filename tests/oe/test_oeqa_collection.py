@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import pytest
 
@@ -41,7 +40,7 @@ SELFTEST_CASES = {
 }
 
 
-def list_cases(oecore: Path, kind: str, modules: List[str]) -> dict:
+def list_cases(oecore: Path, kind: str, modules: list[str]) -> dict:
     command = [sys.executable, str(LIST_CASES), "--oecore", str(oecore)]
     meta_virt = oecore.parent / "meta-virtualization"
     if meta_virt.is_dir():
@@ -51,14 +50,14 @@ def list_cases(oecore: Path, kind: str, modules: List[str]) -> dict:
     return json.loads(result.stdout)
 
 
-def test_runtime_suite_xen_is_collected(oecore_checkouts: List[Path]) -> None:
+def test_runtime_suite_xen_is_collected(oecore_checkouts: list[Path]) -> None:
     for oecore in oecore_checkouts:
         listing = list_cases(oecore, "runtime", ["xen"])
         assert set(listing["cases"]) == RUNTIME_CASES, oecore
         assert str(LAYER / "lib/oeqa/runtime/cases") in listing["paths"]
 
 
-def test_runtime_suite_loads_beside_oe_core_suites(oecore_checkouts: List[Path]) -> None:
+def test_runtime_suite_loads_beside_oe_core_suites(oecore_checkouts: list[Path]) -> None:
     """TEST_SUITES = "ping xen": both come from their own layers, nothing else is loaded."""
     for oecore in oecore_checkouts:
         cases = set(list_cases(oecore, "runtime", ["ping", "xen"])["cases"])
@@ -66,20 +65,20 @@ def test_runtime_suite_loads_beside_oe_core_suites(oecore_checkouts: List[Path])
         assert {c.split(".")[0] for c in cases} == {"ping", "xen"}, oecore
 
 
-def test_selftest_module_is_collected(oecore_checkouts: List[Path]) -> None:
+def test_selftest_module_is_collected(oecore_checkouts: list[Path]) -> None:
     for oecore in oecore_checkouts:
         listing = list_cases(oecore, "selftest", ["xenref_bundling"])
         assert set(listing["cases"]) == SELFTEST_CASES, oecore
 
 
-def test_a_single_selftest_case_can_be_selected(oecore_checkouts: List[Path]) -> None:
+def test_a_single_selftest_case_can_be_selected(oecore_checkouts: list[Path]) -> None:
     """oe-selftest -r module.Class.test selects exactly that case."""
     name = "xenref_bundling.XenRefBundlingTests.test_missing_kernel_stops_the_build"
     for oecore in oecore_checkouts:
         assert list_cases(oecore, "selftest", [name])["cases"] == [name]
 
 
-def test_loader_reports_a_broken_layer_module(oecore_checkouts: List[Path], tmp_path: Path) -> None:
+def test_loader_reports_a_broken_layer_module(oecore_checkouts: list[Path], tmp_path: Path) -> None:
     """The check is real: the same loader fails on a runtime module that does not import."""
     broken = tmp_path / "layer" / "lib" / "oeqa" / "runtime" / "cases"
     broken.mkdir(parents=True)

@@ -13,9 +13,9 @@ import os
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator, List, Tuple
 
 import pytest
 
@@ -39,7 +39,7 @@ class FakeRunner:
     def __init__(self, sock: socket.socket) -> None:
         self.server_socket = sock
         self.thread = SimpleNamespace(serial_lock=threading.Lock())
-        self.logged: List[Tuple[bytes, str]] = []
+        self.logged: list[tuple[bytes, str]] = []
         self.boot_patterns = {"search_cmd_finished": r"[a-zA-Z0-9]+@[a-zA-Z0-9\-]+:~#"}
         self.alive = True
 

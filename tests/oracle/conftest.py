@@ -6,11 +6,10 @@ missing the tests fail with a message naming the Debian package to install.
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import pytest
+from collections.abc import Iterator
 
 import libxlutil_ctypes
+import pytest
 
 
 @pytest.fixture(scope="session")

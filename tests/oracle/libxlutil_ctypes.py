@@ -51,9 +51,10 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import IO, Dict, Iterable, Iterator, List, Optional, Union
+from typing import IO, Union
 
 #: The Debian package that ships libxlutil.so.4.17 (and libxenlight.so.4.17).
 DEBIAN_PACKAGE = "libxenmisc4.17"
@@ -64,7 +65,7 @@ LIBXENLIGHT_SONAME = "libxenlight.so.4.17"
 LIBXLUTIL_ENV = "XEN_REF_LIBXLUTIL"
 
 #: A configuration value as libxlutil stores it: a string or a nested list.
-Value = Union[str, List["Value"]]
+Value = Union[str, list["Value"]]
 
 # enum XLU_ConfigValueType
 _XLU_STRING = 0
@@ -78,7 +79,7 @@ class LibraryUnavailable(RuntimeError):
     """libxlutil could not be loaded; the message names the Debian package to install."""
 
 
-def candidate_keys(text: str) -> List[str]:
+def candidate_keys(text: str) -> list[str]:
     """Every distinct word of ``text`` that has the shape of an xl setting name.
 
     A setting can only exist in libxlutil if its name appears in the text, so
@@ -103,7 +104,7 @@ class ConfigResult:
 
     accepted: bool
     status: int
-    settings: Dict[str, Value]
+    settings: dict[str, Value]
     report: str
 
 
@@ -120,8 +121,8 @@ class DiskResult:
 
     accepted: bool
     status: int
-    fields: Optional[Dict[str, object]]
-    as_json: Optional[Dict[str, object]]
+    fields: dict[str, object] | None
+    as_json: dict[str, object] | None
     report: str
 
 
@@ -262,7 +263,7 @@ class LibXlUtil:
     # ----------------------------------------------------------------- reports
 
     @contextmanager
-    def _report_file(self, captured: List[str]) -> Iterator[int]:
+    def _report_file(self, captured: list[str]) -> Iterator[int]:
         """A C ``FILE *`` open for writing on a temporary file; its text lands in ``captured``."""
         fd, path = tempfile.mkstemp(prefix="xlu-report-", suffix=".txt")
         stream = self._libc.fdopen(fd, b"w")
@@ -292,8 +293,8 @@ class LibXlUtil:
                           keys, path)
 
     def _read(self, reader, keys: Iterable[str], filename: str) -> ConfigResult:
-        captured: List[str] = []
-        settings: Dict[str, Value] = {}
+        captured: list[str] = []
+        settings: dict[str, Value] = {}
         with self._report_file(captured) as stream:
             cfg = self._xlu.xlu_cfg_init(stream, filename.encode())
             if not cfg:
@@ -310,7 +311,7 @@ class LibXlUtil:
                 self._xlu.xlu_cfg_destroy(cfg)
         return ConfigResult(status == 0, status, settings, captured[0])
 
-    def _get(self, cfg: int, key: str) -> Optional[Value]:
+    def _get(self, cfg: int, key: str) -> Value | None:
         name = key.encode()
         text = ctypes.c_char_p()
         if self._xlu.xlu_cfg_get_string(cfg, name, ctypes.byref(text), 1) == 0:
@@ -325,8 +326,8 @@ class LibXlUtil:
             return items
         return None
 
-    def _list_items(self, cfg: int, lst: ctypes.c_void_p) -> List[Value]:
-        items: List[Value] = []
+    def _list_items(self, cfg: int, lst: ctypes.c_void_p) -> list[Value]:
+        items: list[Value] = []
         while True:
             item = self._xlu.xlu_cfg_get_listitem2(lst, len(items))
             if not item:
@@ -344,9 +345,9 @@ class LibXlUtil:
                     raise AssertionError(f"xlu_cfg_value_get_list failed ({rc})")
                 items.append(self._list_items(cfg, sub))
 
-    def get_long(self, data: bytes, key: str) -> Optional[int]:
+    def get_long(self, data: bytes, key: str) -> int | None:
         """``xlu_cfg_get_long`` of ``key`` in ``data``: None when unset or not a number."""
-        captured: List[str] = []
+        captured: list[str] = []
         with self._report_file(captured) as stream:
             cfg = self._xlu.xlu_cfg_init(stream, b"guest.cfg")
             try:
@@ -362,12 +363,12 @@ class LibXlUtil:
 
     def parse_disk(self, spec: bytes) -> DiskResult:
         """Parse one disk spec with ``xlu_disk_parse`` (``nspecs`` = 1, as xl does)."""
-        captured: List[str] = []
+        captured: list[str] = []
         buf = ctypes.create_string_buffer(_DISK_BUFFER_SIZE)
         addr = ctypes.addressof(buf)
         specs = (ctypes.c_char_p * 1)(spec)
-        fields: Optional[Dict[str, object]] = None
-        as_json: Optional[Dict[str, object]] = None
+        fields: dict[str, object] | None = None
+        as_json: dict[str, object] | None = None
         with self._report_file(captured) as stream:
             cfg = self._xlu.xlu_cfg_init(stream, b"disk")
             self._xl.libxl_device_disk_init(addr)
@@ -381,16 +382,16 @@ class LibXlUtil:
                 self._xlu.xlu_cfg_destroy(cfg)
         return DiskResult(status == 0, status, fields, as_json, captured[0])
 
-    def _defbool(self, value: LibxlDefbool) -> Optional[bool]:
+    def _defbool(self, value: LibxlDefbool) -> bool | None:
         if self._xl.libxl_defbool_is_default(value):
             return None
         return bool(self._xl.libxl_defbool_val(value))
 
-    def _disk_fields(self, disk: LibxlDeviceDisk) -> Dict[str, object]:
-        def text(raw: Optional[bytes]) -> Optional[str]:
+    def _disk_fields(self, disk: LibxlDeviceDisk) -> dict[str, object]:
+        def text(raw: bytes | None) -> str | None:
             return None if raw is None else _decode(raw)
 
-        def enum(fn, value: int) -> Optional[str]:
+        def enum(fn, value: int) -> str | None:
             name = fn(value)
             return None if name is None or value == 0 else name.decode().lower()
 
@@ -417,7 +418,7 @@ class LibXlUtil:
             "trusted": self._defbool(disk.trusted),
         }
 
-    def _disk_json(self, addr: int) -> Dict[str, object]:
+    def _disk_json(self, addr: int) -> dict[str, object]:
         # A NULL ctx is only used for logging a yajl failure.
         raw = self._xl.libxl_device_disk_to_json(None, addr)
         if not raw:
@@ -437,7 +438,7 @@ class LibxlutilDied(RuntimeError):
     (e.g. ``flex scanner jammed``); ``xl`` itself would die the same way.
     """
 
-    def __init__(self, request: str, exit_code: Optional[int], stderr: str) -> None:
+    def __init__(self, request: str, exit_code: int | None, stderr: str) -> None:
         self.exit_code = exit_code
         self.stderr = stderr
         super().__init__(f"libxlutil ended its process (exit status {exit_code}, "
@@ -454,8 +455,8 @@ class Oracle:
     """
 
     def __init__(self) -> None:
-        self._proc: Optional["subprocess.Popen[str]"] = None
-        self._stderr: Optional[IO[str]] = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
         self._start()
 
     def _start(self) -> None:
@@ -482,7 +483,7 @@ class Oracle:
             self._stderr.close()
             self._stderr = None
 
-    def _receive(self, request: str) -> Dict[str, object]:
+    def _receive(self, request: str) -> dict[str, object]:
         assert self._proc is not None and self._proc.stdout is not None
         line = self._proc.stdout.readline()
         if line:
@@ -497,7 +498,7 @@ class Oracle:
         self._stderr = None
         raise LibxlutilDied(request, exit_code, stderr)
 
-    def _call(self, method: str, *args: object) -> Dict[str, object]:
+    def _call(self, method: str, *args: object) -> dict[str, object]:
         if self._proc is None:
             self._start()
         assert self._proc is not None and self._proc.stdin is not None
@@ -522,7 +523,7 @@ class Oracle:
         """:meth:`LibXlUtil.read_config_file` in the child process."""
         return ConfigResult(**self._call("read_config_file", path, list(keys)))
 
-    def get_long(self, data: bytes, key: str) -> Optional[int]:
+    def get_long(self, data: bytes, key: str) -> int | None:
         """:meth:`LibXlUtil.get_long` in the child process."""
         return self._call("get_long", data, key)["value"]  # type: ignore[return-value]
 
@@ -558,7 +559,7 @@ def _serve() -> int:
     return 0
 
 
-_ORACLE: Optional[Oracle] = None
+_ORACLE: Oracle | None = None
 
 
 def load() -> Oracle:

@@ -40,14 +40,12 @@ and :func:`test_keywords_newer_than_4_17` pins how 4.17 treats them.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from xenbundle.disk import DiskSpec, DiskSpecError, parse_disk
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from libxlutil_ctypes import DiskResult, LibxlutilDied, Oracle
+from xenbundle.disk import DiskSpec, DiskSpecError, parse_disk
 
 EXAMPLES = int(os.environ.get("XEN_REF_ORACLE_EXAMPLES", "300"))
 ORACLE_SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
@@ -62,9 +60,9 @@ _COMPARED_JSON_MEMBERS = {
 }
 
 
-def _fields_from_json(as_json: Dict[str, object]) -> Dict[str, object]:
+def _fields_from_json(as_json: dict[str, object]) -> dict[str, object]:
     """libxenlight's JSON of a disk in the vocabulary of ``DiskResult.fields``."""
-    def get(name: str) -> Optional[object]:
+    def get(name: str) -> object | None:
         return as_json.get(name)
 
     return {
@@ -90,7 +88,7 @@ def _fields_from_json(as_json: Dict[str, object]) -> Dict[str, object]:
     }
 
 
-def _expected_fields(spec: DiskSpec) -> Dict[str, object]:
+def _expected_fields(spec: DiskSpec) -> dict[str, object]:
     """xenbundle.disk's result as the libxl_device_disk members xl 4.17 sets."""
     values = spec.semantics()
     assert values.pop("grant_usage") is None, "grant_usage does not exist in Xen 4.17"
@@ -98,20 +96,20 @@ def _expected_fields(spec: DiskSpec) -> Dict[str, object]:
     return values
 
 
-def _is_stray_final_equals(spec: str, errors: List[str]) -> bool:
+def _is_stray_final_equals(spec: str, errors: list[str]) -> bool:
     """The end-of-spec difference: xenbundle.disk's only complaint is a final, stray ``=``."""
     return spec.endswith("=") and len(errors) == 1 and errors[0].startswith(
         f"stray '=' at the end of the disk spec: near `=' in `{spec}' "
         "(remove the trailing '='")
 
 
-def check_against_libxlutil(oracle: Oracle, spec: str) -> Optional[DiskResult]:
+def check_against_libxlutil(oracle: Oracle, spec: str) -> DiskResult | None:
     """Assert that xenbundle.disk and xlu_disk_parse agree on ``spec``; return xl's result.
 
     None means libxlutil ended its process on the spec (as ``xl`` would), which
     xenbundle.disk must refuse.
     """
-    ours: Optional[DiskSpec]
+    ours: DiskSpec | None
     try:
         ours, ours_errors = parse_disk(spec), []
     except DiskSpecError as err:

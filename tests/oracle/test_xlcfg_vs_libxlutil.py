@@ -24,15 +24,13 @@ property is ``XEN_REF_ORACLE_EXAMPLES`` (default 300).
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
-
-import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from xenbundle.xlcfg import XlConfigError, parse
 
 import libxlutil_ctypes
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from libxlutil_ctypes import ConfigResult, Oracle
+from xenbundle.xlcfg import XlConfigError, parse
 
 EXAMPLES = int(os.environ.get("XEN_REF_ORACLE_EXAMPLES", "300"))
 ORACLE_SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
@@ -46,14 +44,14 @@ _TOKEN_START = set("abcdefghijklmnopqrstuvwxyz0123456789 \t\n,[]=;")
 
 # ------------------------------------------------------------------ comparison
 
-def _ours(text: str) -> Tuple[Optional[Dict[str, object]], List[Tuple[int, str]]]:
+def _ours(text: str) -> tuple[dict[str, object] | None, list[tuple[int, str]]]:
     try:
         return parse(text, "guest.cfg").settings(), []
     except XlConfigError as err:
         return None, err.errors
 
 
-def _explain(text: str, ours: Optional[Dict[str, object]], errors: List[Tuple[int, str]],
+def _explain(text: str, ours: dict[str, object] | None, errors: list[tuple[int, str]],
              xl: ConfigResult) -> str:
     ours_text = (f"accepted {ours!r}" if ours is not None
                  else "refused:\n      " + "\n      ".join(f"{line}: {msg}" for line, msg in errors))
@@ -63,7 +61,7 @@ def _explain(text: str, ours: Optional[Dict[str, object]], errors: List[Tuple[in
             f"  libxlutil {xl_text}\n  libxlutil report: {xl.report.strip()!r}")
 
 
-def _is_stray_final_character(text: str, errors: List[Tuple[int, str]]) -> bool:
+def _is_stray_final_character(text: str, errors: list[tuple[int, str]]) -> bool:
     """The documented difference: only the last character, a lexical-error start, is at fault."""
     if not text or text[-1] in _TOKEN_START:
         return False
@@ -314,7 +312,7 @@ def test_quoted_and_bare_numbers_read_as_the_same_integer(libxlutil: Oracle) -> 
     assert libxlutil.get_long(b"memory = 0x200\n", "memory") == 512
 
 
-def _read_via_file(oracle: Oracle, text: str) -> Dict[str, object]:
+def _read_via_file(oracle: Oracle, text: str) -> dict[str, object]:
     import tempfile
     with tempfile.NamedTemporaryFile("wb", suffix=".cfg", delete=False) as f:
         f.write(text.encode("utf-8", "surrogateescape"))
@@ -341,7 +339,7 @@ STRAY_FINAL_CHARACTER = {
 @pytest.mark.parametrize("text,xl_values", STRAY_FINAL_CHARACTER.values(),
                          ids=list(STRAY_FINAL_CHARACTER))
 def test_stray_final_character_is_the_documented_difference(
-        libxlutil: Oracle, text: str, xl_values: Dict[str, object]) -> None:
+        libxlutil: Oracle, text: str, xl_values: dict[str, object]) -> None:
     """libxlutil ignores a stray last character; xlcfg reports it on the last line.
 
     If either side changes (a newer libxlutil reports the character, or xlcfg starts

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
-
 import xenbundle.install as install_mod
 from xenbundle import BundleError, GuestSettings, bundle_guests, plan_bundle
 from xenbundle.disk import parse_disk
@@ -44,9 +42,9 @@ vif = ['bridge=xenbr0']
 """
 
 
-def snapshot(root: Path) -> Dict[str, Tuple]:
+def snapshot(root: Path) -> dict[str, tuple]:
     """Everything observable about a tree: type, mode, size, content digest, link target."""
-    out: Dict[str, Tuple] = {}
+    out: dict[str, tuple] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
@@ -404,6 +402,7 @@ def test_copy_sparse_keeps_holes_mode_and_content(tmp_path):
 
 def test_copy_sparse_fallback_without_seek_data(tmp_path, monkeypatch):
     import errno
+
     import xenbundle.sparse as sparse_mod
 
     def no_seek_data(fd, size):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
-
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from xenbundle.disk import BACKEND_TYPES, FORMATS, DiskSpec, DiskSpecError, parse_disk
 
 
@@ -96,7 +97,7 @@ def test_equals_not_at_the_very_end_is_plain_bad_syntax(spec):
 
 def test_module_documents_grammar_version_and_stray_equals():
     """The Xen version needed for trusted/grant_usage and the '=' difference stay documented."""
-    import xenbundle.disk as disk
+    from xenbundle import disk
     doc = " ".join((disk.__doc__ or "").split())
     assert "Xen 4.19" in doc and "Xen >= 4.19" in doc
     assert "grant_usage=0|1`` first appeared in Xen 4.19" in doc

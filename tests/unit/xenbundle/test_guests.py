@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
-
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from xenbundle import BundleError, GuestSettings, parse_bundled_guests
 from xenbundle.disk import parse_disk
-from xenbundle.guests import (auto_bundle_config, check_domain_name, domain_name_error,
-                              domain_name_from_rootfs, generate_config)
+from xenbundle.guests import (
+    auto_bundle_config,
+    check_domain_name,
+    domain_name_error,
+    domain_name_from_rootfs,
+    generate_config,
+)
 from xenbundle.xlcfg import parse
 
 

@@ -9,12 +9,21 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from xenbundle import BundleError, GuestSettings
-from xenbundle.wiring import (SETTING_VARIABLES, auto_bundled_recipes, built_guest_recipes,
-                              config_inputs, guest_settings, image_output_recipe, is_built_file,
-                              is_yes, parse_yes_no, rootfs_task_depends, settings_vardeps,
-                              third_party_inputs)
+from xenbundle.wiring import (
+    SETTING_VARIABLES,
+    auto_bundled_recipes,
+    built_guest_recipes,
+    config_inputs,
+    guest_settings,
+    image_output_recipe,
+    is_built_file,
+    is_yes,
+    parse_yes_no,
+    rootfs_task_depends,
+    settings_vardeps,
+    third_party_inputs,
+)
 
 SUFFIX = "-qemuarm64.rootfs"          # IMAGE_MACHINE_SUFFIX + IMAGE_NAME_SUFFIX
 GUEST_LINK = "xen-guest-image-minimal" + SUFFIX
@@ -86,8 +95,7 @@ def test_custom_suffix_is_taken_literally():
 
 
 def test_recipes_inferred_from_bundled_rootfs_names():
-    bundled = "%s.ext4:Image my-guest%s-20261126120000.ext4.qcow2:Image vendor.img:vmlinuz" % (
-        GUEST_LINK, SUFFIX)
+    bundled = f"{GUEST_LINK}.ext4:Image my-guest{SUFFIX}-20261126120000.ext4.qcow2:Image vendor.img:vmlinuz"
     assert built_guest_recipes(bundled, image_suffix=SUFFIX) == ["my-guest", "xen-guest-image-minimal"]
 
 
@@ -105,18 +113,18 @@ def test_recipes_from_guest_images_and_auto_bundle_overrides():
 
 
 def test_external_opt_out_by_file_or_recipe():
-    bundled = "vendor%s.ext4:Image other%s.ext4:Image mine%s.ext4:Image" % (SUFFIX, SUFFIX, SUFFIX)
-    assert built_guest_recipes(bundled, external=["vendor%s.ext4" % SUFFIX, "other"],
+    bundled = f"vendor{SUFFIX}.ext4:Image other{SUFFIX}.ext4:Image mine{SUFFIX}.ext4:Image"
+    assert built_guest_recipes(bundled, external=[f"vendor{SUFFIX}.ext4", "other"],
                                image_suffix=SUFFIX) == ["mine"]
 
 
 def test_custom_name_suffixes():
-    bundled = "%s.ext4:Image guest2-qemuarm64.ext4:Image" % GUEST_LINK
+    bundled = f"{GUEST_LINK}.ext4:Image guest2-qemuarm64.ext4:Image"
     assert built_guest_recipes(bundled, image_suffix="-qemuarm64") == ["guest2"]
 
 
 def test_malformed_entries_are_ignored_while_parsing():
-    bundled = "noColon%s.ext4 a%s.ext4:b:c :Image ok%s.ext4:Image" % (SUFFIX, SUFFIX, SUFFIX)
+    bundled = f"noColon{SUFFIX}.ext4 a{SUFFIX}.ext4:b:c :Image ok{SUFFIX}.ext4:Image"
     assert built_guest_recipes(bundled, image_suffix=SUFFIX) == ["ok"]
 
 
@@ -135,9 +143,9 @@ def test_rootfs_depends_end_with_the_kernel():
     ("Imagex", False),
     (GUEST_LINK + ".ext4", True),
     ("/deploy/" + GUEST_LINK + "-20261126.ext4", True),
-    ("xen-guest-bundle-%s.cfg" % GUEST_LINK, True),
-    ("xen-guest-bundle-other%s.cfg" % SUFFIX, False),
-    ("other%s.ext4" % SUFFIX, False),
+    (f"xen-guest-bundle-{GUEST_LINK}.cfg", True),
+    (f"xen-guest-bundle-other{SUFFIX}.cfg", False),
+    (f"other{SUFFIX}.ext4", False),
     ("vendor.img", False),
 ])
 def test_built_files(name, built):
@@ -162,10 +170,10 @@ def test_third_party_inputs_leave_out_built_files(tmp_path):
     (dep / "vendor.img").write_bytes(b"disk")
     (dep / "vendor-kernel").write_bytes(b"kernel")
     (dep / "xen-guest-bundle-vendor.cfg").write_text(VENDOR_CFG)
-    (dep / ("xen-guest-bundle-%s.cfg" % GUEST_LINK)).write_text(
-        'name = "auto"\nmemory = 64\ndisk = [ "file:%s.ext4,xvda,rw" ]\nkernel = "Image"\n' % GUEST_LINK)
+    (dep / (f"xen-guest-bundle-{GUEST_LINK}.cfg")).write_text(
+        f'name = "auto"\nmemory = 64\ndisk = [ "file:{GUEST_LINK}.ext4,xvda,rw" ]\nkernel = "Image"\n')
     (dep / "loose.ext4").write_bytes(b"third-party rootfs")
-    bundled = "%s.ext4:Image loose.ext4:Image missing.ext4:Image /abs/x.ext4:/abs/k bad" % GUEST_LINK
+    bundled = f"{GUEST_LINK}.ext4:Image loose.ext4:Image missing.ext4:Image /abs/x.ext4:/abs/k bad"
 
     recipes = built_guest_recipes(bundled, image_suffix=SUFFIX)
     inputs = third_party_inputs(str(dep), bundled, recipes, image_suffix=SUFFIX,
@@ -174,11 +182,11 @@ def test_third_party_inputs_leave_out_built_files(tmp_path):
     assert inputs.files == tuple(sorted(str(dep / n) for n in (
         "loose.ext4", "missing.ext4", "vendor-kernel", "vendor.img", "xen-guest-bundle-vendor.cfg")))
     assert inputs.file_checksums() == sorted([
-        "%s/loose.ext4:True" % dep,
-        "%s/missing.ext4:False" % dep,
-        "%s/vendor-kernel:True" % dep,
-        "%s/vendor.img:True" % dep,
-        "%s/xen-guest-bundle-vendor.cfg:True" % dep,
+        f"{dep}/loose.ext4:True",
+        f"{dep}/missing.ext4:False",
+        f"{dep}/vendor-kernel:True",
+        f"{dep}/vendor.img:True",
+        f"{dep}/xen-guest-bundle-vendor.cfg:True",
     ])
 
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
-
-from xenbundle.xlcfg import XlConfig, XlConfigError, parse, render_value
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from xenbundle.xlcfg import XlConfigError, parse, render_value
 
 LIB = str(Path(__file__).resolve().parents[3] / "lib")
 

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import pytest
-
 from xenqemu.cmdline import RunPaths, build_argv, format_argv, parse_hostfwd
 from xenqemu.target import TargetError, load_target
-
 from xq_unit_helpers import GOOD_YAML, yaml_target
 
 RUN = RunPaths.in_dir(Path("/run/x"))
 
 
-def option_values(argv: List[str], option: str) -> List[str]:
+def option_values(argv: list[str], option: str) -> list[str]:
     return [argv[i + 1] for i, a in enumerate(argv) if a == option]
 
 

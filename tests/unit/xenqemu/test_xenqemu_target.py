@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from xenqemu.target import TargetError, load_target, parse_memory
-
 from xq_unit_helpers import GOOD_YAML, OE_QEMUBOOT, write, yaml_target
 
 

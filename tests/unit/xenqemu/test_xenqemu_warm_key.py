@@ -9,16 +9,20 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
-
-import xenqemu.warm as warm
+from xenqemu import warm
 from xenqemu.cmdline import RunPaths, build_argv
 from xenqemu.target import load_target
-from xenqemu.warm import (ChecksumMemo, SnapshotCache, SnapshotError, describe_key_change, key_argv,
-                          snapshot_key)
-
+from xenqemu.warm import (
+    ChecksumMemo,
+    SnapshotCache,
+    SnapshotError,
+    describe_key_change,
+    key_argv,
+    snapshot_key,
+)
 from xq_unit_helpers import write
 
 QEMU = {"binary": "/usr/bin/qemu-system-aarch64", "version": "QEMU emulator version 7.2.22", "sha256": "ab" * 32}
@@ -116,7 +120,7 @@ def test_touching_an_image_without_changing_it_keeps_the_key(target, tmp_path: P
     ({"qemu_binary": "/opt/qemu/bin/qemu-system-aarch64"}, "argv changed"),
     ({"user": "admin"}, "user changed"),
 ])
-def test_qemu_command_line_and_user_are_in_the_key(target, change: Dict[str, Any], reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_qemu_command_line_and_user_are_in_the_key(target, change: dict[str, Any], reason: str) -> None:  # type: ignore[no-untyped-def]
     memo = ChecksumMemo(None)
     base = key_of(target, memo)
     other = key_of(target, memo, **change)
@@ -143,7 +147,7 @@ def test_console_protocol_is_in_the_key(target, monkeypatch: pytest.MonkeyPatch)
 
 def test_memo_reads_an_unchanged_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = write(tmp_path / "image", b"a" * 5000)
-    reads: List[Path] = []
+    reads: list[Path] = []
     real = warm._hash_file
     monkeypatch.setattr(warm, "_hash_file", lambda p: reads.append(p) or real(p))
     memo = ChecksumMemo(tmp_path / "memo.json")
@@ -166,7 +170,7 @@ def test_damaged_memo_is_ignored(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ the cache
 
-def fake_save(overlay: Path) -> Dict[str, Any]:
+def fake_save(overlay: Path) -> dict[str, Any]:
     """Stand-in for a booted machine's savevm: a disk-only internal snapshot made by qemu-img."""
     subprocess.run(["qemu-img", "snapshot", "-c", warm.SNAPSHOT_NAME, str(overlay)], check=True)
     return {"identity": "WETXFWGK"}
@@ -199,7 +203,7 @@ def test_failed_build_leaves_nothing(target, tmp_path: Path) -> None:  # type: i
     cache = SnapshotCache(tmp_path / "cache")
     key = key_of(target, cache.memo())
 
-    def boot_fails(overlay: Path) -> Dict[str, Any]:
+    def boot_fails(overlay: Path) -> dict[str, Any]:
         raise SnapshotError("boot failed")
 
     with pytest.raises(SnapshotError, match="boot failed"):
@@ -260,7 +264,7 @@ def test_session_copy_is_independent(target, tmp_path: Path) -> None:  # type: i
 def test_lock_serialises_builders(target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cache = SnapshotCache(tmp_path / "cache")
     key = key_of(target, cache.memo())
-    events: List[str] = []
+    events: list[str] = []
     inside = threading.Event()
 
     def first() -> None:

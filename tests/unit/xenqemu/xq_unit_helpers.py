@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-
 def write(path: Path, data: bytes = b"x" * 1024) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

@@ -1,7 +1,6 @@
 """Fixtures of the xenreftarget unit tests (no network, no apt, no QEMU)."""
 
 import pytest
-
 from reftarget_helpers import FakeRunner
 
 

@@ -1,7 +1,6 @@
 """Helpers shared by the xenreftarget unit tests."""
 
 import subprocess
-from typing import List
 
 from xenreftarget.packages import PackageRecord
 
@@ -17,10 +16,10 @@ class FakeRunner:
     """Records commands and answers them from a table of (argv prefix -> result) rules."""
 
     def __init__(self) -> None:
-        self.calls: List[List[str]] = []
-        self.rules: List = []
+        self.calls: list[list[str]] = []
+        self.rules: list = []
 
-    def on(self, prefix: List[str], stdout: str = "", returncode: int = 0, stderr: str = "",
+    def on(self, prefix: list[str], stdout: str = "", returncode: int = 0, stderr: str = "",
            action=None) -> None:
         self.rules.append((prefix, stdout, returncode, stderr, action))
 

@@ -3,10 +3,8 @@
 import os
 
 import pytest
-
-from xenreftarget import build, stamp
-
 from reftarget_helpers import record
+from xenreftarget import build, stamp
 
 
 class FakeApt:
@@ -48,7 +46,7 @@ def assembled(monkeypatch):
         return [{"name": "g1", "config": "/etc/xen/g1.cfg", "files": [], "origin": "x"}]
 
     monkeypatch.setattr(build, "_assemble", fake_assemble)
-    monkeypatch.setattr(build, "missing_host_tools", lambda: [])
+    monkeypatch.setattr(build, "missing_host_tools", list)
     return fake_assemble, calls
 
 
@@ -152,7 +150,7 @@ def test_every_guest_has_its_own_disk_and_name():
 
 
 def test_third_party_config_carries_ramdisk_extra_vif_and_memory():
-    spec = [g for g in build.GUESTS if g.form == "deploy-config"][0]
+    spec = next(g for g in build.GUESTS if g.form == "deploy-config")
     from xenbundle import xlcfg
     settings = xlcfg.parse(build.deploy_config_text(spec, "test")).settings()
     assert settings["ramdisk"] == build.INITRD

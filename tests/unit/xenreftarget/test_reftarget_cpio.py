@@ -5,7 +5,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from xenreftarget.cpio import CpioEntry, console_node, write_initramfs
 
 
@@ -50,8 +49,9 @@ def test_archive_is_reproducible(tree, tmp_path):
 
 
 def test_members_are_four_byte_aligned(tmp_path):
-    from xenreftarget.cpio import write_newc
     import io
+
+    from xenreftarget.cpio import write_newc
     buffer = io.BytesIO()
     write_newc(buffer, [CpioEntry("a", 0o100644, b"12345"), CpioEntry("bb", 0o100644, b"")])
     data = buffer.getvalue()

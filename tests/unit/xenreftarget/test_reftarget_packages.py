@@ -4,13 +4,17 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
-from xenreftarget import packages
-from xenreftarget.packages import (Apt, PackageError, kernel_package_from_depends,
-                                   missing_host_tools, parse_control_stanzas, parse_depends,
-                                   parse_package_records)
-
 from reftarget_helpers import record
+from xenreftarget import packages
+from xenreftarget.packages import (
+    Apt,
+    PackageError,
+    kernel_package_from_depends,
+    missing_host_tools,
+    parse_control_stanzas,
+    parse_depends,
+    parse_package_records,
+)
 
 SHOW = """Package: linux-image-arm64
 Version: 6.1.192-2

@@ -4,10 +4,15 @@ import configparser
 import shlex
 
 import pytest
-
-from xenreftarget.qemuboot import (BootSettings, QemubootError, check_load_addresses,
-                                   qemuboot_values, read_qemuboot_conf, render_qemuboot_conf,
-                                   runqemu_like_command)
+from xenreftarget.qemuboot import (
+    BootSettings,
+    QemubootError,
+    check_load_addresses,
+    qemuboot_values,
+    read_qemuboot_conf,
+    render_qemuboot_conf,
+    runqemu_like_command,
+)
 
 
 @pytest.fixture

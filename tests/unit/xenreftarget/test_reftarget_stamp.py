@@ -1,10 +1,8 @@
 """Cache key and staleness: what makes a rebuild, what does not."""
 
 import pytest
-
-from xenreftarget import stamp
-
 from reftarget_helpers import record
+from xenreftarget import stamp
 
 
 def _inputs(sha="a" * 64, source="1", settings=None):
@@ -18,7 +16,7 @@ def test_key_is_stable_and_order_independent():
     assert stamp.input_key(a) == stamp.input_key(b)
 
 
-@pytest.mark.parametrize("change", [dict(sha="b" * 64), dict(source="2"), dict(settings={"boot": "y"})])
+@pytest.mark.parametrize("change", [{"sha": "b" * 64}, {"source": "2"}, {"settings": {"boot": "y"}}])
 def test_key_changes_with_each_input(change):
     assert stamp.input_key(_inputs()) != stamp.input_key(_inputs(**change))
 

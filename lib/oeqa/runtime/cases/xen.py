@@ -58,12 +58,11 @@ if LAYER_LIB not in sys.path:
     # Appended, not prepended: a copy of the layer that bitbake already put on the path wins.
     sys.path.append(LAYER_LIB)
 
-import pexpect.fdpexpect  # noqa: E402  (python3-pexpect is a Yocto host requirement)
-
-from xenbundle.disk import parse_disk  # noqa: E402
-from xenbundle.xlcfg import parse as parse_xl_config  # noqa: E402
-from xenqemu.console import ConsoleChannel, ConsoleClosed  # noqa: E402
-from xenqemu.xl import Xl, parse_xl_info  # noqa: E402
+import pexpect.fdpexpect
+from xenbundle.disk import parse_disk
+from xenbundle.xlcfg import parse as parse_xl_config
+from xenqemu.console import ConsoleChannel, ConsoleClosed
+from xenqemu.xl import Xl, parse_xl_info
 
 #: Packages that provide ``xl`` in an OE image (meta-virtualization) or in the Debian-based
 #: reference target; OEHasPackage is satisfied by any one of them.
@@ -84,8 +83,8 @@ MEMORY_RETURN_TIMEOUT = 180
 
 def ipv4_of(interface=None):
     """Shell command listing an interface's (or all) addresses (busybox ``ip`` may lack ``-4 -o``)."""
-    device = " dev %s" % interface if interface else ""
-    return "ip -4 -o addr show%s 2>/dev/null || ip addr show%s" % (device, device)
+    device = f" dev {interface}" if interface else ""
+    return f"ip -4 -o addr show{device} 2>/dev/null || ip addr show{device}"
 
 
 def ipv4_of_when_up(interface, seconds):
@@ -109,7 +108,7 @@ def parse_size_mib(size):
     """Return a Xen command-line size (``384M``, ``1G``, ``524288K``, bytes without unit) in MiB."""
     match = re.fullmatch(r"\s*(\d+)\s*([bBkKmMgGtT]?)\s*", size)
     if not match:
-        raise ValueError("not a Xen size: %r" % size)
+        raise ValueError(f"not a Xen size: {size!r}")
     return int(match.group(1)) * _UNITS[match.group(2).lower()] // 1024 ** 2
 
 
@@ -215,28 +214,28 @@ class XenTest(OERuntimeTestCase):
         if runner is None:
             raise AssertionError(
                 "suite 'xen' drives the Xen serial console through oe-core's QemuRunner; "
-                "run it with TEST_TARGET = \"qemu\" (target here: %s)" % type(cls.tc.target).__name__)
+                f"run it with TEST_TARGET = \"qemu\" (target here: {type(cls.tc.target).__name__})")
         cls.runner = runner
 
     def xl_info(self, shell):
         status, output = shell.run("xl info", timeout=COMMAND_TIMEOUT)
-        self.assertEqual(status, 0, "xl info failed:\n%s" % output)
+        self.assertEqual(status, 0, f"xl info failed:\n{output}")
         return parse_xl_info(output)
 
     def xl(self, shell):
         return Xl(shell, timeout=COMMAND_TIMEOUT, guest_boot_timeout=GUEST_BOOT_TIMEOUT)
 
     def bundled_configs(self, shell):
-        status, output = shell.run("ls -1 %s" % BUNDLE_CONFIG_GLOB, timeout=COMMAND_TIMEOUT)
+        status, output = shell.run(f"ls -1 {BUNDLE_CONFIG_GLOB}", timeout=COMMAND_TIMEOUT)
         configs = [line.strip() for line in output.splitlines() if line.strip().endswith(".cfg")]
         self.assertTrue(status == 0 and configs,
-                        "no bundled guest in the image: nothing matches %s (bundling put no guest "
-                        "into the host rootfs; see docs/bundling.md)\n%s" % (BUNDLE_CONFIG_GLOB, output))
+                        f"no bundled guest in the image: nothing matches {BUNDLE_CONFIG_GLOB} (bundling put no guest "
+                        f"into the host rootfs; see docs/bundling.md)\n{output}")
         return configs
 
     def read_config(self, shell, path):
-        status, text = shell.run("cat %s" % path, timeout=COMMAND_TIMEOUT)
-        self.assertEqual(status, 0, "cannot read %s:\n%s" % (path, text))
+        status, text = shell.run(f"cat {path}", timeout=COMMAND_TIMEOUT)
+        self.assertEqual(status, 0, f"cannot read {path}:\n{text}")
         return parse_xl_config(text + "\n", filename=path)
 
     @OEHasPackage(XL_PACKAGES)
@@ -245,14 +244,13 @@ class XenTest(OERuntimeTestCase):
         with runner_serial_console(self.runner) as shell:
             info = self.xl_info(shell)
             for key in ("xen_version", "xen_commandline", "total_memory", "free_memory", "nr_cpus"):
-                self.assertIn(key, info, "xl info lacks %s" % key)
+                self.assertIn(key, info, f"xl info lacks {key}")
             domains = {d.name: d for d in self.xl(shell).list()}
-        self.assertIn("Domain-0", domains, "xl list shows no Domain-0: %s" % sorted(domains))
+        self.assertIn("Domain-0", domains, f"xl list shows no Domain-0: {sorted(domains)}")
         dom0 = domains["Domain-0"]
         self.assertEqual(dom0.id, 0)
         expected = dom0_memory_mib(info["xen_commandline"])
-        self.assertIsNotNone(expected, "the Xen command line sets no dom0_mem: %s"
-                             % info["xen_commandline"])
+        self.assertIsNotNone(expected, "the Xen command line sets no dom0_mem: {}".format(info["xen_commandline"]))
         self.assertLessEqual(abs(dom0.mem - expected), DOM0_MEMORY_TOLERANCE_MIB,
                              "Domain-0 has %d MiB, the Xen command line gives it %d MiB (%s)"
                              % (dom0.mem, expected, info["xen_commandline"]))
@@ -262,9 +260,9 @@ class XenTest(OERuntimeTestCase):
     def test_dom0_bridge_has_dhcp_address(self):
         with runner_serial_console(self.runner) as shell:
             status, members = shell.run("ls /sys/class/net/xenbr0/brif", timeout=COMMAND_TIMEOUT)
-            self.assertEqual(status, 0, "dom0 has no bridge xenbr0:\n%s" % members)
+            self.assertEqual(status, 0, f"dom0 has no bridge xenbr0:\n{members}")
             uplinks = [port for port in members.split() if not port.startswith("vif")]
-            self.assertTrue(uplinks, "xenbr0 has no uplink port (eth0/en*): %s" % members)
+            self.assertTrue(uplinks, f"xenbr0 has no uplink port (eth0/en*): {members}")
             status, output = shell.run(ipv4_of_when_up("xenbr0", DOM0_DHCP_TIMEOUT),
                                        timeout=COMMAND_TIMEOUT + DOM0_DHCP_TIMEOUT)
         self.assertTrue(ipv4_addresses(output), "xenbr0 got no IPv4 address by DHCP within %d s:\n%s"
@@ -282,8 +280,8 @@ class XenTest(OERuntimeTestCase):
                 files += [parse_disk(spec).target for spec in disks]
                 for file in [f for f in files if f]:
                     with self.subTest(config=path, file=file):
-                        status, output = shell.run("test -f %s" % file, timeout=COMMAND_TIMEOUT)
-                        self.assertEqual(status, 0, "%s refers to %s, which is not in dom0" % (path, file))
+                        status, output = shell.run(f"test -f {file}", timeout=COMMAND_TIMEOUT)
+                        self.assertEqual(status, 0, f"{path} refers to {file}, which is not in dom0")
 
     @OETestDepends(["xen.XenTest.test_bundled_guests_are_installed",
                     "xen.XenTest.test_dom0_bridge_has_dhcp_address"])
@@ -293,7 +291,7 @@ class XenTest(OERuntimeTestCase):
             xl = self.xl(shell)
             status, output = shell.run(ipv4_of("xenbr0"), timeout=COMMAND_TIMEOUT)
             bridge_addresses = ipv4_addresses(output)
-            self.assertTrue(bridge_addresses, "xenbr0 has no IPv4 address:\n%s" % output)
+            self.assertTrue(bridge_addresses, f"xenbr0 has no IPv4 address:\n{output}")
             for path in self.bundled_configs(shell):
                 with self.subTest(config=path):
                     self.check_guest_lifecycle(shell, xl, path, bridge_addresses[0])
@@ -303,23 +301,23 @@ class XenTest(OERuntimeTestCase):
         name = settings["name"]
         extra = settings.get("extra", "")
         memory = int(settings.get("memory", 0))
-        self.assertNotIn(name, [d.name for d in xl.list()], "%s is already running" % name)
+        self.assertNotIn(name, [d.name for d in xl.list()], f"{name} is already running")
         free_before = int(self.xl_info(shell)["free_memory"])
 
         with xl.create(path, console=True, boot_timeout=GUEST_BOOT_TIMEOUT) as guest:
             status, cmdline = guest.run("cat /proc/cmdline", timeout=COMMAND_TIMEOUT)
             self.assertEqual(status, 0, cmdline)
             self.assertIn(" ".join(extra.split()), " ".join(cmdline.split()),
-                          "%s: the guest kernel command line is not the config's extra" % path)
+                          f"{path}: the guest kernel command line is not the config's extra")
             root = kernel_root_device(cmdline)
-            self.assertIsNotNone(root, "%s: no root= on the guest command line: %s" % (path, cmdline))
+            self.assertIsNotNone(root, f"{path}: no root= on the guest command line: {cmdline}")
             self.check_root_device(guest, path, root)
             self.check_guest_dhcp(guest, path, bridge_address)
 
         running = {d.name: d for d in xl.list()}
-        self.assertIn(name, running, "%s is not listed after detaching from its console" % path)
+        self.assertIn(name, running, f"{path} is not listed after detaching from its console")
         self.assertTrue(running[name].in_state("rb") and not running[name].in_state("cd"),
-                        "%s is in state %s" % (name, running[name].state))
+                        f"{name} is in state {running[name].state}")
         if memory:
             free_running = int(self.xl_info(shell)["free_memory"])
             self.assertGreaterEqual(free_before - free_running, memory,
@@ -327,21 +325,21 @@ class XenTest(OERuntimeTestCase):
                                     % (name, memory, free_before - free_running))
 
         xl.destroy(name, check_memory=False)
-        self.assertNotIn(name, [d.name for d in xl.list()], "%s is still listed after xl destroy" % name)
+        self.assertNotIn(name, [d.name for d in xl.list()], f"{name} is still listed after xl destroy")
         free_after = self.wait_for_free_memory(shell, free_before)
         self.assertGreaterEqual(free_after, free_before,
                                 "Xen's free memory did not return after destroying %s: %d MiB before "
                                 "xl create, %d MiB after xl destroy" % (name, free_before, free_after))
 
     def check_root_device(self, guest, path, root):
-        device = root[len("/dev/"):] if root.startswith("/dev/") else root
-        status, numbers = guest.run("cat /sys/class/block/%s/dev" % device, timeout=COMMAND_TIMEOUT)
-        self.assertEqual(status, 0, "%s: the guest has no block device %s:\n%s" % (path, root, numbers))
+        device = root.removeprefix("/dev/")
+        status, numbers = guest.run(f"cat /sys/class/block/{device}/dev", timeout=COMMAND_TIMEOUT)
+        self.assertEqual(status, 0, f"{path}: the guest has no block device {root}:\n{numbers}")
         major, minor = (int(n) for n in numbers.strip().split(":"))
         status, st_dev = guest.run("stat -c %d /", timeout=COMMAND_TIMEOUT)
         self.assertEqual(status, 0, st_dev)
         self.assertEqual(int(st_dev.strip()), os.makedev(major, minor),
-                         "%s: / is not mounted from %s (%s)" % (path, root, numbers.strip()))
+                         f"{path}: / is not mounted from {root} ({numbers.strip()})")
 
     def check_guest_dhcp(self, guest, path, bridge_address):
         # The guest's interface name depends on its distro (eth0 for netfront on both images here),
@@ -350,7 +348,7 @@ class XenTest(OERuntimeTestCase):
                    "sleep 2; i=$((i+2)); done; %s" % (GUEST_DHCP_TIMEOUT, ipv4_of(), ipv4_of()))
         status, output = guest.run(command, timeout=GUEST_DHCP_TIMEOUT + COMMAND_TIMEOUT)
         addresses = [(ip, prefix) for ip, prefix in ipv4_addresses(output) if not ip.startswith("127.")]
-        self.assertTrue(addresses, "%s: the guest got no address by DHCP:\n%s" % (path, output))
+        self.assertTrue(addresses, f"{path}: the guest got no address by DHCP:\n{output}")
         bridge_ip, prefix = bridge_address
         self.assertTrue(any(same_subnet(ip, bridge_ip, prefix) for ip, _ in addresses),
                         "%s: guest address %s is not on xenbr0's network %s/%d"

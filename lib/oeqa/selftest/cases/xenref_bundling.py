@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 from oeqa.selftest.case import OESelftestTestCase
-from oeqa.utils.commands import bitbake, get_bb_var, get_bb_vars
+from oeqa.utils.commands import bitbake, get_bb_vars
 
 # Layer lib (xenbundle) on sys.path: oe-selftest adds BBPATH's lib dirs only after loading the
 # test modules, so a module-level import needs it here already.
@@ -39,9 +39,9 @@ LAYER_LIB = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.p
 if LAYER_LIB not in sys.path:
     sys.path.append(LAYER_LIB)
 
-from xenbundle.disk import parse_disk  # noqa: E402
-from xenbundle.errors import BundleError  # noqa: E402
-from xenbundle.xlcfg import parse_file as parse_xl_config_file  # noqa: E402
+from xenbundle.disk import parse_disk
+from xenbundle.errors import BundleError
+from xenbundle.xlcfg import parse_file as parse_xl_config_file
 
 HOST = "xen-image-minimal"
 GUEST = "xen-guest-image-minimal"
@@ -73,15 +73,15 @@ class XenRefBundlingTests(OESelftestTestCase):
         """The config points only at files under /var/lib/xen/images that the rootfs holds."""
         config = parse_xl_config_file(config_path)
         kernel = config.get("kernel")
-        self.assertTrue(kernel, "%s has no kernel" % config_path)
+        self.assertTrue(kernel, f"{config_path} has no kernel")
         files = [kernel] + [config.get(k) for k in ("ramdisk", "device_tree") if config.get(k)]
         files += [parse_disk(spec).target for spec in (config.get("disk") or [])]
-        self.assertTrue(len(files) > 1, "%s has no disk" % config_path)
+        self.assertTrue(len(files) > 1, f"{config_path} has no disk")
         for path in files:
             self.assertTrue(path.startswith(IMAGES_DIR + "/"),
-                            "%s: %s is not under %s (config not rewritten)" % (config_path, path, IMAGES_DIR))
+                            f"{config_path}: {path} is not under {IMAGES_DIR} (config not rewritten)")
             self.assertTrue(os.path.isfile(os.path.join(rootfs, path.lstrip("/"))),
-                            "%s: %s is missing from the host rootfs" % (config_path, path))
+                            f"{config_path}: {path} is missing from the host rootfs")
         return config
 
     def rootfs_stamps(self, stamp):
@@ -95,12 +95,12 @@ class XenRefBundlingTests(OESelftestTestCase):
 
     def test_auto_bundled_guest_is_installed(self):
         """XEN_GUEST_AUTO_BUNDLE: the guest deploys its config, the host installs it."""
-        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\n' % GUEST)
+        self.configure(f'XEN_GUEST_AUTO_BUNDLE:pn-{GUEST} = "1"\n')
         bitbake(GUEST)
         bitbake(HOST)
         guest = self.guest_vars()
-        deployed = os.path.join(guest["DEPLOY_DIR_IMAGE"], "xen-guest-bundle-%s.cfg" % guest["IMAGE_LINK_NAME"])
-        self.assertTrue(os.path.isfile(deployed), "the guest did not deploy %s" % deployed)
+        deployed = os.path.join(guest["DEPLOY_DIR_IMAGE"], "xen-guest-bundle-{}.cfg".format(guest["IMAGE_LINK_NAME"]))
+        self.assertTrue(os.path.isfile(deployed), f"the guest did not deploy {deployed}")
         rootfs = self.host_vars()["IMAGE_ROOTFS"]
         installed = os.path.join(rootfs, "etc/xen", os.path.basename(deployed))
         self.assertIn(installed, self.bundled_configs(rootfs))
@@ -112,14 +112,14 @@ class XenRefBundlingTests(OESelftestTestCase):
         self.configure()
         bitbake(GUEST)
         guest = self.guest_vars()
-        pair = "%s.ext4:%s" % (guest["IMAGE_LINK_NAME"], guest["KERNEL_IMAGETYPE"])
-        self.configure('XEN_BUNDLED_GUESTS = "%s"\n' % pair)
+        pair = "{}.ext4:{}".format(guest["IMAGE_LINK_NAME"], guest["KERNEL_IMAGETYPE"])
+        self.configure(f'XEN_BUNDLED_GUESTS = "{pair}"\n')
         bitbake(HOST)
         rootfs = self.host_vars()["IMAGE_ROOTFS"]
         configs = self.bundled_configs(rootfs)
-        self.assertEqual(len(configs), 1, "expected one generated config for %s, found %s" % (pair, configs))
+        self.assertEqual(len(configs), 1, f"expected one generated config for {pair}, found {configs}")
         config = self.assert_guest_installed(rootfs, configs[0])
-        self.assertEqual(os.path.basename(configs[0]), "xen-guest-bundle-%s.cfg" % config.get("name"))
+        self.assertEqual(os.path.basename(configs[0]), "xen-guest-bundle-{}.cfg".format(config.get("name")))
 
     def test_config_in_deploy_dir_is_installed(self):
         """A hand-written xen-guest-bundle*.cfg next to the guest's files is bundled as well."""
@@ -134,11 +134,10 @@ class XenRefBundlingTests(OESelftestTestCase):
                       'name = "selftest-handwritten"\n'
                       'type = "pvh"\n'
                       'memory = 128\n'
-                      'kernel = "%s"\n'
+                      'kernel = "{}"\n'
                       'extra = "console=hvc0 root=/dev/xvda rw"\n'
-                      'disk = ["file:%s.ext4,xvda,rw"]\n'
-                      'vif = ["bridge=xenbr0"]\n'
-                      % (guest["KERNEL_IMAGETYPE"], guest["IMAGE_LINK_NAME"]))  # relative to the deploy dir
+                      'disk = ["file:{}.ext4,xvda,rw"]\n'
+                      'vif = ["bridge=xenbr0"]\n'.format(guest["KERNEL_IMAGETYPE"], guest["IMAGE_LINK_NAME"]))  # relative to the deploy dir
         bitbake(HOST)
         rootfs = self.host_vars()["IMAGE_ROOTFS"]
         installed = os.path.join(rootfs, "etc/xen", os.path.basename(handwritten))
@@ -149,20 +148,19 @@ class XenRefBundlingTests(OESelftestTestCase):
             self.assertIn("# written by oe-selftest xenref_bundling", cfg.read(), "comments must be kept")
 
     def test_changing_the_guest_reruns_host_rootfs(self):
-        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\n' % GUEST)
+        self.configure(f'XEN_GUEST_AUTO_BUNDLE:pn-{GUEST} = "1"\n')
         bitbake(HOST)
         stamp = self.host_vars()["STAMP"]
         before = self.rootfs_stamps(stamp)
-        self.assertTrue(before, "no do_rootfs stamp for %s" % HOST)
+        self.assertTrue(before, f"no do_rootfs stamp for {HOST}")
         bitbake(HOST)
         self.assertEqual(self.rootfs_stamps(stamp)[-1], before[-1], "an unchanged guest reran do_rootfs")
 
-        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\nIMAGE_INSTALL:append:pn-%s = " strace"\n'
-                       % (GUEST, GUEST))
+        self.configure(f'XEN_GUEST_AUTO_BUNDLE:pn-{GUEST} = "1"\nIMAGE_INSTALL:append:pn-{GUEST} = " strace"\n')
         bitbake(HOST)
         after = self.rootfs_stamps(stamp)
         self.assertNotEqual(after[-1], before[-1],
-                            "changing %s did not change %s:do_rootfs's task hash" % (GUEST, HOST))
+                            f"changing {GUEST} did not change {HOST}:do_rootfs's task hash")
 
     def expected_problems(self, bundled_guests):
         """The engine's own messages for a XEN_BUNDLED_GUESTS value (with the real deploy dir)."""
@@ -174,12 +172,12 @@ class XenRefBundlingTests(OESelftestTestCase):
                             config_glob="xen-guest-bundle-none-*.cfg")
             except BundleError as err:
                 return err.problems
-        self.fail("xenbundle accepts XEN_BUNDLED_GUESTS = %r; the test input is not bad" % bundled_guests)
+        self.fail(f"xenbundle accepts XEN_BUNDLED_GUESTS = {bundled_guests!r}; the test input is not bad")
 
     def assert_build_stops_with(self, bundled_guests):
-        self.configure('XEN_BUNDLED_GUESTS = "%s"\n' % bundled_guests)
+        self.configure(f'XEN_BUNDLED_GUESTS = "{bundled_guests}"\n')
         result = bitbake(HOST, ignore_status=True)
-        self.assertNotEqual(result.status, 0, "the build accepted XEN_BUNDLED_GUESTS = %r" % bundled_guests)
+        self.assertNotEqual(result.status, 0, f"the build accepted XEN_BUNDLED_GUESTS = {bundled_guests!r}")
         output = " ".join(result.output.split())
         for problem in self.expected_problems(bundled_guests):
             self.assertIn(" ".join(problem.split()), output)
@@ -193,7 +191,7 @@ class XenRefBundlingTests(OESelftestTestCase):
         self.configure()
         bitbake(GUEST)
         guest = self.guest_vars()
-        self.assert_build_stops_with("%s.ext4:no-such-kernel-Image" % guest["IMAGE_LINK_NAME"])
+        self.assert_build_stops_with("{}.ext4:no-such-kernel-Image".format(guest["IMAGE_LINK_NAME"]))
 
     def test_image_size_grows_with_bundled_guests(self):
         self.configure()
@@ -202,12 +200,12 @@ class XenRefBundlingTests(OESelftestTestCase):
         image = os.path.join(host["DEPLOY_DIR_IMAGE"], host["IMAGE_LINK_NAME"] + ".ext4")
         plain_size = os.path.getsize(os.path.realpath(image))
 
-        self.configure('XEN_GUEST_AUTO_BUNDLE:pn-%s = "1"\n' % GUEST)
+        self.configure(f'XEN_GUEST_AUTO_BUNDLE:pn-{GUEST} = "1"\n')
         bitbake(GUEST)
         bitbake(HOST)
         rootfs = self.host_vars()["IMAGE_ROOTFS"]
         guest_bytes = sum(os.path.getsize(p) for p in glob.glob(os.path.join(rootfs, IMAGES_DIR.lstrip("/"), "*")))
-        self.assertGreater(guest_bytes, 0, "no guest files in %s" % IMAGES_DIR)
+        self.assertGreater(guest_bytes, 0, f"no guest files in {IMAGES_DIR}")
         bundled_size = os.path.getsize(os.path.realpath(image))
         self.assertGreaterEqual(bundled_size - plain_size, guest_bytes,
                                 "the host image grew by %d bytes for %d bytes of bundled guests"

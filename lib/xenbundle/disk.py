@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable
+from typing import Callable, Union
+
+from .errors import MAX_PROBLEMS, BundleError, snippet
 
 __all__ = ["BACKEND_TYPES", "FORMATS", "DiskSpec", "DiskSpecError", "parse_disk"]
 
@@ -64,13 +66,21 @@ BACKEND_TYPES = ("phy", "tap", "qdisk", "standalone")
 SPECIFICATIONS = ("xen", "virtio")
 
 
-class DiskSpecError(ValueError):
-    """A disk specification xl would refuse; ``messages`` lists every problem found."""
+class DiskSpecError(BundleError):
+    """A disk specification xl would refuse; ``messages`` lists the problems found.
+
+    Each message quotes the spec (cut to a short :func:`~xenbundle.errors.snippet`);
+    scanning stops after :data:`~xenbundle.errors.MAX_PROBLEMS` problems.
+    ``str(err)`` joins the messages with ``"; "``.
+    """
 
     def __init__(self, spec: str, messages: list[str]) -> None:
         self.spec = spec
         self.messages = list(messages)
-        super().__init__("; ".join(self.messages))
+        super().__init__(self.messages)
+
+    def _text(self) -> str:
+        return "; ".join(self.messages)
 
 
 @dataclass(frozen=True)
@@ -182,8 +192,8 @@ class DiskSpec:
         if self.target is not None:
             if "\n" in self.target or self.target.endswith(","):
                 raise DiskSpecError(self.target, [
-                    f"target {self.target!r} cannot be written in a disk spec "
-                    "(a newline or a trailing comma cannot be expressed)"])
+                    (f"target {snippet(self.target)!r} cannot be written in a disk spec "
+                     "(a newline or a trailing comma cannot be expressed)")])
             parts.append(f"target={self.target}")
         text = ",".join(parts)
         result = parse_disk(text)
@@ -228,13 +238,14 @@ class _State:
         self.access_set = False
         self.prefix_end = 0
         self.target_span: tuple[int, int] | None = None
+        self.prefix_start: int | None = None
         self.stop = False
 
     def err(self, near: str | None, message: str, fix: str = "") -> None:
         text = message
         if near is not None:
-            text += f": near `{near}'"
-        text += f" in `{self.spec}'"
+            text += f": near `{snippet(near)}'"
+        text += f" in `{snippet(self.spec)}'"
         if fix:
             text += f" ({fix})"
         self.errors.append(text)
@@ -408,10 +419,20 @@ def _act_positional(st: _State, text: str, start: int, end: int) -> None:
         st.stop = True
 
 
-# (pattern, trailing context or None, action).  The trailing context counts for
-# the longest-match comparison but is not consumed, exactly like flex's `/`.
+# Trailing contexts of the flex rules (they count for the longest-match comparison
+# but are not consumed, exactly like flex's `/`).  All of them run to the end of
+# the line, so their lengths come from the position of the next newline
+# (:class:`_LineEnds`) instead of a regular expression run over the rest of the line
+# at every position, which made long specs quadratic.
+_REST = "rest"                   # /.*
+_REST_AFTER_BLANKS = "blanks"    # /(?:[^ \t\n].*)?   after [ \t\n]+
+_REST_AFTER_NAME = "name"        # /(?:[^a-z0-9].*)?   after an unknown prefix
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+# (pattern, trailing context or None, action), in the scanner's order.
 _RULES: list[tuple[str, str | None, _Action]] = [
-    (r"[ \t\n]+", r"(?:[^ \t\n].*)?", _act_ignore),
+    (r"[ \t\n]+", _REST_AFTER_BLANKS, _act_ignore),
     (r"format=[^,]*,?", None, _kw_call(_set_format)),
     (r"cdrom,?", None, _flag("cdrom", True)),
     (r"devtype=cdrom,?", None, _flag("cdrom", True)),
@@ -439,39 +460,117 @@ _RULES: list[tuple[str, str | None, _Action]] = [
     (r"grant_usage=0,?", None, _flag("grant_usage", False)),
     (r"target=.*", None, _act_target),
     (r"[a-z][-a-z0-9]*=[^,],?", None, _act_unknown_param),
-    (r"(?:raw|qcow2?|vhd):", r".*", _act_format_prefix),
-    (r"(?:iscsi|e?nbd|drbd):", r".*", _act_script_prefix),
-    (r"tapdisk:", r".*", _act_plain_prefix),
-    (r"tap2?:", r".*", _act_plain_prefix),
-    (r"aio:", r".*", _act_plain_prefix),
-    (r"ioemu:", r".*", _act_plain_prefix),
-    (r"file:", r".*", _act_plain_prefix),
-    (r"phy:", r".*", _act_plain_prefix),
-    (r"[a-z][a-z0-9]*:", r"(?:[^a-z0-9].*)?", _act_unknown_prefix),
+    (r"(?:raw|qcow2?|vhd):", _REST, _act_format_prefix),
+    (r"(?:iscsi|e?nbd|drbd):", _REST, _act_script_prefix),
+    (r"tapdisk:", _REST, _act_plain_prefix),
+    (r"tap2?:", _REST, _act_plain_prefix),
+    (r"aio:", _REST, _act_plain_prefix),
+    (r"ioemu:", _REST, _act_plain_prefix),
+    (r"file:", _REST, _act_plain_prefix),
+    (r"phy:", _REST, _act_plain_prefix),
+    (r"[a-z][a-z0-9]*:", _REST_AFTER_NAME, _act_unknown_prefix),
     (r"[^=,]*,|[^=,]+,?", None, _act_positional),
 ]
-_COMPILED = [(re.compile(p), re.compile(c) if c is not None else None, a) for p, c, a in _RULES]
+_Rule = tuple["re.Pattern[str]", Union[str, None], _Action]
+_COMPILED: list[_Rule] = [(re.compile(p), c, a) for p, c, a in _RULES]
+
+
+def _first_literal(pattern: str) -> str | None:
+    """The character every match of ``pattern`` starts with, if the pattern says so plainly."""
+    if pattern[:1].isalnum() and pattern[1:2] not in ("?", "*", "+", "{"):
+        return pattern[0]
+    return None
+
+
+_FIRST = [_first_literal(p) for p, _, _ in _RULES]
+_CANDIDATES: dict[str, list[_Rule]] = {}
+
+
+def _candidates(ch: str) -> list[_Rule]:
+    """The rules that can match at a character ``ch``, in the scanner's order."""
+    rules = _CANDIDATES.get(ch)
+    if rules is None:
+        rules = [rule for rule, first in zip(_COMPILED, _FIRST) if first is None or first == ch]
+        if len(_CANDIDATES) < 512:
+            _CANDIDATES[ch] = rules
+    return rules
+
+
+class _NextOf:
+    """The next position holding one of some characters, for positions that mostly increase.
+
+    Remembers the last answer, so that asking at every position of a long text
+    costs time in proportion to its length, not to its square.
+    """
+
+    def __init__(self, text: str, chars: str) -> None:
+        self.text = text
+        self._search = re.compile(f"[{re.escape(chars)}]").search
+        self.start = 0
+        self.end = self._find(0)
+
+    def _find(self, pos: int) -> int:
+        m = self._search(self.text, pos)
+        return len(self.text) if m is None else m.start()
+
+    def at(self, pos: int) -> int:
+        if self.start <= pos <= self.end:
+            return self.end
+        if pos < self.start:
+            return self._find(pos)
+        self.start, self.end = pos, self._find(pos)
+        return self.end
+
+
+def _context_length(kind: str, text: str, end: int, ends: _NextOf) -> int:
+    if kind == _REST:
+        return ends.at(end) - end
+    nxt = text[end:end + 1]
+    if kind == _REST_AFTER_BLANKS:
+        return ends.at(end) - end if nxt and nxt not in " \t\n" else 0
+    if not nxt or nxt in _NAME_CHARS:      # _REST_AFTER_NAME: [^a-z0-9] may be a newline
+        return 0
+    return 1 + ends.at(end + 1) - (end + 1)
+
+
+def _positional_end(text: str, pos: int, separators: _NextOf) -> int:
+    """Where ``[^=,]*,|[^=,]+,?`` matching at ``pos`` ends (``pos``: no match)."""
+    sep = separators.at(pos)
+    if sep < len(text) and text[sep] == ",":
+        return sep + 1
+    return sep
+
+
+def _longest_match(text: str, pos: int, ends: _NextOf,
+                   separators: _NextOf) -> tuple[int, _Action] | None:
+    """flex: the longest match (trailing context included) wins, ties go to the first rule."""
+    best_len = -1
+    best: tuple[int, _Action] | None = None
+    for pattern, context, action in _candidates(text[pos]):
+        if action is _act_positional:
+            end = _positional_end(text, pos, separators)
+        else:
+            m = pattern.match(text, pos)
+            end = m.end() if m else pos
+        if end == pos:
+            continue
+        total = end - pos
+        if context is not None:
+            total += _context_length(context, text, end, ends)
+        if total > best_len:
+            best_len, best = total, (end, action)
+    return best
 
 
 def _scan(st: _State) -> None:
     text = st.spec
+    ends, separators = _NextOf(text, "\n"), _NextOf(text, "=,")
     pos = 0
     while pos < len(text) and not st.stop:
-        best_len = -1
-        best: tuple[int, _Action] | None = None
-        for pattern, context, action in _COMPILED:
-            m = pattern.match(text, pos)
-            if not m:
-                continue
-            length = m.end() - pos
-            total = length
-            if context is not None:
-                cm = context.match(text, m.end())
-                if cm is None:
-                    continue
-                total += cm.end() - m.end()
-            if total > best_len and length > 0:
-                best_len, best = total, (m.end(), action)
+        if len(st.errors) >= MAX_PROBLEMS:
+            st.err(None, "and maybe more problems: the rest of the spec was not checked")
+            return
+        best = _longest_match(text, pos, ends, separators)
         if best is None and text[pos:] == "=":
             # xl's scanner hits the end of the string before reporting this `=' and
             # ignores it; refusing it is a deliberate difference (module docstring).
@@ -481,13 +580,15 @@ def _scan(st: _State) -> None:
             return
         if best is None:
             # flex's `.` rule: everything from here on is reported as bad syntax.
-            st.err(text[pos:].split("\n")[0], "bad disk syntax",
+            eol = ends.at(pos)
+            st.err(text[pos:eol], "bad disk syntax",
                    "paths containing '=' or ',' must be written last as target=PATH")
             return
         end, action = best
         action(st, text[pos:end], pos, end)
-        if action in (_act_format_prefix, _act_script_prefix, _act_plain_prefix):
-            st.values.setdefault("_prefix_start", pos)
+        if action in (_act_format_prefix, _act_script_prefix, _act_plain_prefix) \
+                and st.prefix_start is None:
+            st.prefix_start = pos
         pos = end
 
 
@@ -517,7 +618,7 @@ def parse_disk(spec: str) -> DiskSpec:
         raise DiskSpecError(spec, st.errors)
     prefix = ""
     if st.had_depr_prefix:
-        prefix = spec[int(v.get("_prefix_start", 0)):st.prefix_end]  # type: ignore[arg-type]
+        prefix = spec[st.prefix_start or 0:st.prefix_end]
     return DiskSpec(
         target=target,  # type: ignore[arg-type]
         vdev=str(v["vdev"]),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .disk import DiskSpecError, parse_disk
-from .errors import BundleError
+from .errors import BundleError, snippet
 from .xlcfg import parse, render_value
 
 __all__ = [
@@ -67,7 +67,7 @@ class BundledGuestEntry:
     @property
     def origin(self) -> str:
         """How error messages name this entry."""
-        return f"XEN_BUNDLED_GUESTS entry {self.position} '{self.text}'"
+        return _entry_origin(self.position, self.text)
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ class GuestSettings:
             out.append(f"type {self.type!r} must be pv, pvh or hvm")
         if isinstance(self.vif, str):
             out.append("vif must be a list of vif specs, e.g. ('bridge=xenbr0',)")
+        for what, text in (("extra", self.extra), ("ramdisk", self.ramdisk), ("vdev", self.vdev),
+                           *(("vif", v) for v in self.vif if isinstance(v, str))):
+            if isinstance(text, str) and "\0" in text:
+                out.append(f"{what} {snippet(text)} contains a NUL character, which xl cannot "
+                           "read: remove it")
         return out
 
 
@@ -118,13 +123,17 @@ def parse_bundled_guests(value: str, *, lenient: bool = False) -> list[BundledGu
     return entries
 
 
+def _entry_origin(position: int, text: str) -> str:
+    return f"XEN_BUNDLED_GUESTS entry {position} '{snippet(text)}'"
+
+
 def _parse_bundled_guests(value: str) -> tuple[list[BundledGuestEntry], list[str]]:
     entries: list[BundledGuestEntry] = []
     problems: list[str] = []
     for position, text in enumerate((value or "").split(), start=1):
         colons = text.count(":")
         rootfs, _, kernel = text.partition(":")
-        origin = f"XEN_BUNDLED_GUESTS entry {position} '{text}'"
+        origin = _entry_origin(position, text)
         if colons != 1 or not rootfs or not kernel:
             if colons == 0:
                 what = "has no ':'"
@@ -169,15 +178,16 @@ def domain_name_error(name: object) -> str | None:
     """
     if not isinstance(name, str) or not name:
         return "the domain name is empty: set name = \"...\" in the config"
+    shown = snippet(name)
     if name.isdigit():
-        return (f"domain name '{name}' is all digits, which xl reads as a domain id: "
+        return (f"domain name '{shown}' is all digits, which xl reads as a domain id: "
                 "use a name with a letter in it")
     if name == "Domain-0":
         return "domain name 'Domain-0' is dom0's own name: choose another name"
     if len(name) > _MAX_NAME:
-        return f"domain name '{name}' is longer than {_MAX_NAME} characters: shorten it"
+        return f"domain name '{shown}' is longer than {_MAX_NAME} characters: shorten it"
     if not _NAME_RE.match(name):
-        return (f"domain name '{name}' has characters other than letters, digits and "
+        return (f"domain name '{shown}' has characters other than letters, digits and "
                 "'. _ + -' (or does not start with a letter or digit): rename it")
     return None
 
@@ -254,7 +264,7 @@ def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
         f"vif = {render_value(list(settings.vif), chr(39))}",
     ]
     for key, value in settings.extra_settings:
-        lines.append(f"{key} = {render_value(value)}")  # type: ignore[arg-type]
+        lines.append(f"{key} = {render_value(value)}")
     text = "\n".join(lines) + "\n"
     parse(text, f"<generated config of {settings.name}>")  # raises if a setting is unusable
     return text

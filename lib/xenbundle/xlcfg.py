@@ -34,12 +34,24 @@ xl quirks that are reproduced on purpose, so that what this parser accepts is wh
   decoded value).  Such drops are listed in :attr:`XlConfig.warnings`.
 
 Deliberate differences: every error is reported with the line it is on (xl
-reports some errors at the end of the previous line); all errors are reported,
-not only those bison's error recovery happens to print; and a stray character at
-the very end of a file with no final newline (``memory = 512+``) is an error here,
-while xl's scanner reaches end-of-file before reporting it and accepts the file.
-A differential run of 30,000 generated files against Debian's libxlutil 4.17
-found no other difference in acceptance or in the values read.
+reports some errors at the end of the previous line); the errors of the first
+20 lines with one are reported, not only those bison's error recovery happens
+to print, and the others are counted; a stray character at the very end of a
+file with no final newline (``memory = 512+``) is an error here, while xl's
+scanner reaches end-of-file before reporting it and accepts the file; a NUL
+byte inside a quoted string is an error with its line here, while xl stops on
+an assertion in its dequoting (SIGABRT); and lists nested more than
+:data:`MAX_LIST_DEPTH` (100) levels deep are refused here, while xl's parser
+stack allows 4996.  A differential run of 30,000 generated files against
+Debian's libxlutil 4.17 found no other difference in acceptance or in the
+values read.
+
+Hostile input costs time and memory in proportion to its size: the text is
+read by one regular expression per token, or per line for the common simple
+statements and for lines of nothing but errors; tokens are made as the parser
+needs them, ``+=`` chains extend their value in place, and error messages are
+only written for the problems that are listed (each quoting at most 60
+characters of the input, control characters escaped).
 
 The document model (:class:`XlConfig`) keeps the original text.  :meth:`XlConfig.set`
 edits only the characters of the value being changed, so :meth:`XlConfig.render`
@@ -52,9 +64,11 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import NamedTuple, Union
+
+from .errors import MAX_PROBLEMS, BundleError, printable, snippet
 
 __all__ = [
     "Assignment",
@@ -88,17 +102,29 @@ _RENDER_ESCAPES = {
 }
 
 
-class XlConfigError(ValueError):
+class XlConfigError(BundleError):
     """An xl configuration file that xl would refuse.
 
-    ``filename`` names the file and ``errors`` lists every problem as
-    ``(line, message)``; ``str(err)`` has one ``FILE:LINE: message`` line each.
+    ``filename`` names the file and ``errors`` lists the problems of the first
+    :data:`~xenbundle.errors.MAX_PROBLEMS` lines with a problem as ``(line,
+    message)``, one message per line, in line order; ``more`` counts the problems
+    found on further lines (the parser stops describing them, so a huge broken file
+    gives a small report).  ``str(err)`` has one ``FILE:LINE: message`` line each and
+    ends with ``FILE: ... and N more problems`` when some were left out.
     """
 
-    def __init__(self, filename: str, errors: Sequence[tuple[int, str]]) -> None:
+    def __init__(self, filename: str, errors: Sequence[tuple[int, str]], more: int = 0) -> None:
         self.filename = filename
-        self.errors: list[tuple[int, str]] = list(errors)
-        super().__init__("\n".join(f"{filename}:{line}: {msg}" for line, msg in self.errors))
+        self.errors: list[tuple[int, str]] = list(errors[:MAX_PROBLEMS])
+        more += max(0, len(errors) - MAX_PROBLEMS)
+        shown = printable(filename)
+        super().__init__([f"{shown}:{line}: {msg}" for line, msg in self.errors], more)
+
+    def _text(self) -> str:
+        text = "\n".join(self.problems)
+        if self.more:
+            text += f"\n{printable(self.filename)}: ... and {self.more} more problems"
+        return text
 
     def lines(self) -> list[str]:
         """The problems as ``"LINE: message"`` strings (the ``--json`` error form)."""
@@ -107,14 +133,111 @@ class XlConfigError(ValueError):
 
 # --------------------------------------------------------------------------- lexer
 
-@dataclass
-class _Token:
-    kind: str          # IDENT NUMBER STRING = += , [ ] ; NEWLINE EOF
-    text: str          # the source text of the token
-    start: int         # offsets into the source text
-    end: int
-    line: int          # line the token starts on (1-based)
-    value: str = ""    # decoded value of IDENT/NUMBER/STRING
+# One token per match, blanks before it skipped.  Every character starts some
+# alternative (``lexerr`` takes anything but a newline), so the matches tile the text.
+# Strings use the "unrolled loop" form, which needs no backtracking stack per
+# character; newline runs are bounded so that no match holds a huge repeat stack.
+_TOKEN_RE = re.compile(
+    r"[ \t]*(?:"
+    r"(?P<nl>(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n){0,1000})"
+    r"|(?P<ident>[a-z][._0-9a-z]*)"
+    r"|(?P<number>[0-9][0-9a-fx]*)"
+    r"|(?P<punct>\+=|[,\[\]=;])"
+    r"|(?P<string>\"[^\"\\\n]*(?:\\[^\n][^\"\\\n]*)*\"|'[^'\\\n]*(?:\\[^\n][^'\\\n]*)*')"
+    r"|(?P<unterminated>[\"'][^ \t\n]*)"
+    r"|(?P<lastcomment>#[^\n]*)"
+    r"|(?P<lexerr>[^\n][^ \t\n]*)"
+    r"|(?P<eof>\Z))")
+
+# The fast paths (see _Lexer): a statement whose value is an atom without escapes
+# or NUL, or a flat list of such atoms (newlines and comments allowed where the
+# grammar allows them: after `[', after an item and after a comma).
+_ATOM = r"(?:\"[^\"\\\n\0]*\"|'[^'\\\n\0]*'|[0-9][0-9a-fx]*)"
+_GAP = r"(?:[ \t]*(?:#[^\n]*)?\n){0,1000}[ \t]*"
+_LIST_PART_RE = re.compile(rf"(?P<atom>{_ATOM})|#[^\n]*")
+_SIMPLE_RE = re.compile(
+    r"(?:[ \t]*(?:#[^\n]*)?\n){0,1000}"       # empty and comment lines before it
+    r"[ \t]*(?P<key>[a-z][._0-9a-z]*)[ \t]*(?P<op>\+?=)[ \t]*"
+    rf"(?:(?P<atom>{_ATOM})"
+    rf"|(?P<list>\[{_GAP}(?:{_ATOM}{_GAP}(?:,{_GAP}{_ATOM}{_GAP}){{0,100000}}(?:,{_GAP})?)?\]))"
+    r"[ \t]*(?:#[^\n]*)?\n")
+_BLANK_LINES_RE = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n){1,1000}")
+# A line of lexical errors only: chunks that start with a character no token starts
+# with ('+' is left out: '+=' is a token), separated by blanks.
+_ERROR_CHUNK = r"[^a-z0-9,\[\]=;\"'#+ \t\n][^ \t\n]*"
+_ERROR_LINES_RE = re.compile(rf"(?:[ \t]*{_ERROR_CHUNK}(?:[ \t]+{_ERROR_CHUNK})*[ \t]*\n){{1,1000}}")
+
+#: Lists nested deeper than this are refused (xl's bison stack allows 4996 levels;
+#: real configurations use two).  Keeps every recursion far from Python's limit.
+MAX_LIST_DEPTH = 100
+
+# A token: (kind, start, end, line, value).  Kinds: IDENT NUMBER STRING NEWLINE EOF
+# and the punctuation itself (= += , [ ] ;); value is the decoded string of STRING
+# tokens and the text of IDENT/NUMBER/punctuation tokens.
+_Tok = tuple[str, int, int, int, str]
+
+# Priorities of messages on one line: what a reader fixes first wins.
+_EVALUATION, _SYNTAX, _LEXICAL = 0, 1, 2
+
+
+class _Errors:
+    """The parser's problems: one message for each of the first lines, a count for the rest.
+
+    Problems on lines already listed only replace the message if they come from an
+    earlier stage (a lexical error explains a syntax error on its line, not the
+    other way round).  Once :data:`MAX_PROBLEMS` lines are listed, problems on
+    other lines are counted, not described: ``wants(line)`` tells a caller whether
+    building the message is worth it.
+    """
+
+    def __init__(self) -> None:
+        self.by_line: dict[int, tuple[int, str]] = {}
+        self.more = 0
+        self._last_counted = 0
+
+    def wants(self, line: int) -> bool:
+        return line in self.by_line or len(self.by_line) < MAX_PROBLEMS
+
+    def add(self, line: int, message: str, priority: int) -> None:
+        old = self.by_line.get(line)
+        if old is not None:
+            if priority > old[0]:
+                self.by_line[line] = (priority, message)
+        elif len(self.by_line) < MAX_PROBLEMS:
+            self.by_line[line] = (priority, message)
+        elif line != self._last_counted:
+            self.more += 1
+            self._last_counted = line
+
+    def count_lines(self, first: int, lines: int) -> None:
+        """Count problems on ``lines`` lines from ``first`` on, none of them listed."""
+        self.more += lines - (1 if first == self._last_counted else 0)
+        self._last_counted = first + lines - 1
+
+    def __bool__(self) -> bool:
+        return bool(self.by_line)
+
+    def in_line_order(self) -> list[tuple[int, str]]:
+        return [(line, message) for line, (_, message) in sorted(self.by_line.items())]
+
+
+def _lexical_message(kind: str, bad: str) -> str:
+    ch = bad[0]
+    if kind == "lastcomment":
+        return ("comment on the last line has no terminating newline (xl rejects it): "
+                "end the file with a newline")
+    if ch == "\r":
+        return "carriage return (DOS line ending): xl rejects it; convert the file to Unix line endings"
+    if ch == "\0":
+        return (f"NUL byte near `{snippet(bad)}': xl cannot read it (is this a binary file?); "
+                "remove it")
+    if ch in "+-.():":
+        return (f"lexical error near `{snippet(bad)}': this looks like Python, which xl config "
+                "files are not; write numbers as plain digits and quote everything else")
+    if ch.isalpha() or ch == "_":
+        return (f"lexical error near `{snippet(bad)}': setting names are lower-case "
+                "([a-z][._0-9a-z]*) and text values must be quoted")
+    return f"lexical error near `{snippet(bad)}'"
 
 
 class _Lexer:
@@ -122,115 +245,129 @@ class _Lexer:
 
     Lexical errors consume the offending text (up to the next blank), exactly as
     libxlutil's ``lexerr`` start condition does, so the parser carries on after it.
+    Tokens are made as the parser asks for them (:meth:`token`): memory does not
+    grow with the number of tokens.  Runs of newlines and comment lines are one
+    ``NEWLINE`` token, which the grammar cannot tell from several.
+
+    At the start of a statement the parser first offers the two fast paths, which
+    read a whole line with one regular expression and give exactly what the
+    token path gives: :meth:`simple_statement` and :meth:`error_lines`.
     """
 
-    def __init__(self, text: str, errors: list[tuple[int, str]], warnings: list[tuple[int, str]]):
+    def __init__(self, text: str, errors: _Errors, warnings: list[tuple[int, str]]) -> None:
         self.text = text
         self.errors = errors
         self.warnings = warnings
+        self.pos = 0
+        self.line = 1
 
-    def tokens(self) -> Iterator[_Token]:
+    def token(self) -> _Tok:
         text = self.text
-        pos = 0
-        line = 1
-        n = len(text)
-        while pos < n:
-            ch = text[pos]
-            if ch in " \t":
-                pos += 1
-                continue
-            if ch == "\n":
-                yield _Token("NEWLINE", "\n", pos, pos + 1, line)
-                pos += 1
-                line += 1
-                continue
-            if ch == "#":
-                nl = text.find("\n", pos)
-                if nl < 0:
-                    self._error(line, "comment on the last line has no terminating newline "
-                                      "(xl rejects it): end the file with a newline")
-                    break
-                yield _Token("NEWLINE", text[pos:nl + 1], pos, nl + 1, line)
-                pos = nl + 1
-                line += 1
-                continue
-            m = _IDENT_RE.match(text, pos)
-            if m:
-                yield _Token("IDENT", m.group(), pos, m.end(), line, m.group())
-                pos = m.end()
-                continue
-            m = _NUMBER_RE.match(text, pos)
-            if m:
-                yield _Token("NUMBER", m.group(), pos, m.end(), line, m.group())
-                pos = m.end()
-                continue
-            if ch in ",[]=;":
-                yield _Token(ch, ch, pos, pos + 1, line)
-                pos += 1
-                continue
-            if text.startswith("+=", pos):
-                yield _Token("+=", "+=", pos, pos + 2, line)
-                pos += 2
-                continue
-            if ch in "'\"":
-                end = self._string_end(pos)
-                if end is not None:
-                    raw = text[pos:end]
-                    yield _Token("STRING", raw, pos, end, line, self._dequote(raw, line))
-                    pos = end
-                    continue
-                eol = text.find("\n", pos)
-                rest = text[pos:eol if eol >= 0 else n]
-                self._error(line, f"unterminated string near `{_shorten(rest)}': close the "
-                                  "quote on the same line (strings cannot span lines)")
-                pos = self._skip_lexerr(pos)
-                continue
-            # Anything else is a lexical error; xl swallows it up to the next blank.
-            end = self._skip_lexerr(pos)
-            bad = text[pos:end]
-            if ch == "\r":
-                msg = ("carriage return (DOS line ending): xl rejects it; "
-                       "convert the file to Unix line endings")
-            elif ch in "+-.():" :
-                msg = (f"lexical error near `{_shorten(bad)}': this looks like Python, which xl "
-                       "config files are not; write numbers as plain digits and quote "
-                       "everything else")
-            elif ch.isalpha() or ch == "_":
-                msg = (f"lexical error near `{_shorten(bad)}': setting names are lower-case "
-                       "([a-z][._0-9a-z]*) and text values must be quoted")
+        while True:
+            m = _TOKEN_RE.match(text, self.pos)
+            assert m is not None  # the alternatives cover every character and the end
+            kind = m.lastgroup or "eof"
+            start, end = m.start(kind), m.end()
+            self.pos = end
+            line = self.line
+            if kind == "nl":
+                self.line += text.count("\n", start, end)
+                return ("NEWLINE", start, end, line, "")
+            if kind == "ident" or kind == "number":
+                return ("IDENT" if kind == "ident" else "NUMBER", start, end, line, text[start:end])
+            if kind == "punct":
+                value = text[start:end]
+                return (value, start, end, line, value)
+            if kind == "string":
+                return ("STRING", start, end, line, self._dequote(text[start:end], line))
+            if kind == "eof":
+                self.pos = len(text)
+                return ("EOF", len(text), len(text), line, "")
+            if self.errors.wants(line):
+                message = self._error_message(str(kind), start, text[start:end])
+                self.errors.add(line, message, _LEXICAL)
             else:
-                msg = f"lexical error near `{_shorten(bad)}'"
-            self._error(line, msg)
-            pos = end
-        yield _Token("EOF", "", n, n, line)
+                self.errors.add(line, "", _LEXICAL)
 
-    def _skip_lexerr(self, pos: int) -> int:
-        # libxlutil's <lexerr> state: the bad character plus following non-blanks.
-        end = pos + 1
-        while end < len(self.text) and self.text[end] not in " \t\n":
-            end += 1
-        return end
+    def simple_statement(self) -> Assignment | None:
+        """Read ``KEY = ATOM`` or ``KEY = [ATOM, ...]`` and its newline, if that comes next.
 
-    def _string_end(self, pos: int) -> int | None:
-        quote = self.text[pos]
-        i = pos + 1
-        n = len(self.text)
-        while i < n:
-            c = self.text[i]
-            if c == quote:
-                return i + 1
-            if c == "\n":
-                return None
-            if c == "\\":
-                if i + 1 >= n or self.text[i + 1] == "\n":
-                    return None
-                i += 2
-                continue
-            i += 1
-        return None
+        Empty and comment lines before it are skipped.  Only atoms without escapes
+        qualify; anything else is left to the token path.
+        """
+        text = self.text
+        m = _SIMPLE_RE.match(text, self.pos)
+        if m is None:
+            return None
+        key_start = m.start("key")
+        line = self.line + text.count("\n", m.start(), key_start)
+        atom_start = m.start("atom")
+        if atom_start >= 0:
+            node: _Node = self._atom(atom_start, m.end("atom"), line)
+            self.line = line + 1
+        else:
+            node = self._list(m.start("list"), m.end("list"), line)
+            self.line = line + text.count("\n", node.start, m.end())
+        self.pos = m.end()
+        return Assignment(m.group("key"), m.group("op"), line, key_start, m.start("op"),
+                          node.start, node.end, node)
+
+    def _list(self, start: int, end: int, line: int) -> _List:
+        text = self.text
+        items: list[_Node] = []
+        item_line, counted = line, start
+        for part in _LIST_PART_RE.finditer(text, start + 1, end - 1):
+            if part.lastgroup == "atom":
+                item_line += text.count("\n", counted, part.start())
+                counted = part.start()
+                items.append(self._atom(part.start(), part.end(), item_line))
+        return _List(items, start, end, line)
+
+    def blank_lines(self) -> bool:
+        """Skip a run of empty and comment-only lines."""
+        m = _BLANK_LINES_RE.match(self.text, self.pos)
+        if m is None:
+            return False
+        self.line += self.text.count("\n", self.pos, m.end())
+        self.pos = m.end()
+        return True
+
+    def _atom(self, start: int, end: int, line: int) -> _Atom:
+        quote = self.text[start]
+        if quote == '"' or quote == "'":
+            return _Atom(self.text[start + 1:end - 1], start, end, line, quote)
+        return _Atom(self.text[start:end], start, end, line, "")
+
+    def error_lines(self) -> bool:
+        """Count a run of lines holding nothing but lexical errors, once no more are listed."""
+        if self.errors.wants(self.line):
+            return False
+        m = _ERROR_LINES_RE.match(self.text, self.pos)
+        if m is None:
+            return False
+        lines = self.text.count("\n", self.pos, m.end())
+        self.errors.count_lines(self.line, lines)
+        self.pos = m.end()
+        self.line += lines
+        return True
+
+    def _error_message(self, kind: str, start: int, bad: str) -> str:
+        if kind == "unterminated":
+            eol = self.text.find("\n", start)
+            rest = self.text[start:eol if eol >= 0 else len(self.text)]
+            return (f"unterminated string near `{snippet(rest)}': close the quote on the same "
+                    "line (strings cannot span lines)")
+        return _lexical_message(kind, bad)
 
     def _dequote(self, raw: str, line: int) -> str:
         """Decode a quoted string the way libxlutil's ``xlu__cfgl_dequote`` does."""
+        if "\0" in raw:
+            # libxlutil's dequoting asserts on it: xl aborts instead of reporting.
+            self._error(line, f"NUL byte inside the quoted string {snippet(raw)}: xl cannot "
+                              "read it (its parser stops with an assertion failure); remove it")
+            return ""
+        if "\\" not in raw:
+            return raw[1:-1]
         out: list[str] = []
         end = len(raw) - 1
         p = 1
@@ -248,28 +385,29 @@ class _Lexer:
                 # xl skips the first hex digit and then demands more than two
                 # digits out of a two-character buffer: every \x escape fails.
                 self._error(line, f"invalid digit after backslash hex numerical character escape "
-                                  f"in quoted string {_shorten(raw)} (xl rejects every \\x escape): "
+                                  f"in quoted string {snippet(raw)} (xl rejects every \\x escape): "
                                   "write the character itself")
                 return "".join(out)
             elif "0" <= nc <= "7":
                 consumed = _strtoul_base10_len(raw[p:p + 3])
                 if consumed <= 1:
                     self._error(line, f"invalid digit after backslash octal numerical character "
-                                      f"escape in quoted string {_shorten(raw)}: write the "
+                                      f"escape in quoted string {snippet(raw)}: write the "
                                       "character itself")
                     return "".join(out)
-                self.warnings.append((line, f"xl drops the escape `\\{nc}{raw[p:p + consumed]}' "
-                                            f"in {_shorten(raw)} (it never stores its value)"))
+                if len(self.warnings) < MAX_PROBLEMS:
+                    self.warnings.append((line, (f"xl drops the escape `\\{nc}{raw[p:p + consumed]}' "
+                                                 f"in {snippet(raw)} (it never stores its value)")))
                 p += consumed
             else:
                 self._error(line, f"invalid character after backslash in quoted string "
-                                  f"{_shorten(raw)}: the escapes are \\\\ \\' \\\" \\a \\b \\f "
+                                  f"{snippet(raw)}: the escapes are \\\\ \\' \\\" \\a \\b \\f "
                                   "\\n \\r \\t \\v")
                 return "".join(out)
         return "".join(out)
 
     def _error(self, line: int, msg: str) -> None:
-        self.errors.append((line, msg))
+        self.errors.add(line, msg, _LEXICAL)
 
 
 def _strtoul_base10_len(buf: str) -> int:
@@ -285,15 +423,9 @@ def _strtoul_base10_len(buf: str) -> int:
     return i if i > start else 0
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    text = text.replace("\n", "\\n").replace("\r", "\\r")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # ------------------------------------------------------------------------- syntax tree
 
-@dataclass
-class _Atom:
+class _Atom(NamedTuple):
     value: str
     start: int
     end: int
@@ -301,8 +433,7 @@ class _Atom:
     quote: str  # "'" or '"' for strings, "" for a bare number
 
 
-@dataclass
-class _List:
+class _List(NamedTuple):
     items: list[_Atom | _List]
     start: int
     end: int
@@ -331,57 +462,99 @@ class Assignment:
 
 @dataclass
 class _Effective:
-    """The value xl ends up with for one key, with the source of every part of it."""
+    """The value xl ends up with for one key, with the source of every part of it.
 
-    value: Value
-    # For lists: the item nodes (possibly from several `+=` statements).
-    # For strings: the atoms concatenated.
+    ``parts`` are the list's item nodes (possibly from several ``+=`` statements) or
+    the string atoms concatenated; ``+=`` extends them in place, so a long chain of
+    ``+=`` costs time in proportion to its length.
+    """
+
+    is_list: bool
     parts: list[_Node]
     assignment: Assignment   # the last statement for the key
     line: int                # line of the statement that started the value
 
+    @property
+    def value(self) -> Value:
+        if self.is_list:
+            return [_node_value(part) for part in self.parts]
+        return "".join(part.value for part in self.parts if isinstance(part, _Atom))
+
 
 class _Parser:
-    """Recursive-descent parser for the libxlutil grammar with per-statement recovery."""
+    """Recursive-descent parser for the libxlutil grammar with per-statement recovery.
 
-    def __init__(self, text: str):
+    Statements are evaluated (``=`` / ``+=``) as they are read; with
+    ``keep_statements`` every statement is kept in :attr:`statements` too.
+    """
+
+    def __init__(self, text: str, keep_statements: bool = False) -> None:
         self.text = text
-        self.errors: list[tuple[int, str]] = []
+        self.errors = _Errors()
         self.warnings: list[tuple[int, str]] = []
-        self.assignments: list[Assignment] = []
-        self._tokens = list(_Lexer(text, self.errors, self.warnings).tokens())
-        self._i = 0
+        self.effective: dict[str, _Effective] = {}
+        self.statements: list[Assignment] = []
+        self._keep = keep_statements
+        self._lexer = _Lexer(text, self.errors, self.warnings)
+        self._ahead: list[_Tok] = []
+        self._last: _Tok | None = None
+        self._depth = 0
+        #: Whether the lexer's fast paths are used (the tests compare both ways).
+        self.fast = True
 
     # token helpers
-    def _peek(self) -> _Token:
-        return self._tokens[self._i]
+    def _peek(self) -> _Tok:
+        if not self._ahead:
+            self._ahead.append(self._lexer.token())
+        return self._ahead[0]
 
-    def _next(self) -> _Token:
-        tok = self._tokens[self._i]
-        if tok.kind != "EOF":
-            self._i += 1
+    def _peek_two(self) -> tuple[_Tok, _Tok]:
+        while len(self._ahead) < 2:
+            self._ahead.append(self._lexer.token())
+        return self._ahead[0], self._ahead[1]
+
+    def _next(self) -> _Tok:
+        tok = self._peek()
+        if tok[0] != "EOF":
+            del self._ahead[0]
+            self._last = tok
         return tok
 
     def _skip_newlines(self) -> None:
-        while self._peek().kind == "NEWLINE":
-            self._i += 1
+        while self._peek()[0] == "NEWLINE":
+            self._next()
+
+    def _starts_setting(self) -> bool:
+        first, second = self._peek_two()
+        return first[0] == "IDENT" and second[0] in ("=", "+=")
 
     def parse(self) -> None:
+        lexer = self._lexer
         while True:
+            if not self._ahead and self.fast:
+                simple = lexer.simple_statement()
+                if simple is not None:
+                    while simple is not None:
+                        self._statement(simple)
+                        simple = lexer.simple_statement()
+                    continue
+                if lexer.blank_lines() or lexer.error_lines():
+                    continue
             tok = self._peek()
-            if tok.kind == "EOF":
+            kind = tok[0]
+            if kind == "EOF":
                 return
-            if tok.kind in ("NEWLINE", ";"):
+            if kind == "NEWLINE" or kind == ";":
                 self._next()
                 continue
             try:
-                if tok.kind != "IDENT":
+                if kind != "IDENT":
                     raise _SyntaxError(tok, "expected a setting name (KEY = VALUE)")
                 self._assignment()
                 end = self._peek()
-                if end.kind in ("NEWLINE", ";"):
+                if end[0] == "NEWLINE" or end[0] == ";":
                     self._next()
-                elif end.kind != "EOF":
+                elif end[0] != "EOF":
                     raise _SyntaxError(end, "expected a newline or `;' after the value "
                                             "(one setting per line, or separate them with `;')")
             except _SyntaxError as err:
@@ -390,18 +563,21 @@ class _Parser:
                     self._recover()
 
     def _report(self, err: _SyntaxError) -> None:
-        tok = err.token
-        if tok.kind == "EOF":
+        kind, start, end, line, _ = err.token
+        if not self.errors.wants(line):
+            self.errors.add(line, "", _SYNTAX)
+            return
+        if kind == "EOF":
             near = "end of file"
-        elif tok.kind == "NEWLINE":
+        elif kind == "NEWLINE":
             near = "end of line"
         else:
-            near = f"`{_shorten(tok.text)}'"
-        self.errors.append((tok.line, f"syntax error near {near}: {err.message}"))
+            near = f"`{snippet(self.text[start:end])}'"
+        self.errors.add(line, f"syntax error near {near}: {err.message}", _SYNTAX)
 
-    def _consumed_terminator(self, tok: _Token) -> bool:
+    def _consumed_terminator(self, tok: _Tok) -> bool:
         # The error was found at the newline/`;' ending the statement: nothing to skip.
-        return tok.kind in ("NEWLINE", ";") and self._i > 0 and self._tokens[self._i - 1] is tok
+        return (tok[0] == "NEWLINE" or tok[0] == ";") and self._last is tok
 
     def _recover(self) -> None:
         """Skip to the end of the broken statement.
@@ -412,80 +588,113 @@ class _Parser:
         """
         depth = 0
         while True:
-            tok = self._peek()
-            if tok.kind == "EOF":
+            kind = self._peek()[0]
+            if kind == "EOF":
                 return
             self._next()
-            if tok.kind == "[":
+            if kind == "[":
                 depth += 1
-            elif tok.kind == "]":
+            elif kind == "]":
                 depth = max(0, depth - 1)
-            elif tok.kind in ("NEWLINE", ";"):
-                if depth == 0:
-                    return
-                nxt = self._tokens[self._i:self._i + 2]
-                if len(nxt) == 2 and nxt[0].kind == "IDENT" and nxt[1].kind in ("=", "+="):
-                    return
+            elif (kind == "NEWLINE" or kind == ";") and (depth == 0 or self._starts_setting()):
+                return
 
     def _assignment(self) -> None:
         key_tok = self._next()
         op_tok = self._next()
-        if op_tok.kind not in ("=", "+="):
-            raise _SyntaxError(op_tok, f"expected `=' or `+=' after `{key_tok.text}'")
+        if op_tok[0] != "=" and op_tok[0] != "+=":
+            raise _SyntaxError(op_tok, f"expected `=' or `+=' after `{key_tok[4]}'")
         node = self._value()
-        self.assignments.append(Assignment(
-            key=key_tok.value, op=op_tok.kind, line=node.line, key_start=key_tok.start,
-            op_start=op_tok.start, value_start=node.start, value_end=node.end, node=node))
+        self._statement(Assignment(key=key_tok[4], op=op_tok[0], line=node.line,
+                                   key_start=key_tok[1], op_start=op_tok[1],
+                                   value_start=node.start, value_end=node.end, node=node))
+
+    def _statement(self, asg: Assignment) -> None:
+        if self._keep:
+            self.statements.append(asg)
+        self._apply(asg)
+
+    def _apply(self, asg: Assignment) -> None:
+        """xl's `=` / `+=` rules for one statement."""
+        prev = self.effective.get(asg.key)
+        node = asg.node
+        is_list = isinstance(node, _List)
+        if asg.op == "+=" and prev is not None:
+            if prev.is_list != is_list:
+                self.errors.add(asg.line, f"can't add [list] to \"string\" or vice versa: "
+                                          f"`{asg.key}' was a "
+                                          f"{'list' if prev.is_list else 'string'} on line "
+                                          f"{prev.line}; use the same kind of value with `+='",
+                                _EVALUATION)
+                return
+            # The key keeps its place (order of first appearance of the chain).
+            prev.parts.extend(node.items if isinstance(node, _List) else [node])
+            prev.assignment = asg
+            return
+        if prev is not None:
+            del self.effective[asg.key]
+        parts: list[_Node] = list(node.items) if isinstance(node, _List) else [node]
+        self.effective[asg.key] = _Effective(is_list, parts, asg, asg.line)
 
     def _value(self) -> _Node:
         tok = self._next()
-        if tok.kind in ("STRING", "NUMBER"):
-            quote = tok.text[0] if tok.kind == "STRING" else ""
-            return _Atom(tok.value, tok.start, tok.end, tok.line, quote)
-        if tok.kind == "[":
+        kind, start, end, line, value = tok
+        if kind == "STRING":
+            return _Atom(value, start, end, line, self.text[start])
+        if kind == "NUMBER":
+            return _Atom(value, start, end, line, "")
+        if kind == "[":
             return self._list(tok)
-        if tok.kind in ("NEWLINE", "EOF"):
+        if kind == "NEWLINE" or kind == "EOF":
             raise _SyntaxError(tok, "missing value: put the value on the same line as the `='")
-        if tok.kind == "IDENT":
-            raise _SyntaxError(tok, "text values must be quoted, e.g. \"" + tok.text + "\"")
+        if kind == "IDENT":
+            raise _SyntaxError(tok, f"text values must be quoted, e.g. \"{snippet(value)}\"")
         raise _SyntaxError(tok, "expected a value (a quoted string, a number or a [list])")
 
-    def _skip_list_newlines(self, open_tok: _Token) -> None:
+    def _skip_list_newlines(self, open_tok: _Tok) -> None:
         """Skip newlines inside a list; a following ``KEY =`` means the list was never closed."""
-        if self._peek().kind != "NEWLINE":
+        if self._peek()[0] != "NEWLINE":
             return
         self._skip_newlines()
-        if self._peek().kind == "EOF":
+        if self._peek()[0] == "EOF":
             raise _SyntaxError(open_tok, "the list opened here is not closed at the end of "
                                          "the file: add `]'", skip=False)
-        nxt = self._tokens[self._i:self._i + 2]
-        if len(nxt) == 2 and nxt[0].kind == "IDENT" and nxt[1].kind in ("=", "+="):
+        if self._starts_setting():
             raise _SyntaxError(open_tok, f"the list opened here is not closed before "
-                                         f"line {nxt[0].line}: add `]'", skip=False)
+                                         f"line {self._peek()[3]}: add `]'", skip=False)
 
-    def _list(self, open_tok: _Token) -> _List:
+    def _list(self, open_tok: _Tok) -> _List:
+        if self._depth >= MAX_LIST_DEPTH:
+            raise _SyntaxError(open_tok, f"lists nested more than {MAX_LIST_DEPTH} levels deep: "
+                                         "flatten the value (xl configurations need two levels)")
+        self._depth += 1
+        try:
+            return self._list_items(open_tok)
+        finally:
+            self._depth -= 1
+
+    def _list_items(self, open_tok: _Tok) -> _List:
         items: list[_Node] = []
+        start, line = open_tok[1], open_tok[3]
         self._skip_list_newlines(open_tok)
-        if self._peek().kind == "]":
-            close = self._next()
-            return _List(items, open_tok.start, close.end, open_tok.line)
+        if self._peek()[0] == "]":
+            return _List(items, start, self._next()[2], line)
         while True:
             items.append(self._value())
             self._skip_list_newlines(open_tok)
             tok = self._next()
-            if tok.kind == "]":
-                return _List(items, open_tok.start, tok.end, open_tok.line)
-            if tok.kind != ",":
+            if tok[0] == "]":
+                return _List(items, start, tok[2], line)
+            if tok[0] != ",":
                 raise _SyntaxError(tok, "expected `,' or `]' in list (list items are "
                                         "separated by commas)")
             self._skip_list_newlines(open_tok)
-            if self._peek().kind == "]":
-                close = self._next()
-                return _List(items, open_tok.start, close.end, open_tok.line)
+            if self._peek()[0] == "]":
+                return _List(items, start, self._next()[2], line)
 
 
 class _SyntaxError(Exception):
-    def __init__(self, token: _Token, message: str, skip: bool = True):
+    def __init__(self, token: _Tok, message: str, skip: bool = True) -> None:
         super().__init__(message)
         self.token = token
         self.message = message
@@ -498,43 +707,11 @@ def _node_value(node: _Node) -> Value:
     return [_node_value(item) for item in node.items]
 
 
-def _evaluate(assignments: Sequence[Assignment],
-              errors: list[tuple[int, str]]) -> dict[str, _Effective]:
-    """Apply assignments in order with xl's `=` / `+=` rules."""
-    result: dict[str, _Effective] = {}
-    for asg in assignments:
-        prev = result.get(asg.key)
-        node = asg.node
-        if asg.op == "+=" and prev is not None:
-            prev_is_list = isinstance(prev.value, list)
-            if prev_is_list != isinstance(node, _List):
-                errors.append((asg.line, f"can't add [list] to \"string\" or vice versa: "
-                                         f"`{asg.key}' was a "
-                                         f"{'list' if prev_is_list else 'string'} on line "
-                                         f"{prev.line}; use the same kind of value with `+='"))
-                continue
-            if isinstance(node, _List):
-                parts = prev.parts + list(node.items)
-                value: Value = list(prev.value) + [_node_value(i) for i in node.items]
-            else:
-                parts = prev.parts + [node]
-                value = str(prev.value) + node.value
-            # Keep insertion order of first appearance (dict keeps the old slot).
-            result[asg.key] = _Effective(value, parts, asg, prev.line)
-        else:
-            if isinstance(node, _List):
-                parts = list(node.items)
-            else:
-                parts = [node]
-            if asg.key in result:
-                del result[asg.key]
-            result[asg.key] = _Effective(_node_value(node), parts, asg, asg.line)
-    return result
-
-
 # ----------------------------------------------------------------------- rendering
 
 def _render_string(value: str, quote: str = '"') -> str:
+    if "\0" in value:
+        raise ValueError(f"xl cannot read a NUL character in a string ({snippet(value)})")
     if quote not in ("'", '"'):
         quote = '"'
     out = [quote]
@@ -547,11 +724,12 @@ def _render_string(value: str, quote: str = '"') -> str:
     return "".join(out)
 
 
-def render_value(value: Value | int, quote: str = '"') -> str:
+def render_value(value: object, quote: str = '"') -> str:
     """Write a value in xl syntax: ints bare, strings quoted (with escapes), lists in brackets.
 
     Strings are always quoted (xl treats ``512`` and ``"512"`` alike); ``quote``
-    chooses the quote character.
+    chooses the quote character.  A string with a NUL character cannot be written
+    (``ValueError``): xl cannot read it.
     """
     if isinstance(value, bool):
         raise TypeError("xl has no boolean type: use 0 or 1")
@@ -589,26 +767,20 @@ class XlConfig:
     def __init__(self, text: str, filename: str = "<string>") -> None:
         parser = _Parser(text)
         parser.parse()
-        errors = parser.errors
-        effective = _evaluate(parser.assignments, errors)
-        if errors:
-            # One message per line, in line order (as a reader scans the file).
-            seen: dict[int, str] = {}
-            for line, msg in errors:
-                seen.setdefault(line, msg)
-            raise XlConfigError(filename, sorted(seen.items()))
+        if parser.errors:
+            raise XlConfigError(filename, parser.errors.in_line_order(), parser.errors.more)
         self.filename = filename
         self._text = text
-        self._assignments = parser.assignments
-        self._effective = effective
+        self._effective = parser.effective
         #: ``(line, message)`` for accepted constructs that xl does not read the way
-        #: they look (e.g. numeric escapes whose character xl drops).
+        #: they look (e.g. numeric escapes whose character xl drops); the first
+        #: :data:`~xenbundle.errors.MAX_PROBLEMS` of them.
         self.warnings: list[tuple[int, str]] = parser.warnings
 
     # reading
     def settings(self) -> dict[str, Value]:
         """Every setting with the value xl ends up with, in order of first appearance."""
-        return {key: _copy(eff.value) for key, eff in self._effective.items()}
+        return {key: eff.value for key, eff in self._effective.items()}
 
     def keys(self) -> list[str]:
         """The keys that are set, in order of first appearance."""
@@ -620,7 +792,7 @@ class XlConfig:
     def get(self, key: str, default: Value | None = None) -> Value | None:
         """The value of ``key`` (a string or a list), or ``default`` when it is not set."""
         eff = self._effective.get(key)
-        return default if eff is None else _copy(eff.value)
+        return default if eff is None else eff.value
 
     def line_of(self, key: str, index: int | None = None) -> int:
         """The line where ``key`` (or item ``index`` of its list value) is written.
@@ -628,14 +800,16 @@ class XlConfig:
         Raises ``KeyError`` when ``key`` is not set.
         """
         eff = self._effective[key]
-        if index is not None and isinstance(eff.value, list) and 0 <= index < len(eff.parts):
+        if index is not None and eff.is_list and 0 <= index < len(eff.parts):
             return eff.parts[index].line
         return eff.assignment.line
 
     @property
     def assignments(self) -> list[Assignment]:
         """Every assignment statement, in file order (including overridden ones)."""
-        return list(self._assignments)
+        parser = _Parser(self._text, keep_statements=True)
+        parser.parse()
+        return parser.statements
 
     def render(self) -> str:
         """The configuration text; untouched parts are exactly as they were read."""
@@ -651,30 +825,52 @@ class XlConfig:
         is rewritten as ``key = VALUE`` (earlier statements stay, overridden, as
         written).  A key that is not set yet is appended at the end of the file.
         """
-        if not _KEY_RE.match(key):
-            raise ValueError(f"invalid xl setting name {key!r}: names match [a-z][._0-9a-z]*")
-        new = _normalise(value)
+        self.update({key: value})
+
+    def update(self, values: Mapping[str, Value | int | Sequence[object]]) -> None:
+        """Set several keys as :meth:`set` does, reading the edited text once.
+
+        Nothing changes when one of the values cannot be written (the exception
+        propagates).
+        """
         edits: list[tuple[int, int, str]] = []
-        eff = self._effective.get(key)
-        if eff is None:
-            text = self._text
-            prefix = "" if (not text or text.endswith("\n")) else "\n"
-            edits.append((len(text), len(text), f"{prefix}{key} = {render_value(value)}\n"))
-        elif not self._plan_in_place(eff, new, edits):
-            edits = []
-            asg = eff.assignment
-            quote = _first_quote(asg.node)
-            edits.append((asg.op_start, asg.value_end, "= " + render_value(_denormalise(value, new), quote)))
+        appended: list[str] = []
+        expected: dict[str, Value] = {}
+        for key, value in values.items():
+            if not _KEY_RE.match(key):
+                raise ValueError(f"invalid xl setting name {key!r}: names match [a-z][._0-9a-z]*")
+            new = _normalise(value)
+            expected[key] = new
+            eff = self._effective.get(key)
+            if eff is None:
+                appended.append(f"{key} = {render_value(value)}\n")
+                continue
+            own: list[tuple[int, int, str]] = []
+            if not self._plan_in_place(eff, new, own):
+                asg = eff.assignment
+                own = [(asg.op_start, asg.value_end,
+                        "= " + render_value(_denormalise(value, new), _first_quote(asg.node)))]
+            edits.extend(own)
+        if not expected:
+            return
         text = self._text
-        for start, end, repl in sorted(edits, reverse=True):
-            text = text[:start] + repl + text[end:]
-        updated = XlConfig(text, self.filename)
-        if updated.get(key) != new:  # pragma: no cover - guards the edit logic itself
-            raise AssertionError(f"internal error: setting {key} did not round-trip")
+        if appended:
+            prefix = "" if (not text or text.endswith("\n")) else "\n"
+            edits.append((len(text), len(text), prefix + "".join(appended)))
+        pieces: list[str] = []
+        pos = 0
+        for start, end, replacement in sorted(edits):
+            pieces += [text[pos:start], replacement]
+            pos = end
+        pieces.append(text[pos:])
+        updated = XlConfig("".join(pieces), self.filename)
+        for key, new in expected.items():
+            if updated.get(key) != new:  # pragma: no cover - guards the edit logic itself
+                raise AssertionError(f"internal error: setting {key} did not round-trip")
         self.__dict__.update(updated.__dict__)
 
     def _plan_in_place(self, eff: _Effective, new: Value, edits: list[tuple[int, int, str]]) -> bool:
-        if isinstance(eff.value, list):
+        if eff.is_list:
             if not isinstance(new, list) or len(new) != len(eff.parts):
                 return False
             for node, item in zip(eff.parts, new):
@@ -733,10 +929,20 @@ def parse(text: str, filename: str = "<string>") -> XlConfig:
     return XlConfig(text, filename)
 
 
+def decode(data: bytes) -> str:
+    """Configuration file contents as text, byte-exactly (undecodable bytes are kept).
+
+    xl reads bytes; bytes that are not UTF-8 become lone surrogates, so that
+    :meth:`XlConfig.render` gives the same bytes back (encode with
+    ``"surrogateescape"``).
+    """
+    return data.decode("utf-8", errors="surrogateescape")
+
+
 def read_text(path: str) -> str:
-    """Read a configuration file as text, byte-exactly (undecodable bytes are kept)."""
+    """Read a configuration file as text with :func:`decode`."""
     with open(path, "rb") as f:
-        return f.read().decode("utf-8", errors="surrogateescape")
+        return decode(f.read())
 
 
 def parse_file(path: str) -> XlConfig:
@@ -750,7 +956,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: check a configuration file or one disk specification.
 
     ``--json FILE`` prints ``{"ok": true, "settings": {...}}`` or
-    ``{"ok": false, "errors": ["LINE: message", ...]}`` (exit status 1).
+    ``{"ok": false, "errors": ["LINE: message", ...], "more": N}`` (exit status 1;
+    the first 20 lines with a problem are listed, ``more`` counts the others).
     ``--disk SPEC`` does the same for an xl-disk-configuration(5) spec
     (``{"ok": true, "disk": {...}}``).  Without ``--json`` the result is printed for
     people: ``KEY = VALUE`` lines (or ``key: value`` lines for ``--disk``), and
@@ -800,7 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except XlConfigError as err:
         if args.json:
-            print(json.dumps({"ok": False, "errors": err.lines()}))
+            print(json.dumps({"ok": False, "errors": err.lines(), "more": err.more}))
         else:
             print(str(err), file=sys.stderr)
         return 1

@@ -460,7 +460,8 @@ class Oracle:
         self._start()
 
     def _start(self) -> None:
-        self._stderr = tempfile.TemporaryFile("w+", prefix="xlu-child-stderr-")
+        # Kept open for the child's whole life (closed in close() and _receive()).
+        self._stderr = tempfile.TemporaryFile("w+", prefix="xlu-child-stderr-")  # noqa: SIM115
         self._proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--serve"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -552,7 +553,7 @@ def _serve() -> int:
         try:
             result = getattr(lib, method)(*args)
             answer = {"value": result} if method == "get_long" else asdict(result)
-        except Exception as err:  # reported to the parent, which raises it
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
             answer = {"exception": f"{type(err).__name__}: {err}"}
         out.write(json.dumps(answer) + "\n")
         out.flush()

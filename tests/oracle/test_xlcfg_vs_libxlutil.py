@@ -15,6 +15,12 @@ not there.  When libxlutil accepts a file xlcfg refuses, the test demands that
 shape: the stray character is last, xlcfg's errors are all on the last line, and
 xlcfg reads the file without its last character to exactly libxlutil's values.
 
+A NUL byte inside a quoted string is not a difference in acceptance but in how
+the refusal looks: libxlutil stops the process on an assertion in its dequoting
+(``xlu__cfgl_dequote``), so ``xl create`` dies with SIGABRT; xlcfg reports an
+error on the string's line.  The checker accepts exactly that: when libxlutil
+dies on that assertion, xlcfg must refuse the file with a NUL error.
+
 Generated inputs come from hypothesis: structured configurations (strings with
 escapes, numbers, nested lists with newlines, comments and trailing commas, ``;``,
 ``+=``), the same with random edits, and token soup.  The number of examples per
@@ -29,7 +35,7 @@ import libxlutil_ctypes
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from libxlutil_ctypes import ConfigResult, Oracle
+from libxlutil_ctypes import ConfigResult, LibxlutilDied, Oracle
 from xenbundle.xlcfg import XlConfigError, parse
 
 EXAMPLES = int(os.environ.get("XEN_REF_ORACLE_EXAMPLES", "300"))
@@ -69,11 +75,24 @@ def _is_stray_final_character(text: str, errors: list[tuple[int, str]]) -> bool:
     return bool(errors) and all(line == last_line for line, _ in errors)
 
 
-def check_against_libxlutil(oracle: Oracle, text: str) -> ConfigResult:
-    """Assert that xlcfg and libxlutil agree on ``text``; return libxlutil's result."""
+_DEQUOTE_ASSERTION = "xlu__cfgl_dequote: Assertion"
+
+
+def check_against_libxlutil(oracle: Oracle, text: str) -> ConfigResult | None:
+    """Assert that xlcfg and libxlutil agree on ``text``; return libxlutil's result.
+
+    None when libxlutil aborted on a NUL inside a quoted string (and xlcfg refused
+    the file because of it).
+    """
     ours, errors = _ours(text)
-    xl = oracle.read_config(text.encode("utf-8", "surrogateescape"),
-                            libxlutil_ctypes.candidate_keys(text))
+    try:
+        xl = oracle.read_config(text.encode("utf-8", "surrogateescape"),
+                                libxlutil_ctypes.candidate_keys(text))
+    except LibxlutilDied as died:
+        assert _DEQUOTE_ASSERTION in died.stderr and "\0" in text, str(died)
+        assert ours is None and any("NUL" in msg for _, msg in errors), (
+            f"libxlutil aborts on a NUL in a string, xlcfg gives {ours or errors!r} for {text!r}")
+        return None
     why = _explain(text, ours, errors, xl)
     if ours is not None:
         assert xl.accepted, "xlcfg accepts a file libxlutil refuses" + why
@@ -100,7 +119,8 @@ KEYS = ["name", "memory", "vcpus", "disk", "vif", "extra", "kernel", "on_crash",
 GOOD_ESCAPES = ["\\n", "\\t", "\\\\", "\\'", '\\"', "\\a", "\\b", "\\f", "\\r", "\\v",
                 "\\101", "\\0777", "\\012", "\\1234", "\\777"]
 BAD_ESCAPES = ["\\x41", "\\q", "\\8", "\\9", "\\ ", "\\", "\\0", "\\7x", "\\12", "\\09"]
-STRING_CHARS = st.sampled_from(list("abcXYZ019 _-./:=,;[]#+()") + ["\t", "é", "€", "\r", "\x01", "\x7f"])
+STRING_CHARS = st.sampled_from(list("abcXYZ019 _-./:=,;[]#+()") + ["\t", "é", "€", "\r", "\x01", "\x7f",
+                                                                  "\0"])
 BLANK = st.sampled_from(["", " ", "  ", "\t"])
 
 
@@ -153,7 +173,7 @@ def configs(draw, allow_bad: bool = False) -> str:
 
 
 GARBAGE = ["+", "-", ".", "(", ")", ":", "A", "_", "\r", "'", '"', "\\", "[", "]", ",",
-           ";", "=", "+=", "\n", "#", " ", "é", "x", "9", "True", "$", "\t", "//"]
+           ";", "=", "+=", "\n", "#", " ", "é", "x", "9", "True", "$", "\t", "//", "\0"]
 
 
 @st.composite
@@ -206,7 +226,8 @@ def test_generated_configs_are_mostly_accepted(libxlutil: Oracle) -> None:
     @settings(max_examples=100, deadline=None, database=None, derandomize=True)
     @given(text=configs())
     def sample(text: str) -> None:
-        accepted.append(check_against_libxlutil(libxlutil, text).accepted)
+        xl = check_against_libxlutil(libxlutil, text)
+        accepted.append(xl is not None and xl.accepted)
 
     sample()
     assert sum(accepted) >= len(accepted) // 2, f"{sum(accepted)} of {len(accepted)} accepted"
@@ -280,7 +301,7 @@ REFUSED = {
 @pytest.mark.parametrize("text", ACCEPTED.values(), ids=list(ACCEPTED))
 def test_corpus_accepted_by_both(libxlutil: Oracle, text: str) -> None:
     xl = check_against_libxlutil(libxlutil, text)
-    assert xl.accepted, xl.report
+    assert xl is not None and xl.accepted, xl
     # The file-reading entry point gives the same result as the in-memory one.
     assert _read_via_file(libxlutil, text) == xl.settings
 
@@ -288,7 +309,7 @@ def test_corpus_accepted_by_both(libxlutil: Oracle, text: str) -> None:
 @pytest.mark.parametrize("text", REFUSED.values(), ids=list(REFUSED))
 def test_corpus_refused_by_both(libxlutil: Oracle, text: str) -> None:
     xl = check_against_libxlutil(libxlutil, text)
-    assert not xl.accepted, f"libxlutil accepted {text!r}: {xl.settings}"
+    assert xl is not None and not xl.accepted, f"libxlutil accepted {text!r}: {xl}"
     assert xl.report.strip(), "libxlutil refused the file without saying why"
     with pytest.raises(XlConfigError):
         parse(text)
@@ -296,7 +317,7 @@ def test_corpus_refused_by_both(libxlutil: Oracle, text: str) -> None:
 
 def test_readme_example_values(libxlutil: Oracle) -> None:
     xl = check_against_libxlutil(libxlutil, README_EXAMPLE)
-    assert xl.settings == {
+    assert xl is not None and xl.settings == {
         "name": "xen-guest", "memory": "512", "vcpus": "1",
         "disk": ["file:xen-guest-image-minimal-qemuarm64.rootfs.ext4,xvda,rw"],
         "vif": ["bridge=xenbr0"], "kernel": "Image",
@@ -362,7 +383,7 @@ def test_stray_character_before_a_newline_is_refused_by_both(libxlutil: Oracle) 
         if text.endswith("#"):
             continue
         xl = check_against_libxlutil(libxlutil, text + "\n")
-        assert not xl.accepted, text
+        assert xl is not None and not xl.accepted, text
 
 
 def test_missing_library_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -372,3 +393,41 @@ def test_missing_library_names_the_package(monkeypatch: pytest.MonkeyPatch) -> N
         libxlutil_ctypes.Oracle()
     assert f"apt-get install {libxlutil_ctypes.DEBIAN_PACKAGE}" in str(info.value)
     assert libxlutil_ctypes.DEBIAN_PACKAGE == "libxenmisc4.17"
+
+
+# ------------------------------------------------- NUL bytes
+
+NUL_IN_A_STRING = {
+    "double-quoted": 'name = "x\0y"\n',
+    "single-quoted": "memory = 1\nname = 'x\0y'\n",
+    "after-a-backslash": 'extra = "a\\\0"\n',
+    "in-a-list": "disk = [ 'a',\n  'b\0' ]\n",
+}
+
+
+@pytest.mark.parametrize("text", NUL_IN_A_STRING.values(), ids=list(NUL_IN_A_STRING))
+def test_nul_in_a_quoted_string_aborts_xl_and_is_an_error_with_its_line(
+        libxlutil: Oracle, text: str) -> None:
+    """xl dies on an assertion (SIGABRT) where xlcfg names the line of the string."""
+    with pytest.raises(LibxlutilDied) as died:
+        libxlutil.read_config(text.encode(), libxlutil_ctypes.candidate_keys(text))
+    assert _DEQUOTE_ASSERTION in died.value.stderr
+    with pytest.raises(XlConfigError) as info:
+        parse(text)
+    line = text[:text.index("\0")].count("\n") + 1
+    assert info.value.errors[0][0] == line and "NUL" in info.value.errors[0][1]
+    assert check_against_libxlutil(libxlutil, text) is None
+
+
+NUL_ELSEWHERE = {
+    "in-a-comment": ("# a\0b\nname = 'x'\n", True),
+    "between-tokens": ("name = 'x'\0\n", False),
+    "in-a-key": ("na\0me = 'x'\n", False),
+}
+
+
+@pytest.mark.parametrize("text,accepted", NUL_ELSEWHERE.values(), ids=list(NUL_ELSEWHERE))
+def test_nul_outside_strings_agrees(libxlutil: Oracle, text: str, accepted: bool) -> None:
+    """Outside strings a NUL is an ordinary lexical error (or comment text) to both."""
+    xl = check_against_libxlutil(libxlutil, text)
+    assert xl is not None and xl.accepted is accepted

@@ -83,8 +83,8 @@ def test_stray_final_equals_is_refused_with_the_fix(spec):
     with pytest.raises(DiskSpecError) as info:
         parse_disk(spec)
     assert info.value.messages == [
-        f"stray '=' at the end of the disk spec: near `=' in `{spec}' "
-        "(remove the trailing '='; a path containing '=' must be written last as target=PATH)"]
+        (f"stray '=' at the end of the disk spec: near `=' in `{spec}' "
+         "(remove the trailing '='; a path containing '=' must be written last as target=PATH)")]
     parse_disk(spec[:-1])  # the fix works
 
 

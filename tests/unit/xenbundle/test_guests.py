@@ -120,3 +120,10 @@ def test_property_generated_configs_parse(name, memory, vcpus, disk, kernel, vif
     assert cfg["name"] == name and cfg["memory"] == str(memory) and cfg["kernel"] == kernel
     assert cfg["extra"] == extra and cfg["vif"] == list(vif)
     assert parse_disk(cfg["disk"][0]).target == disk
+
+
+def test_nul_in_a_setting_is_a_problem_not_a_crash():
+    settings = GuestSettings(name="web", extra="console=hvc0\0", vif=("bridge=xenbr0\0",))
+    problems = settings.problems()
+    assert any(p.startswith("extra ") and "NUL" in p for p in problems)
+    assert any(p.startswith("vif ") and "NUL" in p for p in problems)

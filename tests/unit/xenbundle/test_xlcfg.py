@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from xenbundle.errors import BundleError
 from xenbundle.xlcfg import XlConfigError, parse, render_value
 
 LIB = str(Path(__file__).resolve().parents[3] / "lib")
@@ -263,7 +264,8 @@ def test_line_of_points_at_list_items():
 # ------------------------------------------------------------------ properties
 
 keys = st.from_regex(r"\A[a-z][._0-9a-z]{0,8}\Z")
-texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+                max_size=20)
 numbers = st.integers(min_value=0, max_value=10**12).map(str)
 values = st.recursive(st.one_of(texts, numbers), lambda inner: st.lists(inner, max_size=4),
                       max_leaves=10)
@@ -295,7 +297,7 @@ def test_property_set_changes_only_that_key(data, draw):
 
 def run_cli(*args: str, stdin: str = ""):
     return subprocess.run([sys.executable, "-m", "xenbundle.xlcfg", *args], input=stdin,
-                          capture_output=True, text=True, env={"PYTHONPATH": LIB})
+                          capture_output=True, text=True, env={"PYTHONPATH": LIB}, check=False)
 
 
 def test_cli_json_ok(tmp_path):
@@ -336,3 +338,43 @@ def test_cli_disk_json_and_plain():
     assert plain.returncode == 0 and "vdev: xvda" in plain.stdout
     bad = run_cli("--json", "--disk", "/x.img,bogus,xvda")
     assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+
+
+# ------------------------------------------------------------------ bounds
+
+def test_update_sets_several_keys_at_once_or_none():
+    cfg = parse(ORIGINAL)
+    cfg.update({"kernel": "/k", "memory": 1024, "new_key": ["a"]})
+    assert (cfg.get("kernel"), cfg.get("memory"), cfg.get("new_key")) == ("/k", "1024", ["a"])
+    assert cfg.render().startswith("# Third-party guest\n")
+    before = cfg.render()
+    with pytest.raises(ValueError):
+        cfg.update({"kernel": "/other", "extra": "a\0b"})   # NUL cannot be written
+    assert cfg.render() == before
+
+
+def test_lists_nested_too_deep_are_an_error_not_a_crash():
+    errs = errors_of("a = " + "[" * 5000 + "]" * 5000 + "\nb = 1\n")
+    assert errs[0][0] == 1 and "nested more than 100 levels" in errs[0][1]
+    assert parse("a = " + "[" * 100 + "]" * 100 + "\n").get("a") is not None
+
+
+def test_warnings_are_bounded():
+    cfg = parse('a = "\\101"\n' * 100)
+    assert len(cfg.warnings) == 20
+
+
+def test_errors_of_a_long_file_stop_at_twenty_lines_and_count_the_rest():
+    text = "a = 1\n" + "x = = 1\nBad\n" * 50
+    with pytest.raises(XlConfigError) as info:
+        parse(text, "big.cfg")
+    assert [line for line, _ in info.value.errors] == list(range(2, 22))
+    assert info.value.more == 80
+    assert isinstance(info.value, BundleError)
+
+
+def test_cli_json_counts_what_it_does_not_list(tmp_path):
+    f = tmp_path / "g.cfg"
+    f.write_text("Bad\n" * 25)
+    out = json.loads(run_cli("--json", str(f)).stdout)
+    assert len(out["errors"]) == 20 and out["more"] == 5

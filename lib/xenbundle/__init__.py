@@ -6,9 +6,12 @@ import so it is testable on its own:
 * :mod:`xenbundle.xlcfg` - the xl.cfg(5) grammar with a lossless document model;
 * :mod:`xenbundle.disk` - xl-disk-configuration(5) specs;
 * :mod:`xenbundle.guests` - ``XEN_BUNDLED_GUESTS`` entries and generated configs;
+* :mod:`xenbundle.deploydir` - what a deploy-dir name really is, read without surprises;
 * :mod:`xenbundle.plan` - validation and the bundle plan (nothing written);
+* :mod:`xenbundle.rootfs` - the one primitive that writes into the rootfs, and its rollback;
 * :mod:`xenbundle.sparse` - hole-preserving copies;
-* :mod:`xenbundle.install` - all-or-nothing installation into the rootfs.
+* :mod:`xenbundle.install` - all-or-nothing installation into the rootfs;
+* :mod:`xenbundle.errors` - :class:`BundleError` and the bounds on error reports;
 * :mod:`xenbundle.wiring` - parse-time wiring of the bbclasses: which recipes a host
   waits for, which deploy-dir files are third-party inputs, per-guest settings.
 
@@ -50,7 +53,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list:
+def __dir__() -> list[str]:
     return sorted(list(globals()) + list(_EXPORTS))
 
 

@@ -1,34 +1,35 @@
 """Installing a bundle plan into a rootfs, all or nothing.
 
-:func:`bundle_guests` plans (see :mod:`xenbundle.plan`), then installs: it creates
-the directories it needs inside the rootfs, copies every file to a temporary name
-next to its destination and renames it into place, writes the rewritten configs
-(mode 0644) and the autostart links (``<config_dir>/auto/<cfg>`` -> ``../<cfg>``).
-On any failure everything this call created is removed again, so no
-half-installed guest is left, and the error is re-raised.
+:func:`bundle_guests` plans (see :mod:`xenbundle.plan`), then installs: every
+file is copied (sparse) into the rootfs, the rewritten configs are written (mode
+0644) and the autostart links made (``<config_dir>/auto/<cfg>`` -> ``../<cfg>``),
+all through :class:`xenbundle.rootfs.RootfsWriter`, which never follows or
+replaces a link and records only what it created.
 
-Writes never go through a symlink: destinations were resolved chroot-style when
-planning, and every existing directory on the way is checked to be a real
-directory inside the rootfs just before it is used.
+On any failure exactly what this call created is removed again, so no
+half-installed guest is left.  An ``OSError`` (a full or read-only file system,
+a permission, an I/O error...) then becomes a :class:`BundleError` naming the
+guest, the file, the error (``ENOSPC``) in words and what to do about it.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import posixpath
-import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import BundleError
-from .plan import BundlePlan, SettingsFactory, plan_bundle, resolve_in_root
-from .sparse import allocated_bytes, copy_sparse
+from .errors import BundleError, printable
+from .plan import BundlePlan, FileCopy, PlannedGuest, SettingsFactory, plan_bundle
+from .rootfs import RootfsWriter
+from .sparse import SourceError, copy_sparse_to_fd
 
 __all__ = ["BundleResult", "InstalledGuest", "bundle_guests", "install_plan"]
 
 CONFIG_MODE = 0o644
-DIR_MODE = 0o755
 
 
 @dataclass(frozen=True)
@@ -70,90 +71,114 @@ class BundleResult:
         return sum(b for _, b in self.file_sizes.values())
 
 
-class _Installer:
-    """Creates files and directories in a rootfs and can remove them all again."""
+@dataclass
+class _Step:
+    """What is being installed right now, for the message when it fails."""
 
-    def __init__(self, rootfs: str) -> None:
-        self.rootfs = os.path.realpath(rootfs)
-        self.created: list[str] = []   # host paths, in creation order
+    label: str = ""
+    path: str = ""
+    source: str = ""
 
-    def host_path(self, target_path: str) -> str:
-        resolved = resolve_in_root(self.rootfs, target_path)
-        return os.path.join(self.rootfs, resolved.lstrip("/"))
 
-    def _check_real_dir(self, host: str) -> None:
-        st = os.lstat(host)
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            raise BundleError([f"{host} is not a plain directory inside the rootfs (a symlink "
-                               "or a file): refusing to write through it"])
-        real = os.path.realpath(host)
-        if real != self.rootfs and not real.startswith(self.rootfs + os.sep):
-            raise BundleError([f"{host} resolves to {real}, outside the rootfs: refusing to "
-                               "write through it"])
+_NEED = "{need}"
+# What to do about the errors a disk or the build folder gives while installing.
+_FIXES = {
+    errno.ENOSPC: ("the file system holding the rootfs folder is full: free space in the build "
+                   f"folder (TMPDIR) or give it a bigger disk; the bundle needs {_NEED} there "
+                   "(IMAGE_ROOTFS_EXTRA_SPACE / XEN_HOST_ROOTFS_HEADROOM only add room to the "
+                   "image made afterwards, not to this folder)"),
+    errno.EDQUOT: ("the build user's disk quota is used up: raise the quota or free space in "
+                   f"the build folder; the bundle needs {_NEED}"),
+    errno.EROFS: ("the rootfs folder is on a read-only file system: build in a writable folder "
+                  "(TMPDIR) or remount it read-write"),
+    errno.EACCES: ("the build user may not write there: check the owner and mode of that folder "
+                   "in the rootfs (a package may have made it read-only) and that the build "
+                   "runs as the owner of the build folder"),
+    errno.EIO: ("the disk reported an input/output error: check the disk and its file system "
+                "(dmesg, fsck) before building again"),
+    errno.ENAMETOOLONG: "a name is too long: shorten the file name or the build folder's path",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+}
+_FIXES[errno.EPERM] = _FIXES[errno.EACCES]
+_FIXES[errno.ENFILE] = _FIXES[errno.EMFILE]
+_SOURCE_FIX = "check the file and the disk holding the deploy directory"
 
-    def make_dirs(self, host_dir: str) -> None:
-        rel = os.path.relpath(host_dir, self.rootfs)
-        current = self.rootfs
-        if rel == ".":
-            return
-        for part in rel.split(os.sep):
-            current = os.path.join(current, part)
-            if os.path.lexists(current):
-                self._check_real_dir(current)
-                continue
-            os.mkdir(current, DIR_MODE)
-            self.created.append(current)
 
-    def _tmp_name(self, final: str) -> str:
-        directory, base = os.path.split(final)
-        return os.path.join(directory, f".{base}.xenbundle-{os.getpid()}.tmp")
+def _describe_os_error(err: OSError, step: _Step, plan: BundlePlan, leftovers: list[str]) -> str:
+    code = err.errno if err.errno is not None else 0
+    words = f"{errno.errorcode.get(code, f'errno {code}')}, {err.strerror or os.strerror(code)}"
+    if isinstance(err, SourceError):
+        what = f"cannot read {printable(step.source)} for {step.path}"
+        fix = _SOURCE_FIX
+    else:
+        what = f"cannot install {step.path} into the rootfs {printable(plan.rootfs)}"
+        if step.source:
+            what += f" (copying {printable(step.source)})"
+        fix = _FIXES.get(code, "check the build folder and the rootfs")
+    need = f"{plan.allocated_bytes / 2**20:.1f} MiB"
+    message = f"{step.label}: {what}: {words}: {fix.replace(_NEED, need)}"
+    if leftovers:
+        message += "; the rollback could not remove: " + ", ".join(leftovers)
+    return message
 
-    def _place(self, tmp: str, final: str) -> None:
-        if os.path.lexists(final):
-            raise BundleError([f"{final} appeared in the rootfs while bundling: refusing to "
-                               "overwrite it"])
-        os.rename(tmp, final)
-        self.created[self.created.index(tmp)] = final
 
-    def copy_file(self, source: str, final: str) -> None:
-        self.make_dirs(os.path.dirname(final))
-        tmp = self._tmp_name(final)
-        self.created.append(tmp)
-        copy_sparse(source, tmp)
-        self._place(tmp, final)
+def _copies_with_guests(plan: BundlePlan) -> Iterator[tuple[PlannedGuest, FileCopy]]:
+    seen: set[str] = set()
+    for guest in plan.guests:
+        for copy in guest.copies:
+            if copy.destination not in seen:
+                seen.add(copy.destination)
+                yield guest, copy
 
-    def write_text(self, text: str, final: str, mode: int = CONFIG_MODE) -> None:
-        self.make_dirs(os.path.dirname(final))
-        tmp = self._tmp_name(final)
-        self.created.append(tmp)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            data = text.encode("utf-8", "surrogateescape")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        self._place(tmp, final)
 
-    def symlink(self, link_target: str, final: str) -> None:
-        self.make_dirs(os.path.dirname(final))
-        if os.path.lexists(final):
-            raise BundleError([f"{final} already exists in the rootfs: refusing to overwrite it"])
-        os.symlink(link_target, final)
-        self.created.append(final)
+def _label(guest: PlannedGuest) -> str:
+    return f"guest '{guest.name}' ({guest.origin})"
 
-    def rollback(self) -> None:
-        for path in reversed(self.created):
-            try:
-                if os.path.isdir(path) and not os.path.islink(path):
-                    os.rmdir(path)
-                else:
-                    os.unlink(path)
-            except FileNotFoundError:
-                pass
-        self.created.clear()
+
+def _write_bytes(data: bytes) -> Callable[[int], None]:
+    def fill(fd: int) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return fill
+
+
+def _install(plan: BundlePlan, writer: RootfsWriter, step: _Step,
+             log: Callable[[str], None]) -> BundleResult:
+    sizes: dict[str, tuple[int, int]] = {}
+    for guest, copy in _copies_with_guests(plan):
+        step.label, step.path, step.source = _label(guest), copy.destination, copy.source
+        st = writer.write_file(copy.destination, functools.partial(copy_sparse_to_fd, copy.source))
+        sizes[copy.destination] = (st.st_size, st.st_blocks * 512)
+    result = BundleResult(file_sizes={_rel(k): v for k, v in sizes.items()})
+    for guest in plan.guests:
+        step.label, step.path, step.source = _label(guest), guest.config_path, ""
+        writer.write_file(guest.config_path,
+                          _write_bytes(guest.text.encode("utf-8", "surrogateescape")), CONFIG_MODE)
+        link = guest.autostart_link
+        if link:
+            step.path = link
+            writer.symlink(posixpath.join("..", guest.config_name), link)
+        result.guests.append(_installed(guest, sizes, link))
+        log(_summary(result.guests[-1], guest))
+    return result
+
+
+def _installed(guest: PlannedGuest, sizes: dict[str, tuple[int, int]],
+               link: str | None) -> InstalledGuest:
+    files = [c.destination for c in guest.copies]
+    return InstalledGuest(
+        name=guest.name, config=_rel(guest.config_path), files=[_rel(f) for f in files],
+        apparent_bytes=sum(sizes[f][0] for f in files),
+        allocated_bytes=sum(sizes[f][1] for f in files), origin=guest.origin,
+        autostart_link=_rel(link) if link else None)
+
+
+def _summary(installed: InstalledGuest, guest: PlannedGuest) -> str:
+    return (f"xenbundle: guest '{guest.name}' ({guest.origin}) -> {guest.config_path}: "
+            f"{len(installed.files)} file(s), {installed.apparent_bytes / 2**20:.1f} MiB apparent, "
+            f"{installed.allocated_bytes / 2**20:.1f} MiB allocated"
+            + (", autostart" if installed.autostart_link else ""))
 
 
 def _rel(target_path: str) -> str:
@@ -161,36 +186,33 @@ def _rel(target_path: str) -> str:
 
 
 def install_plan(plan: BundlePlan, log: Callable[[str], None] = print) -> BundleResult:
-    """Install a validated plan into ``plan.rootfs``; on failure remove what was created."""
-    installer = _Installer(plan.rootfs)
+    """Install a validated plan into ``plan.rootfs``; on failure remove what was created.
+
+    Raises :class:`BundleError` for an OS error or a link met while installing
+    (after the rollback); other exceptions propagate after the rollback too.
+    """
+    step = _Step()
     try:
-        installed_sizes: dict[str, tuple[int, int]] = {}
-        for copy in plan.copies():
-            host = installer.host_path(copy.destination)
-            installer.copy_file(copy.source, host)
-            installed_sizes[copy.destination] = (os.stat(host).st_size, allocated_bytes(host))
-        guests: list[InstalledGuest] = []
-        for guest in plan.guests:
-            installer.write_text(guest.text, installer.host_path(guest.config_path))
-            link = guest.autostart_link
-            if link:
-                installer.symlink(posixpath.join("..", guest.config_name),
-                                  installer.host_path(link))
-            files = [c.destination for c in guest.copies]
-            apparent = sum(installed_sizes[f][0] for f in files)
-            allocated = sum(installed_sizes[f][1] for f in files)
-            guests.append(InstalledGuest(
-                name=guest.name, config=_rel(guest.config_path), files=[_rel(f) for f in files],
-                apparent_bytes=apparent, allocated_bytes=allocated, origin=guest.origin,
-                autostart_link=_rel(link) if link else None))
-            log(f"xenbundle: guest '{guest.name}' ({guest.origin}) -> {guest.config_path}: "
-                f"{len(files)} file(s), {apparent / 2**20:.1f} MiB apparent, "
-                f"{allocated / 2**20:.1f} MiB allocated"
-                + (", autostart" if link else ""))
+        writer = RootfsWriter(plan.rootfs)
+    except OSError as err:
+        step.label, step.path = "bundling", "/"
+        raise BundleError([_describe_os_error(err, step, plan, [])]) from err
+    try:
+        return _install(plan, writer, step, log)
+    except OSError as err:
+        leftovers = writer.rollback()
+        raise BundleError([_describe_os_error(err, step, plan, leftovers)]) from err
+    except BundleError as err:
+        leftovers = writer.rollback()
+        problems = [f"{step.label}: {p}" for p in err.problems]
+        if leftovers:
+            problems.append("the rollback could not remove: " + ", ".join(leftovers))
+        raise BundleError(problems, err.more) from err
     except BaseException:
-        installer.rollback()
+        writer.rollback()
         raise
-    return BundleResult(guests, {_rel(k): v for k, v in installed_sizes.items()})
+    finally:
+        writer.close()
 
 
 def bundle_guests(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,

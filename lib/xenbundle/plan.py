@@ -20,6 +20,7 @@ name as referenced>`` and the config is rewritten to those paths with
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import posixpath
@@ -27,8 +28,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .deploydir import inspect, is_within, read_regular_file
 from .disk import DiskSpecError, parse_disk
-from .errors import BundleError
+from .errors import BundleError, ProblemList, printable, snippet
 from .guests import (
     GuestSettings,
     _parse_bundled_guests,
@@ -37,7 +39,8 @@ from .guests import (
     domain_name_from_rootfs,
     generate_config,
 )
-from .xlcfg import XlConfig, XlConfigError, parse, read_text
+from .rootfs import length_problem, name_limits, resolve_in_root
+from .xlcfg import Value, XlConfig, XlConfigError, decode, parse
 
 __all__ = [
     "BundlePlan",
@@ -150,68 +153,6 @@ def _round_block(n: int, block: int = 4096) -> int:
     return (n + block - 1) // block * block
 
 
-# --------------------------------------------------------------- chroot resolution
-
-class _OutsideRoot(Exception):
-    pass
-
-
-def resolve_in_root(root: str, path: str, max_links: int = 40) -> str:
-    """Resolve absolute ``path`` inside ``root`` the way a chroot would.
-
-    Symlinks found in ``root`` are followed with absolute targets taken relative to
-    ``root``; a relative target that climbs above the root, or a symlink loop,
-    raises ``ValueError``.  Components that do not exist are kept as they are.
-    Returns the resolved absolute path (inside the root).
-    """
-    if not path.startswith("/"):
-        raise ValueError(f"{path!r} is not an absolute path")
-    resolved: list[str] = []
-    pending = [c for c in path.split("/")]
-    links = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not resolved:
-                raise ValueError(f"{path!r} climbs above the root")
-            resolved.pop()
-            continue
-        host = os.path.join(root, *resolved, part)
-        if os.path.islink(host):
-            links += 1
-            if links > max_links:
-                raise ValueError(f"too many symlinks resolving {path!r} (a loop?)")
-            target = os.readlink(host)
-            if target.startswith("/"):
-                resolved = []
-            elif _climbs_above(resolved, target):
-                raise ValueError(f"symlink /{'/'.join(resolved + [part])} -> {target} "
-                                 "points outside the rootfs")
-            pending = [c for c in target.split("/")] + pending
-            continue
-        resolved.append(part)
-    return "/" + "/".join(resolved)
-
-
-def _climbs_above(base: list[str], relative: str) -> bool:
-    depth = len(base)
-    for part in relative.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
-
-
-def _is_within(path: str, directory: str) -> bool:
-    path = path.rstrip("/") or "/"
-    directory = directory.rstrip("/") or "/"
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
-
 
 # ----------------------------------------------------------------------- planning
 
@@ -231,10 +172,12 @@ class _Planner:
     def __init__(self, rootfs: str, deploy_dir: str, images_dir: str, config_dir: str):
         self.rootfs = rootfs
         self.deploy_dir = deploy_dir
+        self.shown_deploy_dir = printable(deploy_dir)
         self.deploy_real = os.path.realpath(deploy_dir)
         self.images_dir = images_dir
         self.config_dir = config_dir
-        self.problems: list[str] = []
+        self.problems = ProblemList()
+        self.limits = name_limits(rootfs)
 
     def where(self, src: _Source, key: str | None = None, index: int | None = None) -> str:
         if src.generated or key is None or key not in src.config:
@@ -243,45 +186,45 @@ class _Planner:
 
     def guest_label(self, name: str | None, src: _Source, key: str | None = None,
                     index: int | None = None) -> str:
-        who = f"guest '{name}'" if name else "guest"
+        who = f"guest '{snippet(name)}'" if name else "guest"
         return f"{who} ({self.where(src, key, index)})"
 
     # --- files in the deploy directory
     def resolve_source(self, ref: str, label: str, what: str) -> str | None:
+        shown, deploy = snippet(ref), self.shown_deploy_dir
+        if "\0" in ref:
+            self.problems.append(f"{label}: {what} '{shown}' contains a NUL character: "
+                                 "correct the name")
+            return None
         path = ref if os.path.isabs(ref) else os.path.join(self.deploy_dir, ref)
-        if os.path.isabs(ref) and not _is_within(os.path.normpath(ref), self.deploy_dir.rstrip("/")) \
-                and not _is_within(os.path.realpath(ref), self.deploy_real):
+        if os.path.isabs(ref) and not is_within(os.path.normpath(ref), self.deploy_dir) \
+                and not is_within(os.path.realpath(ref), self.deploy_real):
             self.problems.append(
-                f"{label}: {what} '{ref}' is outside the deploy directory {self.deploy_dir}: "
+                f"{label}: {what} '{shown}' is outside the deploy directory {deploy}: "
                 "only files in the deploy directory are bundled; refer to it by its name "
                 "there (or use a /dev/ device path for a disk)")
             return None
-        if not os.path.lexists(path):
+        found = inspect(path, self.deploy_real)
+        problem = found.problem(deploy)
+        if found.state == "missing":
             self.problems.append(
-                f"{label}: {what} '{ref}' not found in the deploy directory {self.deploy_dir}: "
+                f"{label}: {what} '{shown}' not found in the deploy directory {deploy}: "
                 "build it first (the host image must depend on it) or correct the name")
-            return None
-        if not os.path.exists(path):
-            self.problems.append(
-                f"{label}: {what} '{ref}' is a dangling symlink in {self.deploy_dir} "
-                f"(-> {os.readlink(path)}): rebuild the image it belongs to or correct the name")
-            return None
-        real = os.path.realpath(path)
-        if not _is_within(real, self.deploy_real):
-            self.problems.append(
-                f"{label}: {what} '{ref}' resolves to {real}, outside the deploy directory "
-                f"{self.deploy_dir}: copy the file into the deploy directory or fix the symlink")
-            return None
-        if not os.path.isfile(real):
-            self.problems.append(
-                f"{label}: {what} '{ref}' is not a regular file ({real}): name the image file")
-            return None
-        return real
+        elif found.state == "dangling":
+            self.problems.append(f"{label}: {what} '{shown}' {problem}: rebuild the image it "
+                                 "belongs to or correct the name")
+        elif found.state == "outside":
+            self.problems.append(f"{label}: {what} '{shown}' {problem}: copy the file into the "
+                                 "deploy directory or fix the symlink")
+        elif not found.usable:
+            self.problems.append(f"{label}: {what} '{shown}' {problem}: name the image file")
+        return found.real if found.usable else None
 
     def destination(self, ref: str, label: str, what: str) -> str | None:
         base = posixpath.basename(ref.rstrip("/"))
         if base in ("", ".", ".."):
-            self.problems.append(f"{label}: {what} '{ref}' has no usable file name: name a file")
+            self.problems.append(f"{label}: {what} '{snippet(ref)}' has no usable file name: "
+                                 "name a file")
             return None
         return posixpath.join(self.images_dir, base)
 
@@ -297,8 +240,9 @@ class _Planner:
         return FileCopy(ref, real, dest, where, st.st_size, st.st_blocks * 512)
 
 
-def _load_configs(planner: _Planner, bundled_guests: str, config_glob: str,
-                  settings: SettingsFactory | None) -> tuple[list[_Source], list[str]]:
+def _load_entries(planner: _Planner, bundled_guests: str,
+                  settings: SettingsFactory | None) -> list[_Source]:
+    """The generated configs of the ``XEN_BUNDLED_GUESTS`` entries."""
     sources: list[_Source] = []
     entries, problems = _parse_bundled_guests(bundled_guests)
     planner.problems.extend(problems)
@@ -308,51 +252,68 @@ def _load_configs(planner: _Planner, bundled_guests: str, config_glob: str,
             guest_settings = settings(default_name) if settings else GuestSettings(name=default_name)
         except BundleError as err:   # already a complete message (e.g. from the bbclass)
             planner.problems.extend(f"{p} ({entry.origin})" for p in err.problems)
+            planner.problems.count(err.more)
             continue
-        except Exception as err:  # a user callable: report, do not crash the plan
+        except Exception as err:  # noqa: BLE001 - a user callable: report, do not crash the plan
             planner.problems.append(f"guest '{default_name}' ({entry.origin}): its settings "
-                                    f"could not be read: {err}")
+                                    f"could not be read: {snippet(str(err), 200)}")
             continue
         bad = guest_settings.problems()
         if bad:
-            planner.problems.extend(f"guest '{guest_settings.name}' ({entry.origin}): {p}"
+            planner.problems.extend(f"guest '{snippet(guest_settings.name)}' ({entry.origin}): {p}"
                                     for p in bad)
             continue
-        text = generate_config(guest_settings, entry.rootfs, entry.kernel)
-        cfg = parse(text, entry.origin)
-        sources.append(_Source(entry.origin, bundle_config_name(guest_settings.name), cfg, True,
-                               None, {"disk": "rootfs", "kernel": "kernel",
-                                      "ramdisk": "ramdisk"}))
-
-    pattern = os.path.join(glob.escape(planner.deploy_dir), config_glob)
-    config_files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
-    for path in config_files:
-        name = os.path.basename(path)
-        real = os.path.realpath(path)
-        if not _is_within(real, planner.deploy_real):
-            planner.problems.append(
-                f"{path}: config resolves to {real}, outside the deploy directory: "
-                "put the config itself in the deploy directory")
-            continue
         try:
-            cfg = parse(read_text(path), path)
+            text = generate_config(guest_settings, entry.rootfs, entry.kernel)
+        except ValueError as err:
+            planner.problems.append(f"guest '{guest_settings.name}' ({entry.origin}): {err}")
+            continue
+        sources.append(_Source(entry.origin, bundle_config_name(guest_settings.name),
+                               parse(text, entry.origin), True, None,
+                               {"disk": "rootfs", "kernel": "kernel", "ramdisk": "ramdisk"}))
+    return sources
+
+
+_CONFIG_FIXES = {
+    "dangling": "remove the link, or rebuild the guest image it belongs to",
+    "outside": "put the config itself in the deploy directory",
+}
+
+
+def _load_config_files(planner: _Planner, config_glob: str) -> tuple[list[_Source], list[str]]:
+    """The deploy-dir configs matching ``config_glob``, read without following links out."""
+    sources: list[_Source] = []
+    config_files: list[str] = []
+    pattern = os.path.join(glob.escape(planner.deploy_dir), config_glob)
+    for path in sorted(glob.glob(pattern)):
+        shown = printable(path)
+        found = inspect(path, planner.deploy_real)
+        if not found.usable:
+            fix = _CONFIG_FIXES.get(found.state, "remove it or give it another name")
+            planner.problems.append(
+                f"guest config {shown} {found.problem(planner.shown_deploy_dir)}: every "
+                f"{config_glob} in the deploy directory is bundled and must be a regular file "
+                f"(or a link to one in the deploy directory); {fix}")
+            continue
+        config_files.append(path)
+        try:
+            cfg = parse(decode(read_regular_file(found.real)), path)
         except XlConfigError as err:
             planner.problems.extend(
-                f"guest config {path}:{line}: {msg} (xl would refuse this file too: fix it "
+                f"guest config {shown}:{line}: {msg} (xl would refuse this file too: fix it "
                 "or remove it from the deploy directory)" for line, msg in err.errors)
+            planner.problems.count(err.more)
             continue
-        except (OSError, UnicodeError) as err:
-            planner.problems.append(f"guest config {path}: cannot be read: {err}")
+        except OSError as err:
+            planner.problems.append(f"guest config {shown}: cannot be read: "
+                                    f"{err.strerror or err}: check the file")
             continue
-        sources.append(_Source(path, name, cfg, False, path))
+        sources.append(_Source(path, os.path.basename(path), cfg, False, path))
     return sources, config_files
 
 
-def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
-    cfg = src.config
-    problems_before = len(planner.problems)
-    name_value = cfg.get("name")
-    name: str | None = None
+def _guest_name(planner: _Planner, src: _Source) -> str | None:
+    name_value = src.config.get("name")
     if name_value is None:
         planner.problems.append(f"{planner.guest_label(None, src)}: the config has no name: "
                                 "add name = \"<domain name>\" (xl requires it)")
@@ -361,122 +322,255 @@ def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
                                 "string, not a list: write name = \"<domain name>\"")
     else:
         err = domain_name_error(name_value)
-        if err:
-            planner.problems.append(f"{planner.guest_label(name_value, src, 'name')}: {err}")
-        else:
-            name = name_value
+        if not err:
+            return name_value
+        planner.problems.append(f"{planner.guest_label(name_value, src, 'name')}: {err}")
+    return None
 
-    copies: list[FileCopy] = []
-    updates: dict[str, str | list[object]] = {}
+
+def _plan_files(planner: _Planner, src: _Source, name: str | None,
+                copies: list[FileCopy], updates: dict[str, Value]) -> None:
+    """The single-file keys (kernel, ramdisk, device_tree)."""
     for key in FILE_KEYS:
-        value = cfg.get(key)
-        if value is None:
+        value = src.config.get(key)
+        if value is None or value == "":
             continue
-        what = f"{src.labels.get(key, key)} file"
         if not isinstance(value, str):
             planner.problems.append(f"{planner.guest_label(name, src, key)}: {key} must be a "
                                     "single quoted path, not a list")
             continue
-        if value == "":
-            continue
-        copy = planner.plan_copy(src, name, key, None, value, what)
+        copy = planner.plan_copy(src, name, key, None, value, f"{src.labels.get(key, key)} file")
         if copy:
             copies.append(copy)
             updates[key] = copy.destination
 
-    disks = cfg.get("disk")
-    if disks is not None:
-        if not isinstance(disks, list):
-            planner.problems.append(f"{planner.guest_label(name, src, 'disk')}: disk must be a "
-                                    "list of disk specs, e.g. disk = [ 'file:x.img,xvda,rw' ]")
-        else:
-            new_disks: list[object] = []
-            changed = False
-            for index, item in enumerate(disks):
-                label = planner.guest_label(name, src, "disk", index)
-                if not isinstance(item, str):
-                    planner.problems.append(f"{label}: disk entry {index + 1} is a list, "
-                                            "not a disk spec string")
-                    new_disks.append(item)
-                    continue
-                try:
-                    spec = parse_disk(item)
-                except DiskSpecError as err:
-                    planner.problems.append(f"{label}: disk entry {index + 1}: {err} (see "
-                                            "xl-disk-configuration(5))")
-                    new_disks.append(item)
-                    continue
-                target = spec.target
-                if not target or spec.script is not None or target.startswith("/dev/"):
-                    new_disks.append(item)   # empty cdrom, script-handled or a device
-                    continue
-                what = f"{src.labels.get('disk', 'disk')} file" if src.generated else \
-                    f"disk {index + 1} target"
-                copy = planner.plan_copy(src, name, "disk", index, target, what)
-                if copy is None:
-                    new_disks.append(item)
-                    continue
-                copies.append(copy)
-                try:
-                    new_disks.append(spec.with_target(copy.destination).render())
-                    changed = True
-                except DiskSpecError as err:
-                    planner.problems.append(f"{label}: cannot rewrite disk entry {index + 1}: {err}")
-                    new_disks.append(item)
-            if changed:
-                updates["disk"] = new_disks
 
+def _plan_disk(planner: _Planner, src: _Source, name: str | None, index: int, item: Value,
+               copies: list[FileCopy]) -> Value | None:
+    """The rewritten disk entry ``index``, or None when it stays as written."""
+    label = planner.guest_label(name, src, "disk", index)
+    if not isinstance(item, str):
+        planner.problems.append(f"{label}: disk entry {index + 1} is a list, not a disk spec string")
+        return None
+    try:
+        spec = parse_disk(item)
+    except DiskSpecError as err:
+        planner.problems.append(f"{label}: disk entry {index + 1}: {err} (see "
+                                "xl-disk-configuration(5))")
+        return None
+    target = spec.target
+    if not target or spec.script is not None or target.startswith("/dev/"):
+        return None   # empty cdrom, script-handled or a device
+    what = f"{src.labels.get('disk', 'disk')} file" if src.generated else f"disk {index + 1} target"
+    copy = planner.plan_copy(src, name, "disk", index, target, what)
+    if copy is None:
+        return None
+    copies.append(copy)
+    try:
+        return spec.with_target(copy.destination).render()
+    except DiskSpecError as err:
+        planner.problems.append(f"{label}: cannot rewrite disk entry {index + 1}: {err}")
+        return None
+
+
+def _plan_disks(planner: _Planner, src: _Source, name: str | None,
+                copies: list[FileCopy], updates: dict[str, Value]) -> None:
+    disks = src.config.get("disk")
+    if disks is None:
+        return
+    if not isinstance(disks, list):
+        planner.problems.append(f"{planner.guest_label(name, src, 'disk')}: disk must be a "
+                                "list of disk specs, e.g. disk = [ 'file:x.img,xvda,rw' ]")
+        return
+    new_disks: list[Value] = []
+    changed = False
+    for index, item in enumerate(disks):
+        new = _plan_disk(planner, src, name, index, item, copies)
+        changed = changed or new is not None
+        new_disks.append(item if new is None else new)
+    if changed:
+        updates["disk"] = new_disks
+
+
+def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
+    problems_before = len(planner.problems)
+    name = _guest_name(planner, src)
+    copies: list[FileCopy] = []
+    updates: dict[str, Value] = {}
+    _plan_files(planner, src, name, copies, updates)
+    _plan_disks(planner, src, name, copies, updates)
     # Two references in one guest to different files with the same name.
     by_dest: dict[str, FileCopy] = {}
     for copy in copies:
         other = by_dest.setdefault(copy.destination, copy)
         if other.source != copy.source:
             planner.problems.append(
-                f"{planner.guest_label(name, src)}: {other.where} '{other.reference}' and "
-                f"{copy.where} '{copy.reference}' are different files with the same name, "
-                f"both would become {copy.destination}: rename one of them")
-
+                f"{planner.guest_label(name, src)}: {other.where} '{snippet(other.reference)}' "
+                f"and {copy.where} '{snippet(copy.reference)}' are different files with the same "
+                f"name, both would become {snippet(copy.destination)}: rename one of them")
     if len(planner.problems) != problems_before or name is None:
         return None
-    for key, value in updates.items():
-        cfg.set(key, value)  # type: ignore[arg-type]
+    src.config.update(updates)
     unique = list({c.destination: c for c in copies}.values())
     return PlannedGuest(name=name, config_name=src.config_name, origin=src.origin,
-                        text=cfg.render(), copies=unique, source_config=src.source_config,
+                        text=src.config.render(), copies=unique, source_config=src.source_config,
                         config_dir=planner.config_dir)
 
 
+# --------------------------------------------------------------- the rootfs side
+
+def _same_file(path: str, source: str) -> bool:
+    """True when regular file ``path`` holds the same bytes as regular file ``source``."""
+    try:
+        with open(path, "rb") as mine, open(source, "rb") as theirs:
+            if os.fstat(mine.fileno()).st_size != os.fstat(theirs.fileno()).st_size:
+                return False
+            while True:
+                a, b = mine.read(1 << 20), theirs.read(1 << 20)
+                if a != b:
+                    return False
+                if not a:
+                    return True
+    except OSError:
+        return False
+
+
+def _same_text(path: str, text: str) -> bool:
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        if os.lstat(path).st_size != len(data):
+            return False
+        with open(path, "rb") as f:
+            return f.read() == data
+    except OSError:
+        return False
+
+
+def _same_link(path: str, target: str) -> bool:
+    return os.path.islink(path) and os.readlink(path) == target
+
+
 def _check_rootfs_path(planner: _Planner, path: str, allowed_dir: str, what: str,
-                       label: str) -> None:
-    """Check that ``path`` (inside the host) resolves inside ``allowed_dir`` and is free."""
+                       label: str, installed_by_us: Callable[[str], bool]) -> None:
+    """Check that ``path`` (inside the host) can be created as it is, in ``allowed_dir``.
+
+    ``installed_by_us(host_path)`` tells whether an existing file is what this
+    bundle would install (then an earlier bundling run put it there).
+    """
+    shown = snippet(path)
+    host = os.path.join(planner.rootfs, path.lstrip("/"))
+    too_long = length_problem(planner.rootfs, path, planner.limits)
+    if too_long:
+        planner.problems.append(f"{label}: {what} {shown} cannot be created in the rootfs: "
+                                f"{too_long}")
+        return
     try:
         resolved = resolve_in_root(planner.rootfs, path)
     except ValueError as err:
-        planner.problems.append(f"{label}: {what} {path} cannot be written safely in the rootfs: "
-                                f"{err}; fix the symlink in the rootfs")
+        planner.problems.append(f"{label}: {what} {shown} cannot be written safely in the "
+                                f"rootfs: {err}; fix the symlink in the rootfs")
         return
     # Strict on purpose: a symlink that redirects the directory (even to another
     # place inside the rootfs) would put guests where nobody looks for them.
-    if not _is_within(resolved, allowed_dir):
+    if not is_within(resolved, allowed_dir):
         planner.problems.append(
-            f"{label}: {what} {path} would land at {resolved} in the rootfs, outside "
+            f"{label}: {what} {shown} would land at {snippet(resolved)} in the rootfs, outside "
             f"{allowed_dir} (a symlink in the rootfs redirects it): make {allowed_dir} a real "
             "directory in the rootfs, or bundle into the directory it points to")
-        return
-    if os.path.lexists(os.path.join(planner.rootfs, resolved.lstrip("/"))):
+    elif resolved != path:
         planner.problems.append(
-            f"{label}: {what} {path} already exists in the rootfs: another package or guest "
-            "installs it; rename the guest file or remove the other one")
+            f"{label}: {what} {shown} is reached through a symlink in the rootfs (it leads to "
+            f"{snippet(resolved)}): the bundler writes through no link it did not make; make "
+            f"{allowed_dir} a real directory and remove the link")
+    elif os.path.lexists(host):
+        if installed_by_us(host):
+            planner.problems.append(
+                f"{label}: {what} {shown} is already in the rootfs with the content this run "
+                "would install: an earlier bundling run installed it (did the bundling run "
+                "twice on this rootfs?); start from a fresh IMAGE_ROOTFS (do_rootfs does) and "
+                "bundle once")
+        else:
+            planner.problems.append(
+                f"{label}: {what} {shown} already exists in the rootfs: a package, another "
+                "guest or an earlier bundling run with other inputs put it there; rename the "
+                "guest file or remove the other one (bundling needs a fresh IMAGE_ROOTFS)")
+
+
+def _check_rootfs(planner: _Planner, guests: list[PlannedGuest],
+                  destinations: dict[str, tuple[FileCopy, PlannedGuest]]) -> None:
+    for dest, (copy, guest) in destinations.items():
+        _check_rootfs_path(planner, dest, planner.images_dir, "destination", _label(guest),
+                           functools.partial(_same_file, source=copy.source))
+    for guest in guests:
+        _check_rootfs_path(planner, guest.config_path, planner.config_dir, "config",
+                           _label(guest), functools.partial(_same_text, text=guest.text))
+        link = guest.autostart_link
+        if link:
+            _check_rootfs_path(planner, link, planner.config_dir, "autostart link", _label(guest),
+                               functools.partial(_same_link,
+                                                 target=posixpath.join("..", guest.config_name)))
+
+
+def _label(guest: PlannedGuest) -> str:
+    return f"guest '{guest.name}' ({guest.origin})"
 
 
 def _check_dir_argument(planner: _Planner, value: str, argument: str) -> bool:
     parts = value.split("/")
     if not value.startswith("/") or ".." in parts:
         planner.problems.append(
-            f"{argument} '{value}' must be an absolute path without '..' inside the rootfs "
-            "(e.g. /var/lib/xen/images)")
+            f"{argument} '{snippet(value)}' must be an absolute path without '..' inside the "
+            "rootfs (e.g. /var/lib/xen/images)")
         return False
     return True
+
+
+def _plan_guests(planner: _Planner, sources: list[_Source]) -> tuple[
+        list[PlannedGuest], dict[str, tuple[FileCopy, PlannedGuest]]]:
+    """Plan every guest; two guests may share neither a name, a config nor a destination."""
+    guests: list[PlannedGuest] = []
+    names: dict[str, str] = {}
+    config_names: dict[str, str] = {}
+    destinations: dict[str, tuple[FileCopy, PlannedGuest]] = {}
+    for src in sources:
+        guest = _plan_guest(planner, src)
+        if guest is None:
+            continue
+        label = _label(guest)
+        if guest.name in names:
+            planner.problems.append(
+                f"{label}: domain name '{guest.name}' is also used by {names[guest.name]}: "
+                "xl cannot run two domains with one name; give one of them another name")
+        names.setdefault(guest.name, label)
+        if guest.config_name in config_names:
+            planner.problems.append(
+                f"{label}: config {guest.config_path} would also be written by "
+                f"{config_names[guest.config_name]}: remove one of them")
+        config_names.setdefault(guest.config_name, label)
+        for copy in guest.copies:
+            prev = destinations.setdefault(copy.destination, (copy, guest))
+            if prev[0].source != copy.source:
+                planner.problems.append(
+                    f"{label}: {copy.where} '{snippet(copy.reference)}' ({copy.source}) and guest "
+                    f"'{prev[1].name}' ({prev[1].origin}) {prev[0].where} "
+                    f"'{snippet(prev[0].reference)}' ({prev[0].source}) would both be installed "
+                    f"as {snippet(copy.destination)}: rename one of the files")
+        guests.append(guest)
+    return guests, destinations
+
+
+def _mark_autostart(planner: _Planner, guests: list[PlannedGuest], sources: list[_Source],
+                    autostart: Iterable[str]) -> None:
+    wanted = list(dict.fromkeys(autostart))
+    known = {g.name for g in guests}
+    named = {n for n in (src.config.get("name") for src in sources) if isinstance(n, str)}
+    for name in wanted:
+        if name not in known and name not in named:
+            planner.problems.append(
+                f"autostart names guest '{snippet(name)}', which is not bundled (bundled: "
+                f"{', '.join(sorted(known)) or 'none'}): fix the autostart list")
+    for guest in guests:
+        guest.autostart = guest.name in wanted
 
 
 def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
@@ -491,76 +585,28 @@ def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
     gives the :class:`GuestSettings` of its entries (defaults otherwise); every file
     in ``deploy_dir`` matching ``config_glob`` is bundled as well (sorted by name);
     ``autostart`` lists domain names to link into ``<config_dir>/auto/``.  Nothing
-    is written anywhere.  Raises :class:`BundleError` listing every problem.
+    is written anywhere.  Raises :class:`BundleError` listing the first problems
+    (:data:`~xenbundle.errors.MAX_PROBLEMS`) and counting the others.
     """
+    if not os.path.isdir(deploy_dir):
+        raise BundleError([(f"deploy directory {printable(deploy_dir)} does not exist: build "
+                            "the guest images first or fix DEPLOY_DIR_IMAGE")])
+    if not os.path.isdir(rootfs):
+        raise BundleError([f"rootfs {printable(rootfs)} does not exist or is not a directory"])
     planner = _Planner(os.path.abspath(rootfs), os.path.abspath(deploy_dir),
                        posixpath.normpath(images_dir), posixpath.normpath(config_dir))
-    if not os.path.isdir(deploy_dir):
-        raise BundleError([f"deploy directory {deploy_dir} does not exist: build the guest "
-                           "images first or fix DEPLOY_DIR_IMAGE"])
-    if not os.path.isdir(rootfs):
-        raise BundleError([f"rootfs {rootfs} does not exist or is not a directory"])
     dirs_ok = _check_dir_argument(planner, images_dir, "images_dir")
     dirs_ok = _check_dir_argument(planner, config_dir, "config_dir") and dirs_ok
 
-    sources, config_files = _load_configs(planner, bundled_guests, config_glob, settings)
-    guests: list[PlannedGuest] = []
-    named_in_sources = {n for n in (src.config.get("name") for src in sources) if isinstance(n, str)}
-    names: dict[str, str] = {}
-    config_names: dict[str, str] = {}
-    destinations: dict[str, tuple[FileCopy, PlannedGuest]] = {}
-    for src in sources:
-        guest = _plan_guest(planner, src)
-        if guest is None:
-            continue
-        label = f"guest '{guest.name}' ({src.origin})"
-        if guest.name in names:
-            planner.problems.append(
-                f"{label}: domain name '{guest.name}' is also used by {names[guest.name]}: "
-                "xl cannot run two domains with one name; give one of them another name")
-        else:
-            names[guest.name] = label
-        if guest.config_name in config_names:
-            planner.problems.append(
-                f"{label}: config {guest.config_path} would also be written by "
-                f"{config_names[guest.config_name]}: remove one of them")
-        else:
-            config_names[guest.config_name] = label
-        for copy in guest.copies:
-            prev = destinations.get(copy.destination)
-            if prev is None:
-                destinations[copy.destination] = (copy, guest)
-            elif prev[0].source != copy.source:
-                planner.problems.append(
-                    f"{label}: {copy.where} '{copy.reference}' ({copy.source}) and guest "
-                    f"'{prev[1].name}' ({prev[1].origin}) {prev[0].where} '{prev[0].reference}' "
-                    f"({prev[0].source}) would both be installed as {copy.destination}: "
-                    "rename one of the files")
-        guests.append(guest)
-
-    wanted = list(dict.fromkeys(autostart))
-    known = {g.name for g in guests}
-    for name in wanted:
-        if name not in known and name not in named_in_sources:
-            planner.problems.append(
-                f"autostart names guest '{name}', which is not bundled (bundled: "
-                f"{', '.join(sorted(known)) or 'none'}): fix the autostart list")
-    for guest in guests:
-        guest.autostart = guest.name in wanted
-
+    sources = _load_entries(planner, bundled_guests, settings)
+    file_sources, config_files = _load_config_files(planner, config_glob)
+    sources += file_sources
+    guests, destinations = _plan_guests(planner, sources)
+    _mark_autostart(planner, guests, sources, autostart)
     if dirs_ok:
-        for dest, (copy, guest) in destinations.items():
-            _check_rootfs_path(planner, dest, planner.images_dir, "destination",
-                               f"guest '{guest.name}' ({guest.origin})")
-        for guest in guests:
-            label = f"guest '{guest.name}' ({guest.origin})"
-            _check_rootfs_path(planner, guest.config_path, planner.config_dir, "config", label)
-            if guest.autostart_link:
-                _check_rootfs_path(planner, guest.autostart_link, planner.config_dir,
-                                   "autostart link", label)
-
+        _check_rootfs(planner, guests, destinations)
     if planner.problems:
-        raise BundleError(planner.problems)
+        raise planner.problems.error()
     return BundlePlan(rootfs=planner.rootfs, deploy_dir=planner.deploy_dir,
                       images_dir=planner.images_dir, config_dir=planner.config_dir,
                       guests=guests, config_files=config_files)

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-__all__ = ["allocated_bytes", "copy_sparse", "data_ranges"]
+__all__ = ["SourceError", "allocated_bytes", "copy_sparse", "copy_sparse_to_fd", "data_ranges"]
 
 _CHUNK = 1 << 20          # read size
 _BLOCK = 4096             # zero-detection granularity (file system block size)
@@ -48,11 +48,11 @@ def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
         pos = end
 
 
-def _write_nonzero(src: int, dst: int, start: int, end: int) -> None:
+def _write_nonzero(src: int, dst: int, start: int, end: int, src_name: str) -> None:
     pos = start
     while pos < end:
         want = min(_CHUNK, end - pos)
-        buf = os.pread(src, want, pos)
+        buf = _pread(src, want, pos, src_name)
         if not buf:
             return
         n = len(buf)
@@ -80,33 +80,66 @@ def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         offset += written
 
 
-def copy_sparse(src: str, dst: str) -> int:
-    """Copy file ``src`` to ``dst`` keeping holes; ``dst``'s permission bits are ``src``'s.
+class SourceError(OSError):
+    """Reading the source of a copy failed (as opposed to writing its destination)."""
 
-    ``dst`` is created or truncated.  Returns the bytes of data written.  Raises
-    ``OSError`` on failure (``dst`` may then be partly written; callers copy to a
-    temporary name and rename).
+
+def _open_source(src: str) -> tuple[int, os.stat_result]:
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise SourceError(err.errno, err.strerror, src) from err
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise SourceError(errno.EINVAL, "not a regular file", src)
+    return fd, st
+
+
+def _pread(fd: int, size: int, offset: int, src: str) -> bytes:
+    try:
+        return os.pread(fd, size, offset)
+    except OSError as err:
+        raise SourceError(err.errno, err.strerror, src) from err
+
+
+def copy_sparse_to_fd(src: str, dst_fd: int) -> int:
+    """Copy file ``src`` into the open, empty file ``dst_fd`` keeping holes.
+
+    ``dst_fd``'s permission bits become ``src``'s.  Returns the bytes of data
+    written.  ``src`` is opened without following a link and must be a regular
+    file (it is not opened blocking, so a FIFO put in its place is refused, not
+    waited on).  Errors reading ``src`` raise :class:`SourceError`, errors writing
+    ``dst_fd`` a plain ``OSError``; ``dst_fd`` may then be partly written.
     """
-    with open(src, "rb") as fsrc:
-        sfd = fsrc.fileno()
-        st = os.fstat(sfd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"not a regular file: {src}")
+    sfd, st = _open_source(src)
+    try:
         size = st.st_size
-        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            written = 0
-            try:
-                ranges = list(data_ranges(sfd, size))
-            except OSError as err:
-                if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-                    raise
-                ranges = [(0, size)]   # no hole reporting: scan everything for zeros
-            for start, end in ranges:
-                _write_nonzero(sfd, dfd, start, end)
-                written += end - start
-            os.ftruncate(dfd, size)
-            os.fchmod(dfd, stat.S_IMODE(st.st_mode))
-        finally:
-            os.close(dfd)
+            ranges = list(data_ranges(sfd, size))
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise SourceError(err.errno, err.strerror, src) from err
+            ranges = [(0, size)]   # no hole reporting: scan everything for zeros
+        written = 0
+        for start, end in ranges:
+            _write_nonzero(sfd, dst_fd, start, end, src)
+            written += end - start
+        os.ftruncate(dst_fd, size)
+        os.fchmod(dst_fd, stat.S_IMODE(st.st_mode))
+    finally:
+        os.close(sfd)
     return written
+
+
+def copy_sparse(src: str, dst: str) -> int:
+    """Copy file ``src`` to path ``dst`` (created or truncated) with :func:`copy_sparse_to_fd`.
+
+    A convenience for callers outside a rootfs; the bundler itself copies into a
+    descriptor made by :class:`xenbundle.rootfs.RootfsWriter`.
+    """
+    dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        return copy_sparse_to_fd(src, dfd)
+    finally:
+        os.close(dfd)

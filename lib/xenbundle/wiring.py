@@ -26,7 +26,8 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import BundleError
+from .deploydir import inspect
+from .errors import BundleError, snippet
 from .guests import GuestSettings, bundle_config_name, parse_bundled_guests
 from .plan import plan_bundle
 
@@ -226,13 +227,24 @@ def third_party_inputs(deploy_dir: str, bundled_guests: str, built_recipes: Iter
     the task dependency instead (:func:`is_built_file`).  Absolute rootfs or kernel
     names in ``bundled_guests`` are left out; malformed entries too (the bundling
     step reports them).  Of each third-party config, the config itself and the
-    files it refers to (:func:`config_inputs`) are inputs.
+    files it refers to (:func:`config_inputs`) are inputs.  Names that are not
+    regular files (after resolving links inside the deploy directory: a FIFO, a
+    directory, a link leaving it...) are left out, since BitBake reads every
+    listed file; a missing file or a dangling link is listed (as missing).
     """
     recipes = set(built_recipes)
 
     def built(name: str) -> bool:
         return is_built_file(name, recipes, image_suffix=image_suffix,
                              kernel_imagetype=kernel_imagetype)
+
+    deploy_real = os.path.realpath(deploy_dir)
+
+    def checksummable(path: str) -> bool:
+        # BitBake open()s and reads every file-checksums entry: a FIFO would hang the
+        # parse.  Names that are no regular file are left to the bundling step to report.
+        return "\0" not in path and inspect(path, deploy_real).state in ("file", "missing",
+                                                                          "dangling")
 
     files: set[str] = set()
     for entry in parse_bundled_guests(bundled_guests, lenient=True):
@@ -241,12 +253,13 @@ def third_party_inputs(deploy_dir: str, bundled_guests: str, built_recipes: Iter
                 files.add(os.path.join(deploy_dir, name))
     configs: list[str] = []
     for config in sorted(glob.glob(os.path.join(glob.escape(deploy_dir), CONFIG_GLOB))):
-        if built(config):
+        if built(config) or not checksummable(config):
             continue
         configs.append(config)
         files.add(config)
         files.update(source for source in config_inputs(config, deploy_dir) if not built(source))
-    return ThirdPartyInputs(files=tuple(sorted(files)), configs=tuple(configs))
+    return ThirdPartyInputs(files=tuple(sorted(f for f in files if checksummable(f))),
+                            configs=tuple(configs))
 
 
 def guest_settings(domain: str, values: Mapping[str, str | None],
@@ -269,8 +282,8 @@ def guest_settings(domain: str, values: Mapping[str, str | None],
         where = f"{var}[{domain}]" if domain_values.get(var) is not None else var
         if not text.isdigit() or int(text, 10) <= 0:
             raise BundleError([
-                f"guest '{domain}': {where} = \"{text}\" is not a positive whole number; "
-                f"set it to e.g. \"{example}\""])
+                (f"guest '{domain}': {where} = \"{snippet(text)}\" is not a positive whole "
+                 f"number; set it to e.g. \"{example}\"")])
         return int(text, 10)
 
     return GuestSettings(

@@ -344,21 +344,23 @@ def test_failure_midway_leaves_rootfs_exactly_as_before(deploy, rootfs, monkeypa
     (rootfs / "var").mkdir()       # an existing directory must survive the rollback
     before = snapshot(rootfs)
     calls = []
-    real_copy = install_mod.copy_sparse
+    real_copy = install_mod.copy_sparse_to_fd
 
-    def failing_copy(src, dst):
+    def failing_copy(src, fd):
         calls.append(src)
         if len(calls) == 2:
-            real_copy(src, dst)      # leave a half-written temporary file behind
+            real_copy(src, fd)      # leave a half-written temporary file behind
             raise OSError(28, "No space left on device")
-        return real_copy(src, dst)
+        return real_copy(src, fd)
 
-    monkeypatch.setattr(install_mod, "copy_sparse", failing_copy)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(install_mod, "copy_sparse_to_fd", failing_copy)
+    with pytest.raises(BundleError) as info:
         bundle_guests(str(rootfs), str(deploy), "xen-guest-image-minimal-qemuarm64.rootfs.ext4:Image",
                       log=lambda m: None)
     assert len(calls) == 2
     assert snapshot(rootfs) == before
+    assert "ENOSPC, No space left on device" in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
 
 
 def test_failure_while_writing_configs_rolls_back_copies(deploy, rootfs, monkeypatch):
@@ -368,10 +370,12 @@ def test_failure_while_writing_configs_rolls_back_copies(deploy, rootfs, monkeyp
     def broken_symlink(self, target, final):
         raise PermissionError(13, "Permission denied", final)
 
-    monkeypatch.setattr(install_mod._Installer, "symlink", broken_symlink)
-    with pytest.raises(PermissionError):
+    monkeypatch.setattr(install_mod.RootfsWriter, "symlink", broken_symlink)
+    with pytest.raises(BundleError) as info:
         bundle_guests(str(rootfs), str(deploy), autostart=["web"], log=lambda m: None)
     assert snapshot(rootfs) == before
+    assert "guest 'web'" in str(info.value) and "/etc/xen/auto/xen-guest-bundle-web.cfg" in str(info.value)
+    assert "EACCES, Permission denied" in str(info.value)
 
 
 # ------------------------------------------------------------------- sparse copy

@@ -281,3 +281,20 @@ def test_settings_vardeps_list_domains_not_bitbake_flags():
     assert settings_vardeps(flags, ["doc", "vardeps"]) == [
         "XEN_GUEST_MEMORY", "XEN_GUEST_MEMORY[db]", "XEN_GUEST_MEMORY[web]",
         "XEN_GUEST_VCPUS", "XEN_GUEST_VIF", "XEN_GUEST_EXTRA", "XEN_GUEST_EXTRA[db]"]
+
+
+@pytest.mark.timeout(60)
+def test_third_party_inputs_leave_out_fifos_and_folders(tmp_path):
+    """BitBake reads every file-checksums entry: a FIFO listed there would hang the parse."""
+    dep = tmp_path
+    os.mkfifo(dep / "xen-guest-bundle-fifo.cfg")
+    (dep / "xen-guest-bundle-dir.cfg").mkdir()
+    os.mkfifo(dep / "fifo.ext4")
+    (dep / "xen-guest-bundle-vendor.cfg").write_text(VENDOR_CFG)
+    (dep / "vendor.img").write_bytes(b"disk")
+    (dep / "vendor-kernel").write_bytes(b"kernel")
+    inputs = third_party_inputs(str(dep), "fifo.ext4:vendor-kernel", [], image_suffix=SUFFIX,
+                                kernel_imagetype=KERNEL)
+    assert inputs.configs == (str(dep / "xen-guest-bundle-vendor.cfg"),)
+    assert [os.path.basename(p) for p in inputs.files] == [
+        "vendor-kernel", "vendor.img", "xen-guest-bundle-vendor.cfg"]

@@ -24,6 +24,7 @@ import functools
 import glob
 import os
 import posixpath
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Callable
@@ -419,31 +420,54 @@ def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
 
 # --------------------------------------------------------------- the rootfs side
 
-def _same_file(path: str, source: str) -> bool:
-    """True when regular file ``path`` holds the same bytes as regular file ``source``."""
+def _open_regular(path: str) -> int | None:
+    """A read descriptor of ``path`` if it is a regular file (never a link, never waiting)."""
     try:
-        with open(path, "rb") as mine, open(source, "rb") as theirs:
-            if os.fstat(mine.fileno()).st_size != os.fstat(theirs.fileno()).st_size:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _same_content(path: str, expected: Callable[[int], bytes], size: int) -> bool:
+    """True when regular file ``path`` holds ``size`` bytes equal to ``expected(chunk)``."""
+    fd = _open_regular(path)
+    if fd is None:
+        return False
+    try:
+        if os.fstat(fd).st_size != size:
+            return False
+        offset = 0
+        while offset < size:
+            chunk = os.pread(fd, 1 << 20, offset)
+            if not chunk or chunk != expected(offset):
                 return False
-            while True:
-                a, b = mine.read(1 << 20), theirs.read(1 << 20)
-                if a != b:
-                    return False
-                if not a:
-                    return True
+            offset += len(chunk)
+        return True
     except OSError:
         return False
+    finally:
+        os.close(fd)
+
+
+def _same_file(path: str, source: str) -> bool:
+    """True when ``path`` holds the same bytes as regular file ``source``."""
+    fd = _open_regular(source)
+    if fd is None:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        return _same_content(path, lambda offset: os.pread(fd, 1 << 20, offset), size)
+    finally:
+        os.close(fd)
 
 
 def _same_text(path: str, text: str) -> bool:
     data = text.encode("utf-8", "surrogateescape")
-    try:
-        if os.lstat(path).st_size != len(data):
-            return False
-        with open(path, "rb") as f:
-            return f.read() == data
-    except OSError:
-        return False
+    return _same_content(path, lambda offset: data[offset:offset + (1 << 20)], len(data))
 
 
 def _same_link(path: str, target: str) -> bool:

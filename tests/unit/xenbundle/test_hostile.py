@@ -354,3 +354,15 @@ def test_a_second_run_says_an_earlier_bundling_run_installed_it(deploy, rootfs):
     assert "fresh IMAGE_ROOTFS" in msg
     assert "another package or guest installs it" not in msg
     assert tree(rootfs) == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["/var/lib/xen/images/Image", "/etc/xen/xen-guest-bundle-guest.cfg"])
+def test_a_fifo_at_a_destination_in_the_rootfs_is_reported_not_waited_on(deploy, rootfs, where):
+    target = rootfs / where.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(target)
+    with pytest.raises(BundleError) as info:
+        bundle_guests(str(rootfs), str(deploy), GUEST, log=quiet)
+    assert f"{where} already exists in the rootfs" in str(info.value)
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)

@@ -5,7 +5,8 @@ Usage: ``bench/run_all.py [TARGET] [--runs N] [--only NAME ...] [--update-readme
 
 TARGET is a qemuboot.conf or YAML target (default: the reference target from
 ``xen-ref-target show``).  ``--runs`` is passed to every benchmark (the sparse copy benchmark
-gets ``max(N, 5)``: it takes milliseconds).  Each benchmark runs in its own process; its output
+gets ``max(N, 5)``: it takes milliseconds; the bad-config benchmark ``min(N, 3)``: each run
+parses 200 MB).  Each benchmark runs in its own process; its output
 is shown as it comes, and its ``RESULT`` line is collected.  At the end a Markdown table of the
 ratios and medians is printed, headed by the machine's facts (nproc, CPU model, load average
 before and after, QEMU version); ``--update-readme`` also writes it into bench/README.md between
@@ -32,7 +33,10 @@ BENCHMARKS = {
     "boot": "bench_boot.py",
     "guest": "bench_guest.py",
     "sparse": "bench_sparse_copy.py",
+    "badcfg": "bench_bad_config.py",
 }
+# Benchmarks of the bundler: no QEMU target, milliseconds to seconds per run.
+NO_TARGET = {"sparse", "badcfg"}
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -41,6 +45,8 @@ def run_one(name: str, target: str, runs: int) -> list[dict[str, object]]:
     script = HERE / BENCHMARKS[name]
     if name == "sparse":
         argv = [sys.executable, str(script), "--runs", str(max(runs, 5))]
+    elif name == "badcfg":
+        argv = [sys.executable, str(script), "--runs", str(min(runs, 3))]
     else:
         argv = [sys.executable, str(script), target, "--runs", str(runs)]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -63,10 +69,10 @@ def run_one(name: str, target: str, runs: int) -> list[dict[str, object]]:
 def markdown(results: list[dict[str, object]], before: dict[str, str], after: dict[str, str], runs: int) -> str:
     """The results table with the machine facts."""
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `bench/run_all.py --runs {runs}` on: "
-        f"{before['nproc']} CPUs ({before['cpu'] or 'unknown CPU'}), Linux {before['kernel']}, "
-        f"{before['qemu']}; load average {before['loadavg']} before, {after['loadavg']} after "
-        "(1, 5, 15 min).",
+        (f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `bench/run_all.py --runs {runs}` on: "
+         f"{before['nproc']} CPUs ({before['cpu'] or 'unknown CPU'}), Linux {before['kernel']}, "
+         f"{before['qemu']}; load average {before['loadavg']} before, {after['loadavg']} after "
+         "(1, 5, 15 min)."),
         "",
         "| benchmark | ratio | goal | ours: median (raw) | baseline: median (raw) |",
         "|---|---|---|---|---|",
@@ -84,6 +90,12 @@ def markdown(results: list[dict[str, object]], before: dict[str, str], after: di
             if "fastest_ratio" in r:
                 lines.append(f"| fastest run / fastest run (same dom0 boot mode on both sides) | "
                              f"**{r['fastest_ratio']:.3f}** | | {min(ours['raw'])} s | {min(base['raw'])} s |")  # type: ignore[index]
+        if "rss" in r:
+            rss = r["rss"]  # type: ignore[assignment]
+            lines.append(f"| peak RSS, bad / valid ({r['size_mib']} MiB config; the interpreter alone "
+                         f"{r['interpreter_rss_mib']} MiB) | **{rss['ratio']}** | | "
+                         f"{rss['bad_mib']} MiB ({r['problems']} problems, a {r['message_bytes']}-byte "
+                         f"message) | {rss['valid_mib']} MiB |")
         if "allocated" in r:
             alloc = r["allocated"]  # type: ignore[assignment]
             lines.append(f"| allocated blocks, ours / cp ({r['disk_gib']} GiB disk, {r['data_mib']} MiB data) | "
@@ -110,7 +122,7 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args()
     names = args.only or list(BENCHMARKS)
-    target = resolve_target(args.target) if set(names) - {"sparse"} else ""
+    target = resolve_target(args.target) if set(names) - NO_TARGET else ""
     before = machine_facts()
     print(f"machine: {before}", flush=True)
     results: list[dict[str, object]] = []

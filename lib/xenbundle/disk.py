@@ -22,16 +22,17 @@ and the checks in ``libxlu_disk.c``:
   hidden-disk=``, flags ``cdrom direct-io-safe discard no-discard colo no-colo
   trusted untrusted grant_usage=0|1``.
 
-Which Xen: this is the grammar of Xen 4.19 and later (unchanged up to 4.22).
-``grant_usage=0|1`` first appeared in Xen 4.19.  ``trusted``/``untrusted`` were
-added to the scanner *source* for XSA-403 in 2022 and are documented in the 4.17
-man page, but the pre-generated scanner (``libxlu_disk_l.c``) shipped in the 4.17
-and 4.18 trees was not regenerated until the ``grant_usage`` change, so the xl of
-Xen 4.17 and 4.18 refuses them (measured against Debian's libxlutil 4.17: "target
-respecified" for ``trusted``/``untrusted``, "bad disk syntax" for
-``grant_usage``).  Specs that use these three keywords therefore need Xen >= 4.19
-in the image; meta-virtualization scarthgap defaults to Xen 4.18 (4.19 is
-available), wrynose to 4.21.  Every other keyword behaves the same in 4.17.
+Which Xen: :func:`parse_disk` takes the Xen version it checks for
+(``xen_version``, :data:`~xenbundle.xenversion.DEFAULT_XEN_VERSION` 4.17 by
+default) and scans with that release's rules.  ``trusted``, ``untrusted`` and
+``grant_usage=0|1`` are keywords from Xen 4.19 on (:data:`xenbundle.xenversion.SYNTAX`
+says why ``trusted`` is not 4.17 although 4.17's man page lists it); for an older
+Xen they are not rules of the scanner, exactly as in that xl, so a spec is
+accepted or refused as that xl does (Debian's libxlutil 4.17 is the oracle:
+"target respecified" for ``trusted``, "bad disk syntax" for ``grant_usage``).
+When such a spec is refused, the message names the keyword, the release that
+added it and the version being built instead of xl's puzzling complaint.  Every
+other keyword and value is the same from 4.17 to 4.22.
 
 Deliberate difference from xl: a stray ``=`` as the very last character of a
 spec (``phy:/dev/vg/guest,xvda,w=``, ``vdev=xvda,x=``) is an error here.  xl's
@@ -56,6 +57,15 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Union
 
 from .errors import MAX_PROBLEMS, BundleError, snippet
+from .xenversion import (
+    DEFAULT_XEN_VERSION,
+    DISK_KEYWORD,
+    NEWEST_KNOWN_XEN_VERSION,
+    XenVersion,
+    XenVersionLike,
+    as_xen_version,
+    syntax_problem,
+)
 
 __all__ = ["BACKEND_TYPES", "FORMATS", "DiskSpec", "DiskSpecError", "parse_disk"]
 
@@ -115,6 +125,8 @@ class DiskSpec:
     legacy_prefix: str = ""
     text: str | None = field(default=None, compare=False)
     target_span: tuple[int, int] | None = field(default=None, compare=False, repr=False)
+    #: The Xen version the spec was checked for; rewriting it keeps to that grammar.
+    xen_version: XenVersion = field(default=DEFAULT_XEN_VERSION, compare=False, repr=False)
 
     @property
     def is_cdrom(self) -> bool:
@@ -130,7 +142,7 @@ class DiskSpec:
         """xl's values as a plain dict (the ``--disk --json`` output)."""
         out: dict[str, str | int | bool | None] = {}
         for f in fields(self):
-            if f.name in ("text", "target_span"):
+            if f.name in ("text", "target_span", "xen_version"):
                 continue
             out[f.name] = getattr(self, f.name)
         return out
@@ -149,7 +161,8 @@ class DiskSpec:
         """
         if self.text is not None:
             try:
-                if parse_disk(self.text).semantics() == self.semantics():
+                if parse_disk(self.text, xen_version=self.xen_version).semantics() \
+                        == self.semantics():
                     return self.text
             except DiskSpecError:
                 pass
@@ -196,7 +209,7 @@ class DiskSpec:
                      "(a newline or a trailing comma cannot be expressed)")])
             parts.append(f"target={self.target}")
         text = ",".join(parts)
-        result = parse_disk(text)
+        result = parse_disk(text, xen_version=self.xen_version)
         if result.semantics() != self.semantics():  # pragma: no cover - self-check
             raise DiskSpecError(text, [f"internal error: {text!r} does not round-trip"])
         return text
@@ -213,13 +226,13 @@ class DiskSpec:
             start, end = self.target_span
             candidate = self.text[:start] + new_target + self.text[end:]
             try:
-                parsed = parse_disk(candidate)
+                parsed = parse_disk(candidate, xen_version=self.xen_version)
             except DiskSpecError:
                 parsed = None
             if parsed is not None and parsed == wanted:
                 return parsed
         text = wanted._render_keywords()
-        return parse_disk(text)
+        return parse_disk(text, xen_version=self.xen_version)
 
 
 def _check_keyword_value(name: str, value: str) -> None:
@@ -230,8 +243,11 @@ def _check_keyword_value(name: str, value: str) -> None:
 # ---------------------------------------------------------------------------- scanner
 
 class _State:
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, scanner: _Scanner) -> None:
         self.spec = spec
+        self.scanner = scanner
+        #: ``(keyword, text)`` of each versioned keyword the scanner matched.
+        self.keywords: list[tuple[str, str]] = []
         self.errors: list[str] = []
         self.values: dict[str, object] = {}
         self.had_depr_prefix = False
@@ -353,6 +369,20 @@ def _flag(member: str, value: object) -> _Action:
     return act
 
 
+#: The keyword (as :data:`xenbundle.xenversion.SYNTAX` names it) of each rule that
+#: only some supported xl releases have, by the rule's action.
+_KEYWORD_OF: dict[_Action, str] = {}
+
+
+def _keyword_flag(keyword: str, member: str, value: object) -> _Action:
+    """A flag of a keyword that not every supported xl has; the match is recorded."""
+    def act(st: _State, text: str, start: int, end: int) -> None:
+        st.keywords.append((keyword, _strip_comma(text)))
+        st.values[member] = value
+    _KEYWORD_OF[act] = keyword
+    return act
+
+
 def _act_ignore(st: _State, text: str, start: int, end: int) -> None:
     pass
 
@@ -454,10 +484,10 @@ _RULES: list[tuple[str, str | None, _Action]] = [
     (r"colo-export=[^,]*,?", None, _kw_string("colo-export", "colo_export")),
     (r"active-disk=[^,]*,?", None, _kw_string("active-disk", "active_disk")),
     (r"hidden-disk=[^,]*,?", None, _kw_string("hidden-disk", "hidden_disk")),
-    (r"trusted,?", None, _flag("trusted", True)),
-    (r"untrusted,?", None, _flag("trusted", False)),
-    (r"grant_usage=1,?", None, _flag("grant_usage", True)),
-    (r"grant_usage=0,?", None, _flag("grant_usage", False)),
+    (r"trusted,?", None, _keyword_flag("trusted", "trusted", True)),
+    (r"untrusted,?", None, _keyword_flag("untrusted", "trusted", False)),
+    (r"grant_usage=1,?", None, _keyword_flag("grant_usage=", "grant_usage", True)),
+    (r"grant_usage=0,?", None, _keyword_flag("grant_usage=", "grant_usage", False)),
     (r"target=.*", None, _act_target),
     (r"[a-z][-a-z0-9]*=[^,],?", None, _act_unknown_param),
     (r"(?:raw|qcow2?|vhd):", _REST, _act_format_prefix),
@@ -472,7 +502,6 @@ _RULES: list[tuple[str, str | None, _Action]] = [
     (r"[^=,]*,|[^=,]+,?", None, _act_positional),
 ]
 _Rule = tuple["re.Pattern[str]", Union[str, None], _Action]
-_COMPILED: list[_Rule] = [(re.compile(p), c, a) for p, c, a in _RULES]
 
 
 def _first_literal(pattern: str) -> str | None:
@@ -482,18 +511,38 @@ def _first_literal(pattern: str) -> str | None:
     return None
 
 
-_FIRST = [_first_literal(p) for p, _, _ in _RULES]
-_CANDIDATES: dict[str, list[_Rule]] = {}
+class _Scanner:
+    """The scanner rules of one xl release, and which of them can match at a character."""
+
+    def __init__(self, rules: list[tuple[str, str | None, _Action]]) -> None:
+        self.rules: list[_Rule] = [(re.compile(p), c, a) for p, c, a in rules]
+        self._first = [_first_literal(p) for p, _, _ in rules]
+        self._candidates: dict[str, list[_Rule]] = {}
+
+    def candidates(self, ch: str) -> list[_Rule]:
+        """The rules that can match at a character ``ch``, in the scanner's order."""
+        rules = self._candidates.get(ch)
+        if rules is None:
+            rules = [rule for rule, first in zip(self.rules, self._first)
+                     if first is None or first == ch]
+            if len(self._candidates) < 512:
+                self._candidates[ch] = rules
+        return rules
 
 
-def _candidates(ch: str) -> list[_Rule]:
-    """The rules that can match at a character ``ch``, in the scanner's order."""
-    rules = _CANDIDATES.get(ch)
-    if rules is None:
-        rules = [rule for rule, first in zip(_COMPILED, _FIRST) if first is None or first == ch]
-        if len(_CANDIDATES) < 512:
-            _CANDIDATES[ch] = rules
-    return rules
+# One scanner per set of keywords missing from a release (a handful at most).
+_SCANNERS: dict[frozenset[str], _Scanner] = {}
+
+
+def _scanner_for(version: XenVersion) -> _Scanner:
+    """The scanner of xl ``version``: without the rules of keywords it does not have."""
+    missing = frozenset(keyword for keyword in _KEYWORD_OF.values()
+                        if syntax_problem(DISK_KEYWORD, keyword, version) is not None)
+    scanner = _SCANNERS.get(missing)
+    if scanner is None:
+        scanner = _Scanner([rule for rule in _RULES if _KEYWORD_OF.get(rule[2]) not in missing])
+        _SCANNERS[missing] = scanner
+    return scanner
 
 
 class _NextOf:
@@ -541,12 +590,12 @@ def _positional_end(text: str, pos: int, separators: _NextOf) -> int:
     return sep
 
 
-def _longest_match(text: str, pos: int, ends: _NextOf,
+def _longest_match(scanner: _Scanner, text: str, pos: int, ends: _NextOf,
                    separators: _NextOf) -> tuple[int, _Action] | None:
     """flex: the longest match (trailing context included) wins, ties go to the first rule."""
     best_len = -1
     best: tuple[int, _Action] | None = None
-    for pattern, context, action in _candidates(text[pos]):
+    for pattern, context, action in scanner.candidates(text[pos]):
         if action is _act_positional:
             end = _positional_end(text, pos, separators)
         else:
@@ -570,7 +619,7 @@ def _scan(st: _State) -> None:
         if len(st.errors) >= MAX_PROBLEMS:
             st.err(None, "and maybe more problems: the rest of the spec was not checked")
             return
-        best = _longest_match(text, pos, ends, separators)
+        best = _longest_match(st.scanner, text, pos, ends, separators)
         if best is None and text[pos:] == "=":
             # xl's scanner hits the end of the string before reporting this `=' and
             # ignores it; refusing it is a deliberate difference (module docstring).
@@ -592,11 +641,54 @@ def _scan(st: _State) -> None:
         pos = end
 
 
-def parse_disk(spec: str) -> DiskSpec:
-    """Parse one xl disk specification; raise :class:`DiskSpecError` if xl would refuse it."""
+def parse_disk(spec: str, *, xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> DiskSpec:
+    """Parse one xl disk specification; raise :class:`DiskSpecError` if xl would refuse it.
+
+    ``xen_version`` is the Xen whose xl is meant (see the module docstring); a
+    version xenbundle does not support raises
+    :class:`~xenbundle.xenversion.XenVersionError`.
+    """
     if not isinstance(spec, str):
         raise TypeError("a disk spec is a string")
-    st = _State(spec)
+    version = as_xen_version(xen_version)
+    scanner = _scanner_for(version)
+    try:
+        return _parse(_State(spec, scanner), version)
+    except DiskSpecError as err:
+        newer = None if scanner is _NEWEST else _newer_keyword_problems(spec, version)
+        if not newer:
+            raise
+        raise DiskSpecError(spec, newer) from err
+
+
+# Words that start the keywords some supported release lacks: only a refused spec
+# containing one is scanned again with the newest rules.
+_NEWER_STEMS = tuple(sorted({keyword.rstrip("=") for keyword in _KEYWORD_OF.values()}))
+_NEWEST = _scanner_for(NEWEST_KNOWN_XEN_VERSION)
+
+
+def _newer_keyword_problems(spec: str, version: XenVersion) -> list[str]:
+    """Why a spec ``version`` refuses uses keywords of a later xl, or [] when it does not.
+
+    The spec is scanned with the newest rules; each keyword ``version`` lacks is
+    named (once), followed by the newest grammar's own complaints, if any.
+    """
+    if not any(stem in spec for stem in _NEWER_STEMS):
+        return []
+    st = _State(spec, _NEWEST)
+    _scan(st)
+    others, st.errors = st.errors, []
+    named: set[str] = set()
+    for keyword, text in st.keywords:
+        problem = syntax_problem(DISK_KEYWORD, keyword, version)
+        if problem is not None and keyword not in named:
+            named.add(keyword)
+            st.err(text, *problem)
+    return st.errors + others if st.errors else []
+
+
+def _parse(st: _State, version: XenVersion) -> DiskSpec:
+    spec = st.spec
     _scan(st)
     v = st.values
     if st.errors:
@@ -642,4 +734,5 @@ def parse_disk(spec: str) -> DiskSpec:
         legacy_prefix=prefix,
         text=spec,
         target_span=st.target_span,
+        xen_version=version,
     )

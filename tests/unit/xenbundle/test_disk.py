@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from xenbundle.disk import BACKEND_TYPES, FORMATS, DiskSpec, DiskSpecError, parse_disk
+from xenbundle.xenversion import NEWEST_KNOWN_XEN_VERSION, XenVersion
 
 
 @pytest.mark.parametrize("spec,target,fmt,vdev,access,prefix", [
@@ -36,9 +37,11 @@ def test_cdrom_forms():
 
 
 def test_flags_and_keyword_values():
+    # untrusted and grant_usage= are Xen 4.19 keywords (test_xenversion.py has the versions).
     d = parse_disk("direct-io-safe, no-discard, untrusted, colo, colo-host=h, colo-port=7,"
                    "colo-export=e, active-disk=a, hidden-disk=h2, grant_usage=1, backend=dd,"
-                   "backendtype=qdisk, script=block-x, specification=virtio, vdev=xvda, target=/x")
+                   "backendtype=qdisk, script=block-x, specification=virtio, vdev=xvda, target=/x",
+                   xen_version="4.19")
     assert d.direct_io_safe and d.discard is False and d.trusted is False and d.colo is True
     assert (d.colo_host, d.colo_port, d.colo_export) == ("h", 7, "e")
     assert (d.active_disk, d.hidden_disk, d.grant_usage) == ("a", "h2", True)
@@ -99,8 +102,8 @@ def test_module_documents_grammar_version_and_stray_equals():
     """The Xen version needed for trusted/grant_usage and the '=' difference stay documented."""
     from xenbundle import disk
     doc = " ".join((disk.__doc__ or "").split())
-    assert "Xen 4.19" in doc and "Xen >= 4.19" in doc
-    assert "grant_usage=0|1`` first appeared in Xen 4.19" in doc
+    assert ("``trusted``, ``untrusted`` and ``grant_usage=0|1`` are keywords from Xen 4.19 on"
+            in doc)
     assert "Deliberate difference from xl: a stray ``=``" in doc
 
 
@@ -155,13 +158,22 @@ def disk_specs(draw) -> DiskSpec:
         specification=draw(st.one_of(st.none(), st.sampled_from(["xen", "virtio"]))),
         direct_io_safe=draw(st.booleans()), discard=draw(opt_bool), colo=draw(opt_bool),
         colo_port=draw(st.one_of(st.none(), st.integers(1, 65535))),
-        trusted=draw(opt_bool), grant_usage=draw(opt_bool))
+        trusted=draw(opt_bool), grant_usage=draw(opt_bool), xen_version=NEWEST_KNOWN_XEN_VERSION)
 
 
 @hsettings(max_examples=300, deadline=None)
 @given(disk_specs())
 def test_property_render_then_parse_round_trips(spec):
-    assert parse_disk(spec.render()).semantics() == spec.semantics()
+    newest = NEWEST_KNOWN_XEN_VERSION
+    assert parse_disk(spec.render(), xen_version=newest).semantics() == spec.semantics()
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(disk_specs())
+def test_property_render_for_xen_4_17_round_trips_without_the_newer_keywords(spec):
+    old = DiskSpec(**{**spec.values(), "trusted": None, "grant_usage": None,
+                      "xen_version": XenVersion(4, 17)})
+    assert parse_disk(old.render()).semantics() == old.semantics()
 
 
 @hsettings(max_examples=200, deadline=None)

@@ -53,6 +53,13 @@ needs them, ``+=`` chains extend their value in place, and error messages are
 only written for the problems that are listed (each quoting at most 60
 characters of the input, control characters escaped).
 
+Which Xen: the file syntax is the same in every supported release (4.17 to 4.22
+and master), but the settings are not.  :func:`parse` takes the Xen version it
+checks for (``xen_version``, 4.17 by default) and refuses the settings, values
+and vif/p9 keywords of :data:`xenbundle.xenversion.SYNTAX` that this Xen does not
+have, naming the release that added (or removed) them and the version being
+built.  Settings xl does not know at all are kept, as xl keeps them.
+
 The document model (:class:`XlConfig`) keeps the original text.  :meth:`XlConfig.set`
 edits only the characters of the value being changed, so :meth:`XlConfig.render`
 returns the original file byte for byte except for the values that were set.
@@ -69,6 +76,20 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
 from .errors import MAX_PROBLEMS, BundleError, printable, snippet
+from .xenversion import (
+    CONFIG_KEY,
+    CONFIG_VALUE,
+    DEFAULT_XEN_VERSION,
+    SPEC_KEYS,
+    VALUE_KEYS,
+    XenVersion,
+    XenVersionError,
+    XenVersionLike,
+    as_xen_version,
+    parse_xen_version,
+    spec_keywords,
+    syntax_problem,
+)
 
 __all__ = [
     "Assignment",
@@ -111,10 +132,14 @@ class XlConfigError(BundleError):
     found on further lines (the parser stops describing them, so a huge broken file
     gives a small report).  ``str(err)`` has one ``FILE:LINE: message`` line each and
     ends with ``FILE: ... and N more problems`` when some were left out.
+    ``newer_syntax_lines`` are the listed lines whose problem is only that the Xen
+    version being built lacks the setting (:mod:`xenbundle.xenversion`).
     """
 
-    def __init__(self, filename: str, errors: Sequence[tuple[int, str]], more: int = 0) -> None:
+    def __init__(self, filename: str, errors: Sequence[tuple[int, str]], more: int = 0,
+                 newer_syntax_lines: frozenset[int] = frozenset()) -> None:
         self.filename = filename
+        self.newer_syntax_lines = newer_syntax_lines
         self.errors: list[tuple[int, str]] = list(errors[:MAX_PROBLEMS])
         more += max(0, len(errors) - MAX_PROBLEMS)
         shown = printable(filename)
@@ -176,8 +201,9 @@ MAX_LIST_DEPTH = 100
 # tokens and the text of IDENT/NUMBER/punctuation tokens.
 _Tok = tuple[str, int, int, int, str]
 
-# Priorities of messages on one line: what a reader fixes first wins.
-_EVALUATION, _SYNTAX, _LEXICAL = 0, 1, 2
+# Priorities of messages on one line: what a reader fixes first wins.  _VERSION is
+# a setting the Xen being built lacks (an evaluation problem of its own kind).
+_VERSION, _EVALUATION, _SYNTAX, _LEXICAL = -1, 0, 1, 2
 
 
 class _Errors:
@@ -219,6 +245,10 @@ class _Errors:
 
     def in_line_order(self) -> list[tuple[int, str]]:
         return [(line, message) for line, (_, message) in sorted(self.by_line.items())]
+
+    def version_lines(self) -> frozenset[int]:
+        return frozenset(line for line, (priority, _) in self.by_line.items()
+                         if priority == _VERSION)
 
 
 def _lexical_message(kind: str, bad: str) -> str:
@@ -485,10 +515,12 @@ class _Parser:
     """Recursive-descent parser for the libxlutil grammar with per-statement recovery.
 
     Statements are evaluated (``=`` / ``+=``) as they are read; with
-    ``keep_statements`` every statement is kept in :attr:`statements` too.
+    ``keep_statements`` every statement is kept in :attr:`statements` too.  With
+    ``xen_version`` the settings that Xen lacks are reported as well.
     """
 
-    def __init__(self, text: str, keep_statements: bool = False) -> None:
+    def __init__(self, text: str, keep_statements: bool = False,
+                 xen_version: XenVersion | None = None) -> None:
         self.text = text
         self.errors = _Errors()
         self.warnings: list[tuple[int, str]] = []
@@ -499,6 +531,7 @@ class _Parser:
         self._ahead: list[_Tok] = []
         self._last: _Tok | None = None
         self._depth = 0
+        self._xen = xen_version
         #: Whether the lexer's fast paths are used (the tests compare both ways).
         self.fast = True
 
@@ -529,6 +562,11 @@ class _Parser:
         return first[0] == "IDENT" and second[0] in ("=", "+=")
 
     def parse(self) -> None:
+        self._parse_statements()
+        if self._xen is not None:
+            self._check_values(self._xen)
+
+    def _parse_statements(self) -> None:
         lexer = self._lexer
         while True:
             if not self._ahead and self.fast:
@@ -612,7 +650,37 @@ class _Parser:
     def _statement(self, asg: Assignment) -> None:
         if self._keep:
             self.statements.append(asg)
+        if self._xen is not None:
+            problem = syntax_problem(CONFIG_KEY, asg.key, self._xen)
+            if problem is not None:
+                self._version_problem(asg.line, f"{problem[0]}: {problem[1]}")
         self._apply(asg)
+
+    def _version_problem(self, line: int, message: str) -> None:
+        self.errors.add(line, message if self.errors.wants(line) else "", _VERSION)
+
+    def _check_values(self, version: XenVersion) -> None:
+        """The values, and vif/p9 spec keywords, that Xen ``version`` lacks (final values)."""
+        for key in sorted(VALUE_KEYS & self.effective.keys()):
+            eff = self.effective[key]
+            problem = None if eff.is_list else syntax_problem(CONFIG_VALUE, key, version,
+                                                                str(eff.value))
+            if problem is not None:
+                self._version_problem(eff.assignment.line, f"{problem[0]}: {problem[1]}")
+        for key, kind in SPEC_KEYS.items():
+            specs = self.effective.get(key)
+            if specs is not None and specs.is_list:
+                for part in specs.parts:
+                    if isinstance(part, _Atom):
+                        self._check_spec(key, kind, part, version)
+
+    def _check_spec(self, key: str, kind: str, spec: _Atom, version: XenVersion) -> None:
+        for keyword in spec_keywords(kind, spec.value):
+            problem = syntax_problem(kind, keyword, version)
+            if problem is not None:
+                self._version_problem(spec.line, (f"{key} spec \"{snippet(spec.value)}\": "
+                                                  f"{problem[0]}: {problem[1]}"))
+                return
 
     def _apply(self, asg: Assignment) -> None:
         """xl's `=` / `+=` rules for one statement."""
@@ -761,14 +829,20 @@ def _normalise(value: object) -> Value:
 class XlConfig:
     """A parsed xl configuration file that can be edited without losing what was written.
 
-    Create it with :func:`parse` or :func:`parse_file`.
+    Create it with :func:`parse` or :func:`parse_file`.  ``xen_version`` is the Xen
+    it is checked for (:mod:`xenbundle.xenversion`); edits are checked for it too.
     """
 
-    def __init__(self, text: str, filename: str = "<string>") -> None:
-        parser = _Parser(text)
+    def __init__(self, text: str, filename: str = "<string>", *,
+                 xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> None:
+        version = as_xen_version(xen_version)
+        parser = _Parser(text, xen_version=version)
         parser.parse()
         if parser.errors:
-            raise XlConfigError(filename, parser.errors.in_line_order(), parser.errors.more)
+            raise XlConfigError(filename, parser.errors.in_line_order(), parser.errors.more,
+                                parser.errors.version_lines())
+        #: The Xen version the configuration was checked for.
+        self.xen_version = version
         self.filename = filename
         self._text = text
         self._effective = parser.effective
@@ -863,7 +937,7 @@ class XlConfig:
             pieces += [text[pos:start], replacement]
             pos = end
         pieces.append(text[pos:])
-        updated = XlConfig("".join(pieces), self.filename)
+        updated = XlConfig("".join(pieces), self.filename, xen_version=self.xen_version)
         for key, new in expected.items():
             if updated.get(key) != new:  # pragma: no cover - guards the edit logic itself
                 raise AssertionError(f"internal error: setting {key} did not round-trip")
@@ -921,12 +995,16 @@ def _copy(value: Value) -> Value:
     return value
 
 
-def parse(text: str, filename: str = "<string>") -> XlConfig:
+def parse(text: str, filename: str = "<string>", *,
+          xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> XlConfig:
     """Parse xl configuration ``text``; ``filename`` is used in error messages.
 
-    Raises :class:`XlConfigError` listing every problem.
+    ``xen_version`` is the Xen whose xl is meant (4.17 by default; see
+    :mod:`xenbundle.xenversion`).  Raises :class:`XlConfigError` listing every
+    problem, :class:`~xenbundle.xenversion.XenVersionError` for a version
+    xenbundle does not support.
     """
-    return XlConfig(text, filename)
+    return XlConfig(text, filename, xen_version=xen_version)
 
 
 def decode(data: bytes) -> str:
@@ -945,12 +1023,19 @@ def read_text(path: str) -> str:
         return decode(f.read())
 
 
-def parse_file(path: str) -> XlConfig:
-    """Read and parse the configuration file at ``path``."""
-    return XlConfig(read_text(path), path)
+def parse_file(path: str, *, xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> XlConfig:
+    """Read and parse the configuration file at ``path`` (see :func:`parse`)."""
+    return XlConfig(read_text(path), path, xen_version=xen_version)
 
 
 # ------------------------------------------------------------------------------ CLI
+
+def _xen_version_argument(text: str) -> XenVersion:
+    try:
+        return parse_xen_version(text, "--xen-version")
+    except XenVersionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: check a configuration file or one disk specification.
@@ -962,56 +1047,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     (``{"ok": true, "disk": {...}}``).  Without ``--json`` the result is printed for
     people: ``KEY = VALUE`` lines (or ``key: value`` lines for ``--disk``), and
     errors as ``FILE:LINE: message`` on standard error.  ``FILE`` may be ``-``
-    for standard input.
+    for standard input.  ``--xen-version`` names the Xen whose xl is meant
+    (default 4.17, the oldest supported; see :mod:`xenbundle.xenversion`).
     """
     ap = argparse.ArgumentParser(prog="python3 -m xenbundle.xlcfg",
                                  description="Parse an xl.cfg(5) file or an xl disk spec "
                                              "the way xl does.")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--disk", metavar="SPEC", help="parse one disk specification instead of a file")
+    ap.add_argument("--xen-version", metavar="X.Y", type=_xen_version_argument,
+                    default=DEFAULT_XEN_VERSION,
+                    help=f"the Xen version whose xl is meant (default {DEFAULT_XEN_VERSION}, "
+                         "the oldest supported); syntax newer than it is an error")
     ap.add_argument("file", nargs="?", help="configuration file ('-' for standard input)")
     args = ap.parse_args(argv)
 
     if args.disk is not None:
         if args.file is not None:
             ap.error("give either FILE or --disk SPEC, not both")
-        from .disk import DiskSpecError, parse_disk
-        try:
-            spec = parse_disk(args.disk)
-        except DiskSpecError as err:
-            if args.json:
-                print(json.dumps({"ok": False, "errors": err.messages}))
-            else:
-                print(str(err), file=sys.stderr)
-            return 1
-        if args.json:
-            print(json.dumps({"ok": True, "disk": spec.values()}))
-        else:
-            for k, v in spec.values().items():
-                print(f"{k}: {v}")
-        return 0
-
+        return _main_disk(args.disk, args.json, args.xen_version)
     if args.file is None:
         ap.error("a FILE (or --disk SPEC) is required")
+    return _main_file(args.file, args.json, args.xen_version)
+
+
+def _main_disk(text: str, as_json: bool, xen_version: XenVersion) -> int:
+    from .disk import DiskSpecError, parse_disk
     try:
-        if args.file == "-":
-            cfg = parse(sys.stdin.read(), "<stdin>")
+        spec = parse_disk(text, xen_version=xen_version)
+    except DiskSpecError as err:
+        if as_json:
+            print(json.dumps({"ok": False, "errors": err.messages}))
         else:
-            cfg = parse_file(args.file)
+            print(str(err), file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps({"ok": True, "disk": spec.values()}))
+    else:
+        for k, v in spec.values().items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _main_file(path: str, as_json: bool, xen_version: XenVersion) -> int:
+    try:
+        if path == "-":
+            cfg = parse(sys.stdin.read(), "<stdin>", xen_version=xen_version)
+        else:
+            cfg = parse_file(path, xen_version=xen_version)
     except OSError as err:
-        msg = f"cannot read {args.file}: {err.strerror}"
-        if args.json:
+        msg = f"cannot read {path}: {err.strerror}"
+        if as_json:
             print(json.dumps({"ok": False, "errors": [f"0: {msg}"]}))
         else:
             print(msg, file=sys.stderr)
         return 1
     except XlConfigError as err:
-        if args.json:
+        if as_json:
             print(json.dumps({"ok": False, "errors": err.lines(), "more": err.more}))
         else:
             print(str(err), file=sys.stderr)
         return 1
-    if args.json:
+    if as_json:
         print(json.dumps({"ok": True, "settings": cfg.settings()}))
     else:
         for key, value in cfg.settings().items():

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .disk import DiskSpecError, parse_disk
 from .errors import BundleError, snippet
+from .xenversion import DEFAULT_XEN_VERSION, XenVersionLike
 from .xlcfg import parse, render_value
 
 __all__ = [
@@ -235,12 +236,14 @@ def _disk_spec(disk_file: str, vdev: str) -> str:
 
 
 def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
-                    ramdisk: str | None = None, *, comment: str | None = None) -> str:
+                    ramdisk: str | None = None, *, comment: str | None = None,
+                    xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> str:
     """An xl configuration for a guest booting ``kernel_file`` with ``disk_file`` as root disk.
 
     ``ramdisk`` (or ``settings.ramdisk``) adds an initial ramdisk.  Paths are written as
     given (the bundle rewrites them to the image directory).  Raises ``ValueError``
-    for unusable settings.
+    for unusable settings, :class:`~xenbundle.xlcfg.XlConfigError` for settings the
+    xl of ``xen_version`` does not have (e.g. a vif ``vlan=`` before Xen 4.19).
     """
     problems = settings.problems()
     if problems:
@@ -266,19 +269,21 @@ def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
     for key, value in settings.extra_settings:
         lines.append(f"{key} = {render_value(value)}")
     text = "\n".join(lines) + "\n"
-    parse(text, f"<generated config of {settings.name}>")  # raises if a setting is unusable
+    # Raises if a setting is unusable, or newer than the Xen being built.
+    parse(text, f"<generated config of {settings.name}>", xen_version=xen_version)
     return text
 
 
 def auto_bundle_config(settings: GuestSettings, rootfs_file: str, kernel_file: str,
-                       ramdisk: str | None = None) -> str:
+                       ramdisk: str | None = None, *,
+                       xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> str:
     """The config a guest image with ``XEN_GUEST_AUTO_BUNDLE`` deploys next to its images.
 
     Same generator as :func:`generate_config`; file names are deploy-dir names.
     """
     return generate_config(settings, rootfs_file, kernel_file, ramdisk,
                            comment=f"Xen guest {settings.name}, deployed by its image build "
-                                   "for automatic bundling")
+                                   "for automatic bundling", xen_version=xen_version)
 
 
 def entries_settings(entries: Sequence[BundledGuestEntry]) -> list[str]:

@@ -26,6 +26,7 @@ from .errors import BundleError, printable
 from .plan import BundlePlan, FileCopy, PlannedGuest, SettingsFactory, plan_bundle
 from .rootfs import RootfsWriter
 from .sparse import SourceError, copy_sparse_to_fd
+from .xenversion import DEFAULT_XEN_VERSION, XenVersionLike
 
 __all__ = ["BundleResult", "InstalledGuest", "bundle_guests", "install_plan"]
 
@@ -221,15 +222,18 @@ def bundle_guests(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                   autostart: Iterable[str] = (),
                   log: Callable[[str], None] = print,
                   images_dir: str = "/var/lib/xen/images",
-                  config_dir: str = "/etc/xen") -> BundleResult:
+                  config_dir: str = "/etc/xen",
+                  xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> BundleResult:
     """Bundle guests from ``deploy_dir`` into ``rootfs``: :func:`plan_bundle`, then install.
+
+    ``xen_version`` is the Xen of the host's xl (see :func:`plan_bundle`).
 
     Raises :class:`BundleError` (nothing written) for invalid input; any failure while
     installing removes everything this call created before the error propagates.
     """
     plan = plan_bundle(rootfs, deploy_dir, bundled_guests, config_glob=config_glob,
                        settings=settings, autostart=autostart, images_dir=images_dir,
-                       config_dir=config_dir)
+                       config_dir=config_dir, xen_version=xen_version)
     if not plan.guests:
         log("xenbundle: no guests to bundle")
     return install_plan(plan, log)

@@ -41,6 +41,7 @@ from .guests import (
     generate_config,
 )
 from .rootfs import length_problem, name_limits, resolve_in_root
+from .xenversion import DEFAULT_XEN_VERSION, XenVersion, XenVersionLike, as_xen_version
 from .xlcfg import Value, XlConfig, XlConfigError, decode, parse
 
 __all__ = [
@@ -170,7 +171,9 @@ class _Source:
 
 
 class _Planner:
-    def __init__(self, rootfs: str, deploy_dir: str, images_dir: str, config_dir: str):
+    def __init__(self, rootfs: str, deploy_dir: str, images_dir: str, config_dir: str, *,
+                 xen_version: XenVersion = DEFAULT_XEN_VERSION):
+        self.xen_version = xen_version
         self.rootfs = rootfs
         self.deploy_dir = deploy_dir
         self.shown_deploy_dir = printable(deploy_dir)
@@ -265,12 +268,18 @@ def _load_entries(planner: _Planner, bundled_guests: str,
                                     for p in bad)
             continue
         try:
-            text = generate_config(guest_settings, entry.rootfs, entry.kernel)
+            text = generate_config(guest_settings, entry.rootfs, entry.kernel,
+                                   xen_version=planner.xen_version)
+        except XlConfigError as err:   # a setting the Xen being built lacks
+            planner.problems.extend(f"guest '{guest_settings.name}' ({entry.origin}): {msg}"
+                                    for _, msg in err.errors)
+            continue
         except ValueError as err:
             planner.problems.append(f"guest '{guest_settings.name}' ({entry.origin}): {err}")
             continue
         sources.append(_Source(entry.origin, bundle_config_name(guest_settings.name),
-                               parse(text, entry.origin), True, None,
+                               parse(text, entry.origin, xen_version=planner.xen_version), True,
+                               None,
                                {"disk": "rootfs", "kernel": "kernel", "ramdisk": "ramdisk"}))
     return sources
 
@@ -298,11 +307,13 @@ def _load_config_files(planner: _Planner, config_glob: str) -> tuple[list[_Sourc
             continue
         config_files.append(path)
         try:
-            cfg = parse(decode(read_regular_file(found.real)), path)
+            cfg = parse(decode(read_regular_file(found.real)), path,
+                        xen_version=planner.xen_version)
         except XlConfigError as err:
             planner.problems.extend(
-                f"guest config {shown}:{line}: {msg} (xl would refuse this file too: fix it "
-                "or remove it from the deploy directory)" for line, msg in err.errors)
+                f"guest config {shown}:{line}: {msg} ("
+                + ("" if line in err.newer_syntax_lines else "xl would refuse this file too: ")
+                + "fix it or remove it from the deploy directory)" for line, msg in err.errors)
             planner.problems.count(err.more)
             continue
         except OSError as err:
@@ -354,7 +365,7 @@ def _plan_disk(planner: _Planner, src: _Source, name: str | None, index: int, it
         planner.problems.append(f"{label}: disk entry {index + 1} is a list, not a disk spec string")
         return None
     try:
-        spec = parse_disk(item)
+        spec = parse_disk(item, xen_version=planner.xen_version)
     except DiskSpecError as err:
         planner.problems.append(f"{label}: disk entry {index + 1}: {err} (see "
                                 "xl-disk-configuration(5))")
@@ -602,14 +613,17 @@ def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                 settings: SettingsFactory | None = None,
                 autostart: Iterable[str] = (),
                 images_dir: str = "/var/lib/xen/images",
-                config_dir: str = "/etc/xen") -> BundlePlan:
+                config_dir: str = "/etc/xen",
+                xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> BundlePlan:
     """Validate and plan bundling guests from ``deploy_dir`` into ``rootfs``.
 
     ``bundled_guests`` is the value of ``XEN_BUNDLED_GUESTS``; ``settings(domain)``
     gives the :class:`GuestSettings` of its entries (defaults otherwise); every file
     in ``deploy_dir`` matching ``config_glob`` is bundled as well (sorted by name);
-    ``autostart`` lists domain names to link into ``<config_dir>/auto/``.  Nothing
-    is written anywhere.  Raises :class:`BundleError` listing the first problems
+    ``autostart`` lists domain names to link into ``<config_dir>/auto/``;
+    ``xen_version`` is the Xen of the host's xl, whose grammar the configs are
+    checked with (:mod:`xenbundle.xenversion`).  Nothing is written anywhere.
+    Raises :class:`BundleError` listing the first problems
     (:data:`~xenbundle.errors.MAX_PROBLEMS`) and counting the others.
     """
     if not os.path.isdir(deploy_dir):
@@ -618,7 +632,8 @@ def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
     if not os.path.isdir(rootfs):
         raise BundleError([f"rootfs {printable(rootfs)} does not exist or is not a directory"])
     planner = _Planner(os.path.abspath(rootfs), os.path.abspath(deploy_dir),
-                       posixpath.normpath(images_dir), posixpath.normpath(config_dir))
+                       posixpath.normpath(images_dir), posixpath.normpath(config_dir),
+                       xen_version=as_xen_version(xen_version))
     dirs_ok = _check_dir_argument(planner, images_dir, "images_dir")
     dirs_ok = _check_dir_argument(planner, config_dir, "config_dir") and dirs_ok
 

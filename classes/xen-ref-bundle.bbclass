@@ -29,6 +29,17 @@ XEN_GUEST_AUTOSTART ??= ""
 # but are NOT built by BitBake: no dependency is added for them and they are
 # checksummed like any other third-party file.
 XEN_GUEST_EXTERNAL ??= ""
+# The Xen version whose xl grammar the guest configs are checked with ("4.19"):
+# configs using xl syntax of a later Xen (a disk's grant_usage=, a setting such
+# as trap_unmapped_accesses) stop the build instead of failing at "xl create".
+# Empty (the default): the PV of the xen-tools-xl package in pkgdata, read when
+# do_rootfs runs -- the xl this image installs (packagegroup-xen-ref-dom0), so
+# do_rootfs already depends on its do_packagedata and its signature changes
+# with the Xen version; else PREFERRED_VERSION_xen-tools (for an image without
+# meta-virtualization's xen-tools-xl); else 4.17, the oldest supported Xen.
+# Set it when the image's xl comes from elsewhere. (docs/bundling.md)
+XEN_REF_XEN_VERSION ??= ""
+
 # Free space (KiB) left in the host root filesystem on top of its contents.
 # The bundled guests are already in IMAGE_ROOTFS when do_image sizes the
 # filesystem, so they are counted (at their apparent size, times
@@ -43,9 +54,15 @@ xen_ref_bundle_guests[doc] = "Installs the bundled Xen guests into IMAGE_ROOTFS 
 
 python xen_ref_bundle_guests() {
     import xenbundle
+    import xenbundle.xenversion
 
     autostart = (d.getVar("XEN_GUEST_AUTOSTART") or "").split()
     try:
+        xen_version, source = xenbundle.xenversion.build_xen_version(
+            explicit=d.getVar("XEN_REF_XEN_VERSION") or "",
+            pkgdata_dir=d.getVar("PKGDATA_DIR") or "",
+            preferred=d.getVar("PREFERRED_VERSION_xen-tools") or "")
+        bb.note("xen-ref-bundle: checking the guest configs for Xen %s (%s)" % (xen_version, source))
         result = xenbundle.bundle_guests(
             d.getVar("IMAGE_ROOTFS"),
             d.getVar("DEPLOY_DIR_IMAGE"),
@@ -53,6 +70,7 @@ python xen_ref_bundle_guests() {
             settings=lambda domain: xen_ref_guest_settings(d, domain),
             autostart=autostart,
             log=bb.note,
+            xen_version=xen_version,
         )
     except xenbundle.BundleError as err:
         bb.fatal(str(err))
@@ -66,6 +84,9 @@ python xen_ref_bundle_guests() {
                    guest.apparent_bytes // (1024 * 1024), guest.allocated_bytes // (1024 * 1024)))
 }
 xen_ref_bundle_guests[vardeps] += "XEN_BUNDLED_GUESTS XEN_GUEST_AUTOSTART"
+# The Xen version's variables (the xen-tools-xl pkgdata is covered by the task
+# dependency, see XEN_REF_XEN_VERSION above).
+do_rootfs[vardeps] += "XEN_REF_XEN_VERSION PREFERRED_VERSION_xen-tools"
 
 def xen_ref_image_suffix(d):
     """IMAGE_MACHINE_SUFFIX + IMAGE_NAME_SUFFIX: what oe-core puts between recipe and type."""

@@ -16,6 +16,11 @@
 inherit xen-ref-common
 
 XEN_GUEST_AUTO_BUNDLE ??= "0"
+# The Xen version the generated config is checked for (see xen-ref-bundle):
+# XEN_REF_XEN_VERSION, else PREFERRED_VERSION_xen-tools, else 4.17. A guest
+# does not depend on xen-tools, so the xen-tools-xl pkgdata is not read here;
+# the host checks the config again for the Xen its image installs.
+XEN_REF_XEN_VERSION ??= ""
 # Domain name of this guest; unique per image by default.
 XEN_GUEST_NAME ??= "${IMAGE_BASENAME}"
 
@@ -23,6 +28,7 @@ python do_xen_guest_bundle_config() {
     import xenbundle
     import xenbundle.guests
     import xenbundle.wiring
+    import xenbundle.xenversion
 
     link_name = d.getVar("IMAGE_LINK_NAME")
     if not link_name:
@@ -50,9 +56,13 @@ python do_xen_guest_bundle_config() {
 
     domain = d.getVar("XEN_GUEST_NAME") or ""
     try:
+        xen_version, _source = xenbundle.xenversion.build_xen_version(
+            explicit=d.getVar("XEN_REF_XEN_VERSION") or "",
+            preferred=d.getVar("PREFERRED_VERSION_xen-tools") or "")
         settings = xen_ref_guest_settings(d, domain)
         text = xenbundle.guests.auto_bundle_config(
-            settings, "%s.ext4" % link_name, d.getVar("KERNEL_IMAGETYPE"))
+            settings, "%s.ext4" % link_name, d.getVar("KERNEL_IMAGETYPE"),
+            xen_version=xen_version)
     except xenbundle.BundleError as err:
         bb.fatal(str(err))
     except ValueError as err:

@@ -20,6 +20,10 @@ What is bound, with the C declarations taken from libxen-dev 4.17's
 * ``xlu_cfg_get_string``, ``xlu_cfg_get_list``, ``xlu_cfg_get_listitem2``,
   ``xlu_cfg_value_type``, ``xlu_cfg_value_get_string``,
   ``xlu_cfg_value_get_list`` and ``xlu_cfg_get_long`` to read values back;
+* libxenlight's enum parsers ``libxl_<enum>_from_string`` (what xl uses for
+  values such as ``tee``) and the presence of exported symbols, to show which
+  types the 4.17 toolstack has (:meth:`LibXlUtil.enum_from_string`,
+  :meth:`LibXlUtil.has_symbol`);
 * ``xlu_disk_parse`` into a ``libxl_device_disk`` laid out as
   :class:`LibxlDeviceDisk` (initialised and freed by libxenlight's own
   ``libxl_device_disk_init`` / ``_dispose``).  The layout is checked at load time:
@@ -418,6 +422,31 @@ class LibXlUtil:
             "trusted": self._defbool(disk.trusted),
         }
 
+    # -------------------------------------------------------------- libxenlight
+
+    def has_symbol(self, name: str) -> bool:
+        """Whether libxenlight exports ``name`` (a function of its API or of its IDL types)."""
+        try:
+            getattr(self._xl, name)
+        except AttributeError:
+            return False
+        return True
+
+    def enum_from_string(self, enum: str, text: str) -> bool | None:
+        """Whether ``libxl_<enum>_from_string`` knows ``text``; None when the enum does not exist.
+
+        These generated parsers (``int f(const char *s, libxl_<enum> *e)``, 0 on
+        success) are what xl calls for enum-valued settings such as ``tee``.
+        """
+        name = f"libxl_{enum}_from_string"
+        if not self.has_symbol(name):
+            return None
+        fn = getattr(self._xl, name)
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]
+        value = ctypes.c_int(-1)
+        return fn(text.encode(), ctypes.byref(value)) == 0
+
     def _disk_json(self, addr: int) -> dict[str, object]:
         # A NULL ctx is only used for logging a yajl failure.
         raw = self._xl.libxl_device_disk_to_json(None, addr)
@@ -532,6 +561,18 @@ class Oracle:
         """:meth:`LibXlUtil.parse_disk` in the child process."""
         return DiskResult(**self._call("parse_disk", spec))
 
+    def has_symbol(self, name: str) -> bool:
+        """:meth:`LibXlUtil.has_symbol` in the child process."""
+        return bool(self._call("has_symbol", name)["value"])
+
+    def enum_from_string(self, enum: str, text: str) -> bool | None:
+        """:meth:`LibXlUtil.enum_from_string` in the child process."""
+        return self._call("enum_from_string", enum, text)["value"]  # type: ignore[return-value]
+
+
+# Methods whose result is a plain JSON value rather than a dataclass.
+_PLAIN_RESULTS = {"get_long", "has_symbol", "enum_from_string"}
+
 
 def _serve() -> int:
     """The child side of :class:`Oracle`: answer JSON-line requests until input ends."""
@@ -552,7 +593,7 @@ def _serve() -> int:
             args[0] = args[0].encode("latin-1")
         try:
             result = getattr(lib, method)(*args)
-            answer = {"value": result} if method == "get_long" else asdict(result)
+            answer = {"value": result} if method in _PLAIN_RESULTS else asdict(result)
         except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
             answer = {"exception": f"{type(err).__name__}: {err}"}
         out.write(json.dumps(answer) + "\n")

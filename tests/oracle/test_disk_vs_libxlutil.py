@@ -30,11 +30,15 @@ newline (``vdev=xvda,=\\nx``) makes libxlutil print "flex scanner jammed" and
 (:class:`libxlutil_ctypes.Oracle`); such a death counts as a refusal, and
 xenbundle.disk must refuse the spec.  :func:`test_scanner_jam_ends_libxlutil` pins it.
 
-Known version difference: xenbundle.disk also implements the ``trusted``,
-``untrusted`` and ``grant_usage=0|1`` keywords of Xen >= 4.19; libxlutil 4.17 (the
-xl of the reference target) has no such keywords (its pre-generated scanner
-predates them).  The generators leave them out,
-and :func:`test_keywords_newer_than_4_17` pins how 4.17 treats them.
+Xen versions: xenbundle.disk is asked for Xen 4.17's grammar (``xen_version=
+4.17``, the default), the release of this libxlutil.  ``trusted``, ``untrusted``
+and ``grant_usage=0|1`` are keywords from Xen 4.19 on (xenbundle.xenversion.SYNTAX);
+the generators put them into specs (as keywords and as plain words in a target or
+vdev), so the comparison proves that the 4.17 grammar refuses every spec
+libxlutil 4.17 refuses because of them and accepts, with the same values, every
+spec it accepts although they appear.  :func:`test_keywords_newer_than_4_17` pins
+both sides for fixed specs, and :func:`check_against_libxlutil` also checks that
+a spec read differently by the 4.17 and the newest grammar contains one of them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ from hypothesis import strategies as st
 from libxlutil_ctypes import DiskResult, LibxlutilDied, Oracle
 from xenbundle.disk import DiskSpec, DiskSpecError, parse_disk
 from xenbundle.errors import snippet
+from xenbundle.xenversion import NEWEST_KNOWN_XEN_VERSION, XenVersion
+
+#: The release of Debian bookworm's libxlutil, the grammar xenbundle.disk is asked for.
+LIBXLUTIL_VERSION = XenVersion(4, 17)
+#: Words of the keywords that Xen 4.17's xl does not have (xenbundle.xenversion.SYNTAX).
+NEWER_WORDS = ("trusted", "untrusted", "grant_usage")
 
 EXAMPLES = int(os.environ.get("XEN_REF_ORACLE_EXAMPLES", "300"))
 ORACLE_SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
@@ -104,17 +114,30 @@ def _is_stray_final_equals(spec: str, errors: list[str]) -> bool:
         "(remove the trailing '='")
 
 
-def check_against_libxlutil(oracle: Oracle, spec: str) -> DiskResult | None:
-    """Assert that xenbundle.disk and xlu_disk_parse agree on ``spec``; return xl's result.
-
-    None means libxlutil ended its process on the spec (as ``xl`` would), which
-    xenbundle.disk must refuse.
-    """
-    ours: DiskSpec | None
+def _parsed(spec: str, version: XenVersion) -> tuple[DiskSpec | None, list[str]]:
     try:
-        ours, ours_errors = parse_disk(spec), []
+        return parse_disk(spec, xen_version=version), []
     except DiskSpecError as err:
-        ours, ours_errors = None, err.messages
+        return None, err.messages
+
+
+def _check_newer_grammar(spec: str, ours: DiskSpec | None) -> None:
+    """The newest grammar may read ``spec`` differently only because of the 4.19 keywords."""
+    newest, _ = _parsed(spec, NEWEST_KNOWN_XEN_VERSION)
+    same = (newest is None) == (ours is None) and (
+        ours is None or newest is None or newest.semantics() == ours.semantics())
+    assert same or any(word in spec for word in NEWER_WORDS), (
+        f"the 4.17 and the newest grammar read {spec!r} differently without a newer keyword")
+
+
+def check_against_libxlutil(oracle: Oracle, spec: str) -> DiskResult | None:
+    """Assert that xenbundle.disk (for Xen 4.17) and xlu_disk_parse agree on ``spec``.
+
+    Returns xl's result; None means libxlutil ended its process on the spec (as
+    ``xl`` would), which xenbundle.disk must refuse.
+    """
+    ours, ours_errors = _parsed(spec, LIBXLUTIL_VERSION)
+    _check_newer_grammar(spec, ours)
     try:
         xl = oracle.parse_disk(spec.encode("utf-8", "surrogateescape"))
     except LibxlutilDied as died:
@@ -132,7 +155,7 @@ def check_against_libxlutil(oracle: Oracle, spec: str) -> DiskResult | None:
         assert _is_stray_final_equals(spec, ours_errors), (
             "xenbundle.disk refuses a spec libxlutil accepts" + why)
         try:
-            ours = parse_disk(spec[:-1])
+            ours = parse_disk(spec[:-1], xen_version=LIBXLUTIL_VERSION)
         except DiskSpecError as err:
             raise AssertionError("libxlutil ignores the final `=', but xenbundle.disk refuses "
                                  f"the spec without it too: {err.messages}" + why) from None
@@ -157,10 +180,10 @@ def check_against_libxlutil(oracle: Oracle, spec: str) -> DiskResult | None:
 PATHS = st.sampled_from([
     "/var/lib/xen/images/guest.ext4", "guest.img", "/dev/vg/lv", "/x", "",
     "/images/a,b.qcow2", "/p/with:colon", "/p/with=equals", "host:1", "a b",
-    "iscsi-target", "xvda", "cdrom", "raw", "/é",
+    "iscsi-target", "xvda", "cdrom", "raw", "/é", "trusted", "untrusted",
 ])
 GOOD_VDEVS = ["xvda", "xvdb", "hda", "sda", "xvdc:cdrom", "hdc:disk", "d0"]
-VDEVS = st.sampled_from(GOOD_VDEVS * 3 + ["xvdd:floppy", ""])
+VDEVS = st.sampled_from(GOOD_VDEVS * 3 + ["xvdd:floppy", "", "untrusted"])
 FORMATS = st.sampled_from(["raw", "qcow", "qcow2", "vhd", "qed", "empty"] * 3 + ["", "vmdk", "RAW"])
 ACCESSES = st.sampled_from(["rw", "w", "r", "ro"] * 3 + ["", "rx", "RW"])
 
@@ -172,11 +195,14 @@ _GOOD_WORDS = ["devtype=cdrom", "devtype=disk", "cdrom", "backend=dom0", "backen
                "active-disk=/a", "hidden-disk=/h"]
 _BAD_WORDS = ["devtype=floppy", "backend=", "backendtype=nbd", "script=", "specification=scsi",
               "colo-port=0", "colo-port=x", "frob=1", "x=", "transport=mmio"]
+# Keywords of Xen 4.19 (refused by Xen 4.17's grammar), and near misses.
+_NEWER_WORDS = ["trusted", "untrusted", "grant_usage=1", "grant_usage=0", "grant_usage=2",
+                "grant_usage=", "trusted=1"]
 KEYWORD_PARAMS = st.one_of(
     FORMATS.map(lambda v: f"format={v}"),
     VDEVS.map(lambda v: f"vdev={v}"),
     ACCESSES.map(lambda v: f"access={v}"),
-    st.sampled_from(_GOOD_WORDS * 2 + _BAD_WORDS),
+    st.sampled_from(_GOOD_WORDS * 2 + _BAD_WORDS + _NEWER_WORDS),
 )
 # A blank before a comma belongs to the value before it (and usually spoils it).
 SEPARATORS = st.sampled_from([",", ",", ",", ", ", ", ", ",\n", ",,", " ,"])
@@ -188,7 +214,7 @@ PREFIXES = st.sampled_from(["", "", "", "", "file:", "phy:", "tap:", "tap2:", "t
 OTHER_PARAMS = st.one_of(
     FORMATS.map(lambda v: f"format={v}"),
     ACCESSES.map(lambda v: f"access={v}"),
-    st.sampled_from(_GOOD_WORDS * 2 + _BAD_WORDS),
+    st.sampled_from(_GOOD_WORDS * 2 + _BAD_WORDS + _NEWER_WORDS),
 )
 
 
@@ -340,28 +366,78 @@ def test_readme_disk_values(libxlutil: Oracle) -> None:
 # ------------------------------------------------- keywords newer than Xen 4.17, pinned
 
 NEWER_KEYWORDS = {
-    # spec: the start of libxlutil 4.17's complaint
-    "vdev=xvda,trusted,target=/x": "target respecified",
-    "vdev=xvda,untrusted,target=/x": "target respecified",
-    "/x,raw,xvda,rw,trusted": "too many positional parameters",
-    "vdev=xvda,grant_usage=1,target=/x": "bad disk syntax",
-    "vdev=xvda,grant_usage=0,target=/x": "bad disk syntax",
+    # spec: (the keyword xenbundle.disk names, the start of libxlutil 4.17's complaint)
+    "vdev=xvda,trusted,target=/x": ("trusted", "target respecified"),
+    "vdev=xvda,untrusted,target=/x": ("untrusted", "target respecified"),
+    "/x,raw,xvda,rw,trusted": ("trusted", "too many positional parameters"),
+    "vdev=xvda,grant_usage=1,target=/x": ("grant_usage=", "bad disk syntax"),
+    "vdev=xvda,grant_usage=0,target=/x": ("grant_usage=", "bad disk syntax"),
+    "grant_usage=1,/x,raw,xvda": ("grant_usage=", "bad disk syntax"),
 }
 
 
-@pytest.mark.parametrize("spec,complaint", NEWER_KEYWORDS.items(), ids=list(NEWER_KEYWORDS))
-def test_keywords_newer_than_4_17(libxlutil: Oracle, spec: str, complaint: str) -> None:
-    """xenbundle.disk accepts newer Xen's trusted/grant_usage keywords; xl 4.17 refuses them.
+@pytest.mark.parametrize("spec,keyword,complaint", [(s, *v) for s, v in NEWER_KEYWORDS.items()],
+                         ids=list(NEWER_KEYWORDS))
+def test_keywords_newer_than_4_17(libxlutil: Oracle, spec: str, keyword: str,
+                                  complaint: str) -> None:
+    """Xen 4.17's xl refuses the 4.19 keywords; so does xenbundle.disk for 4.17, naming them.
 
-    This pins the version difference: if xenbundle.disk is changed to follow 4.17,
-    or the installed libxlutil learns the keywords, this test fails and the module
-    docs (and the generators above) must be revisited.
+    For 4.19 xenbundle.disk accepts them.  If the installed libxlutil learns the
+    keywords, or xenbundle.disk's table changes, this test fails.
     """
-    parsed = parse_disk(spec)
-    assert parsed.trusted is not None or parsed.grant_usage is not None
     xl = libxlutil.parse_disk(spec.encode())
     assert not xl.accepted
     assert complaint in xl.report, xl.report
+    with pytest.raises(DiskSpecError) as refused:
+        parse_disk(spec, xen_version=LIBXLUTIL_VERSION)
+    assert refused.value.messages[0].startswith(
+        f"disk keyword `{keyword}' was added in Xen 4.19"), refused.value.messages
+    assert "the Xen version being built is 4.17" in refused.value.messages[0]
+    parsed = parse_disk(spec, xen_version="4.19")
+    assert parsed.trusted is not None or parsed.grant_usage is not None
+
+
+KEYWORD_WORDS_AS_VALUES = {
+    # spec: (target, vdev) as xl 4.17 reads it: the words are plain positional values
+    "/x,raw,untrusted": ("/x", "untrusted"),
+    "trusted,raw,xvda": ("trusted", "xvda"),
+    "untrusted,,xvdb,rw": ("untrusted", "xvdb"),
+}
+
+
+@pytest.mark.parametrize("spec,target,vdev", [(s, *v) for s, v in KEYWORD_WORDS_AS_VALUES.items()],
+                         ids=list(KEYWORD_WORDS_AS_VALUES))
+def test_keyword_words_are_plain_values_to_xl_4_17(libxlutil: Oracle, spec: str, target: str,
+                                                    vdev: str) -> None:
+    """Without the 4.19 rules, 'trusted' is a target or vdev to xl 4.17, and to xenbundle.disk for 4.17."""
+    xl = check_against_libxlutil(libxlutil, spec)
+    assert xl is not None and xl.accepted and xl.fields is not None
+    assert (xl.fields["target"], xl.fields["vdev"]) == (target, vdev)
+    newest = NEWEST_KNOWN_XEN_VERSION
+    with pytest.raises(DiskSpecError):
+        parse_disk(spec, xen_version=newest)
+
+
+def test_generators_produce_newer_keywords_both_ways(libxlutil: Oracle) -> None:
+    """The generated specs use the 4.19 keywords, refused and (as plain words) accepted by 4.17."""
+    refused_for_keyword = accepted_with_word = 0
+
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True)
+    @given(spec=st.one_of(keyword_specs(), positional_specs()))
+    def sample(spec: str) -> None:
+        nonlocal refused_for_keyword, accepted_with_word
+        result = check_against_libxlutil(libxlutil, spec)
+        if result is None or not any(word in spec for word in NEWER_WORDS):
+            return
+        if result.accepted:
+            accepted_with_word += 1
+        else:
+            _ours, errors = _parsed(spec, LIBXLUTIL_VERSION)
+            refused_for_keyword += any("was added in Xen 4.19" in e for e in errors)
+
+    sample()
+    assert refused_for_keyword >= 10 and accepted_with_word >= 3, (
+        refused_for_keyword, accepted_with_word)
 
 
 # ------------------------------------------------- a stray final `=', pinned

@@ -21,6 +21,15 @@ the refusal looks: libxlutil stops the process on an assertion in its dequoting
 error on the string's line.  The checker accepts exactly that: when libxlutil
 dies on that assertion, xlcfg must refuse the file with a NUL error.
 
+Xen versions: libxlutil's reader stores every setting whatever its name; which
+settings a Xen release has is decided later, by xl's ``parse_config_data`` (4.17
+ignores a ``virtio`` setting, stops on ``tee = "ffa"``).  So the file grammar is
+compared with xlcfg checking for the newest release it knows, and every input is
+also parsed for Xen 4.17: that may refuse more, but only on lines that set the
+versioned syntax of xenbundle.xenversion.SYNTAX, and otherwise reads the same
+values (:func:`check_versions`).  That 4.17's toolstack lacks those settings is
+shown from libxenlight 4.17 in test_xenversion_vs_libxenlight.py.
+
 Generated inputs come from hypothesis: structured configurations (strings with
 escapes, numbers, nested lists with newlines, comments and trailing commas, ``;``,
 ``+=``), the same with random edits, and token soup.  The number of examples per
@@ -36,7 +45,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from libxlutil_ctypes import ConfigResult, LibxlutilDied, Oracle
-from xenbundle.xlcfg import XlConfigError, parse
+from xenbundle.xenversion import (
+    CONFIG_KEY,
+    NEWEST_KNOWN_XEN_VERSION,
+    SPEC_KEYS,
+    SYNTAX,
+    VALUE_KEYS,
+)
+from xenbundle.xlcfg import XlConfig, XlConfigError, parse
 
 EXAMPLES = int(os.environ.get("XEN_REF_ORACLE_EXAMPLES", "300"))
 ORACLE_SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
@@ -51,10 +67,51 @@ _TOKEN_START = set("abcdefghijklmnopqrstuvwxyz0123456789 \t\n,[]=;")
 # ------------------------------------------------------------------ comparison
 
 def _ours(text: str) -> tuple[dict[str, object] | None, list[tuple[int, str]]]:
+    """xlcfg's reading of the file grammar: checked for the newest Xen it knows."""
     try:
-        return parse(text, "guest.cfg").settings(), []
+        return parse(text, "guest.cfg", xen_version=NEWEST_KNOWN_XEN_VERSION).settings(), []
     except XlConfigError as err:
         return None, err.errors
+
+
+#: Settings whose name (or value, or vif/p9 keywords) depends on the Xen version.
+VERSIONED_SETTINGS = ({e.name for e in SYNTAX if e.kind == CONFIG_KEY} | set(VALUE_KEYS)
+                      | set(SPEC_KEYS))
+
+
+def _versioned_lines(cfg: XlConfig) -> set[int]:
+    """The lines of the statements (value included) that set versioned settings."""
+    text = cfg.render()
+    lines: set[int] = set()
+    for asg in cfg.assignments:
+        if asg.key in VERSIONED_SETTINGS:
+            first = text.count("\n", 0, asg.key_start) + 1
+            lines.update(range(first, text.count("\n", 0, asg.value_end) + 2))
+    return lines
+
+
+def check_versions(text: str) -> None:
+    """For Xen 4.17 xlcfg refuses more than for the newest Xen only on lines setting versioned syntax."""
+    try:
+        newest: XlConfig | None = parse(text, "guest.cfg", xen_version=NEWEST_KNOWN_XEN_VERSION)
+        newest_errors: list[tuple[int, str]] = []
+    except XlConfigError as err:
+        newest, newest_errors = None, err.errors
+    try:
+        oldest = parse(text, "guest.cfg", xen_version="4.17")
+    except XlConfigError as err:
+        versioned = err.newer_syntax_lines
+        assert [e for e in err.errors if e[0] not in versioned] == \
+            [e for e in newest_errors if e[0] not in versioned], text
+        if newest is not None:
+            assert versioned <= _versioned_lines(newest), (
+                f"lines {sorted(versioned)} of {text!r} are refused for Xen 4.17 but set "
+                "nothing versioned")
+        else:
+            assert not versioned or any(name in text for name in VERSIONED_SETTINGS), text
+        return
+    assert newest is not None, f"only the newest grammar refuses {text!r}: {newest_errors}"
+    assert oldest.settings() == newest.settings()
 
 
 def _explain(text: str, ours: dict[str, object] | None, errors: list[tuple[int, str]],
@@ -85,6 +142,7 @@ def check_against_libxlutil(oracle: Oracle, text: str) -> ConfigResult | None:
     the file because of it).
     """
     ours, errors = _ours(text)
+    check_versions(text)
     try:
         xl = oracle.read_config(text.encode("utf-8", "surrogateescape"),
                                 libxlutil_ctypes.candidate_keys(text))
@@ -114,7 +172,9 @@ def check_against_libxlutil(oracle: Oracle, text: str) -> ConfigResult | None:
 # ------------------------------------------------------------------ strategies
 
 KEYS = ["name", "memory", "vcpus", "disk", "vif", "extra", "kernel", "on_crash",
-        "a.b", "x_1", "k9", "frobnicate"]
+        "a.b", "x_1", "k9", "frobnicate",
+        # settings of later Xen releases (xenbundle.xenversion.SYNTAX)
+        "virtio", "nr_spis", "trap_unmapped_accesses", "tee", "p9"]
 # Octal escapes need three digits in all (xl then drops the character they encode).
 GOOD_ESCAPES = ["\\n", "\\t", "\\\\", "\\'", '\\"', "\\a", "\\b", "\\f", "\\r", "\\v",
                 "\\101", "\\0777", "\\012", "\\1234", "\\777"]
@@ -275,6 +335,32 @@ ACCEPTED = {
     "only-comments": "# nothing here\n#\n",
     "non-ascii-in-strings": "name = 'gäst €'\nextra = \"ä\\tb\"\n",
 }
+
+# Accepted by libxlutil 4.17's reader (it stores any setting); xlcfg accepts them for
+# the releases that have them and refuses them, line by line, for Xen 4.17.
+NEWER_SETTINGS = (
+    'name = "g"\n'
+    'tee = "ffa"\n'
+    "virtio = [ 'type=virtio,device22, transport=mmio' ]\n"
+    "vif = [ 'bridge=xenbr0', 'bridge=xenbr1,vlan=10' ]\n"
+    "p9 = [ 'tag=share, path=/srv, max-files=10' ]\n"
+    "trap_unmapped_accesses = 1\n")
+
+
+def test_newer_settings_are_stored_by_libxlutil_4_17_and_refused_for_xen_4_17(
+        libxlutil: Oracle) -> None:
+    xl = check_against_libxlutil(libxlutil, NEWER_SETTINGS)
+    assert xl is not None and xl.accepted
+    assert xl.settings["tee"] == "ffa" and xl.settings["trap_unmapped_accesses"] == "1"
+    assert parse(NEWER_SETTINGS, xen_version="4.21").settings() == xl.settings
+    with pytest.raises(XlConfigError) as info:
+        parse(NEWER_SETTINGS, "guest.cfg", xen_version="4.17")
+    assert [line for line, _ in info.value.errors] == [2, 3, 4, 5, 6]
+    assert info.value.newer_syntax_lines == frozenset({2, 3, 4, 5, 6})
+    with pytest.raises(XlConfigError) as info:
+        parse(NEWER_SETTINGS, "guest.cfg", xen_version="4.20")
+    assert [line for line, _ in info.value.errors] == [6]
+
 
 REFUSED = {
     "dos-line-endings": README_EXAMPLE.replace("\n", "\r\n"),

@@ -13,7 +13,7 @@ The scan reads the source, it runs nothing:
   means "a wrapped command follows" (``runuser -u x -- bash``, ``noisy_shell.py -- busybox sh``).
   ``sys.executable`` and paths built from it are the virtual environment's Python (pip's, not
   Debian's); ``sys.argv`` and ``argparse`` results are the script's own command line, which its
-  caller's argv names.
+  caller's argv names; a path joined onto one made from ``__file__`` is the repository's own file.
 * Shell (scripts with an ``sh``/``bash`` shebang): the first word of every simple command,
   including commands inside ``$(...)``, after ``if``/``then``/``!``/``|``/``&&``..., and after
   wrappers (``exec``, ``sudo``, ``env``, ``timeout``, and the script's own functions that run
@@ -200,7 +200,7 @@ ARGV, PROGRAM = "argv", "program"
 class _Leaf:
     """One end of following an expression: a program name, or why there is none."""
 
-    kind: str  # "program", "python", "cmdline", "unresolved"
+    kind: str  # "program", "python", "cmdline", "repository", "unresolved"
     name: str
     node: ast.AST
     module: _Module
@@ -421,6 +421,8 @@ class PythonScanner:
             return [_Leaf("python", "sys.executable", node, module)]
         if "sys.argv" in text or self._is_cmdline(module, node):
             return [_Leaf("cmdline", text, node, module)]
+        if self._is_repository_file(module, node):
+            return [_Leaf("repository", text, node, module)]
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             name = first_word(node.value)
             return [_Leaf("program", name, node, module)] if name else []
@@ -462,6 +464,18 @@ class PythonScanner:
                     and value.func.attr in ("parse_args", "parse_known_args"):
                 return True
         return False
+
+    def _is_repository_file(self, module: _Module, node: ast.AST) -> bool:
+        """A path joined onto one made from ``__file__`` (``REPO / "scripts" / "x"``)."""
+        if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
+            return False
+        base: ast.AST = node
+        while isinstance(base, ast.BinOp) and isinstance(base.op, ast.Div):
+            base = base.left
+        if "__file__" in ast.unparse(base):
+            return True
+        return isinstance(base, ast.Name) and any(
+            "__file__" in ast.unparse(value) for _, value in self._definitions(module, base))
 
     def _subscript(self, module: _Module, node: ast.Subscript, context: str) -> list[_Leaf]:
         index = _constant(node.slice)

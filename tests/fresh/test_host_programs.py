@@ -35,6 +35,8 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | None, str]] = {
         ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv)"),
     ("tests/fresh/hostpackages.py", "locate"):
         (None, "this check's own shutil.which of every program the scan found"),
+    ("scripts/check-fresh-machine", "in_namespace"):
+        (None, "the steps run in the fresh tree: the repository's own scripts (check())"),
 }
 
 #: Programs the code runs that deliberately do not come from a Debian package.
@@ -68,7 +70,7 @@ def test_the_scan_sees_the_programs_the_harness_tests_and_the_builder_run(repo_s
     """The programs the last fresh machine lacked, or that the builder needs, are found in the code."""
     programs = repo_scan.programs()
     for program in ("busybox", "bash", "qemu-img", "mkfs.ext4", "dpkg-deb", "apt-get", "depmod",
-                    "modprobe", "cpio", "git"):
+                    "modprobe", "cpio", "git", "mmdebstrap", "unshare"):
         assert program in programs, f"the scan no longer finds {program}"
     busybox = {use.named_at.split(":")[0] for use in programs["busybox"]}
     assert "tests/harness/xq_harness_helpers.py" in busybox
@@ -77,7 +79,7 @@ def test_the_scan_sees_the_programs_the_harness_tests_and_the_builder_run(repo_s
 def test_setup_host_package_list_is_clean() -> None:
     names = hostpackages.setup_host_packages(REPO)
     assert len(names) == len(set(names)), "a package is listed twice"
-    assert "busybox" in names
+    assert "busybox" in names and "mmdebstrap" in names
     for name in names:
         assert hostpackages.re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name), f"not a Debian package name: {name!r}"
 
@@ -210,7 +212,7 @@ def test_runuser_wrapped_command_in_an_argv_is_found(tmp_path: Path) -> None:
     assert set(scan_tree(tmp_path).programs()) == {"runuser", "bash"}
 
 
-def test_console_commands_and_the_venv_python_are_not_host_programs(tmp_path: Path) -> None:
+def test_console_commands_the_venv_and_the_repository_files_are_not_host_programs(tmp_path: Path) -> None:
     write(tmp_path, "tests/test_guest.py", """
         import subprocess
         import sys
@@ -218,7 +220,10 @@ def test_console_commands_and_the_venv_python_are_not_host_programs(tmp_path: Pa
 
         TOOL = Path(sys.executable).with_name("oelint-adv")
 
+        REPO = Path(__file__).resolve().parents[1]
+
         def test_guest(xen_host, channel):
+            subprocess.run([REPO / "scripts" / "check"])
             xen_host.run("xl list")
             channel.start("ip link set eth0 up")
             subprocess.run([sys.executable, "-m", "pytest"])
@@ -301,5 +306,5 @@ def test_shell_scripts_command_words(tmp_path: Path) -> None:
 
 def test_the_real_entry_points_are_scanned(repo_scan: ScanResult) -> None:
     runs = {use.run_at.split(":")[0] for use in repo_scan.uses}
-    for script in ("scripts/setup-host", ".ci/run"):
+    for script in ("scripts/setup-host", ".ci/run", "scripts/check-fresh-machine"):
         assert script in runs, f"no program found in {script}"

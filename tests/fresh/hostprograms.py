@@ -222,7 +222,10 @@ class _Module:
 
     def _imports(self) -> dict[str, str]:
         names: dict[str, str] = {}
-        package = self.dotted.rsplit(".", 1)[0] if "." in self.dotted else ""
+        if self.path.name == "__init__.py":
+            package = self.dotted
+        else:
+            package = self.dotted.rsplit(".", 1)[0] if "." in self.dotted else ""
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -428,8 +431,10 @@ class PythonScanner:
             return [_Leaf("program", name, node, module)] if name else []
         if isinstance(node, ast.JoinedStr):
             head = node.values[0] if node.values else None
-            if isinstance(head, ast.Constant) and isinstance(head.value, str) and head.value.split():
-                return [_Leaf("program", first_word(head.value) or "", node, module)]
+            # f"tool {arg}" names tool; f"/usr/bin/{tool}" names nothing the scan can read
+            text = head.value.lstrip() if isinstance(head, ast.Constant) and isinstance(head.value, str) else ""
+            if " " in text:
+                return [_Leaf("program", first_word(text) or text.split()[0], node, module)]
             return [_Leaf("unresolved", "an f-string", node, module)]
         if isinstance(node, (ast.List, ast.Tuple, ast.BinOp)) and context == ARGV:
             return self._argv(module, node)
@@ -593,7 +598,7 @@ class PythonScanner:
         """A parameter: its default and what every caller passes for it."""
         leaves: list[_Leaf] = []
         default = _default(function, name)  # type: ignore[arg-type]
-        if default is not None and _constant(default) is not None or isinstance(default, (ast.List, ast.Tuple)):
+        if _constant(default) is not None or isinstance(default, (ast.List, ast.Tuple)):
             leaves += self._again(module, default, context)
         callers = list(self._callers(module, function))
         for caller_module, call, is_method_call in callers:

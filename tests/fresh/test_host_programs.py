@@ -204,12 +204,18 @@ def test_programs_passed_through_helpers_aliases_and_loops(tmp_path: Path) -> No
     assert scan.unresolved == []
 
 
-def test_runuser_wrapped_command_in_an_argv_is_found(tmp_path: Path) -> None:
+def test_runuser_wrapped_command_and_command_strings_are_found(tmp_path: Path) -> None:
     write(tmp_path, "scripts/tool.py", """
+        import os
         import subprocess
         subprocess.call(["runuser", "-u", "builder", "--", "bash", "-c", "ls"])
+        os.system(f"mkfs.vfat -n {label} image")
+        subprocess.run(f"/usr/bin/{tool} --version", shell=True)
         """)
-    assert set(scan_tree(tmp_path).programs()) == {"runuser", "bash"}
+    scan = scan_tree(tmp_path)
+    assert set(scan.programs()) == {"runuser", "bash", "mkfs.vfat"}
+    assert [(u.line, u.expression.split(" (")[0]) for u in scan.unresolved] == [
+        (5, "f'/usr/bin/{tool} --version'")]
 
 
 def test_console_commands_the_venv_and_the_repository_files_are_not_host_programs(tmp_path: Path) -> None:

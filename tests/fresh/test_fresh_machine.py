@@ -3,10 +3,10 @@
 The script builds (or takes today's cached) minimal bookworm tree with mmdebstrap, clones this
 repository's committed HEAD into a fresh copy of it, and runs scripts/setup-host, the reference
 target build, the main job (scripts/run-lifecycle) and the whole test suite (but this check and
-the oe-core loader tests) in it, in a chroot. It needs
-root (it uses sudo otherwise) and the network the set-up needs (Debian's and PyPI's registries).
-``--xenqemu-timeout-scale`` (``XENQEMU_TIMEOUT_SCALE``) is passed on to the main job and the tests. The step results and times are printed
-at the end of the session (and in the failure message).
+the oe-core loader tests) in it, in a chroot. It needs root (it uses sudo otherwise) and the
+network the set-up needs (Debian's and PyPI's registries). ``--xenqemu-timeout-scale``
+(``XENQEMU_TIMEOUT_SCALE``) is passed on to the main job and the tests. The step results and
+times are printed at the end of the session (and in the failure message).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ STEPS = ["base tree (mmdebstrap)", "fresh tree and clone", "setup-host", "refere
 @pytest.mark.slow
 @pytest.mark.fresh
 def test_a_fresh_debian_12_machine_sets_up_runs_the_main_job_and_passes_the_tests(
-        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        request: pytest.FixtureRequest, tmp_path: Path, fresh_summary: list[str]) -> None:
     report_file, log_file = tmp_path / "report.json", tmp_path / "check-fresh-machine.log"
     command = [str(REPO / "scripts" / "check-fresh-machine"), "--report", str(report_file)]
     scale = request.config.getoption("xenqemu_timeout_scale", default=None)
@@ -33,12 +33,13 @@ def test_a_fresh_debian_12_machine_sets_up_runs_the_main_job_and_passes_the_test
         command += ["--timeout-scale", str(scale)]
     with open(log_file, "w") as log:
         result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
-    steps = json.loads(report_file.read_text())["steps"] if report_file.is_file() else []
-    summary = "\n".join(f"  {s['step']}: {s['status']} in {s['seconds']:.0f} s {s['detail']}" for s in steps)
+    report = json.loads(report_file.read_text()) if report_file.is_file() else {"steps": [], "total_seconds": 0}
+    steps = report["steps"]
+    summary = "\n".join([f"  {s['step']}: {s['status']} in {s['seconds']:.0f} s {s['detail']}" for s in steps]
+                        + [f"  total: {report['total_seconds']:.0f} s"])
     tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-60:])
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\ncheck-fresh-machine (exit {result.returncode}):\n{summary}")
+    fresh_summary.append(f"exit status {result.returncode}, log {log_file}")
+    fresh_summary.extend(summary.splitlines())
     assert result.returncode == 0 and [s["step"] for s in steps] == STEPS \
         and all(s["status"] == "passed" for s in steps), \
         f"the fresh-machine check failed (exit {result.returncode}):\n{summary}\n--- its last lines:\n{tail}"

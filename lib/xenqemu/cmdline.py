@@ -101,12 +101,8 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
     if target.bios is not None:
         argv += ["-bios", str(target.bios)]
     if target.dom0 is not None:
-        dom0 = target.dom0
-        # guest-loader properties are comma-separated; a comma inside a value is doubled.
-        bootargs = dom0.bootargs.replace(",", ",,")
-        argv += ["-device", f"guest-loader,addr={dom0.kernel_addr:#x},kernel={dom0.kernel},bootargs={bootargs}"]
-        if dom0.initrd is not None:
-            argv += ["-device", f"guest-loader,addr={dom0.resolved_initrd_addr():#x},initrd={dom0.initrd}"]
+        for loader in target.dom0.loaders():
+            argv += ["-device", loader.device()]
     if target.rootfs is not None:
         rootfs = str(rootfs_overlay if rootfs_overlay is not None else target.rootfs)
         if target.rootfs_args:

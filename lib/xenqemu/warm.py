@@ -44,7 +44,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -53,6 +52,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from xenboot.qemuopts import files_named
 
 from .cmdline import RunPaths, build_argv
 from .console import helper_script
@@ -243,12 +244,9 @@ def image_files(target: Target) -> dict[str, Path]:
         if target.dom0.initrd is not None:
             roles["dom0_initrd"] = target.dom0.initrd
     # files named by device/drive options (qemuboot.conf's guest-loader kernel= and initrd=)
-    for arg in list(target.extra_args) + list(target.rng_args):
-        if arg.startswith("-"):
-            continue
-        for m in re.finditer(r"(?:^|,)(kernel|initrd|file|romfile|dtb)=([^,]+)", arg):
-            if "@" not in m.group(2) and os.path.isfile(m.group(2)):
-                roles.setdefault(f"{m.group(1)}:{Path(m.group(2)).name}", Path(m.group(2)))
+    for prop, value in files_named(list(target.extra_args) + list(target.rng_args)):
+        if "@" not in value and os.path.isfile(value):
+            roles.setdefault(f"{prop}:{Path(value).name}", Path(value))
     return roles
 
 

@@ -246,7 +246,7 @@ def test_check_rejects_a_foreign_or_broken_manifest(target, tmp_path: Path) -> N
 
 
 def test_discard_removes_the_snapshot(target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cache, key, snapshot = built(target, tmp_path)
+    cache, key, _snapshot = built(target, tmp_path)
     cache.discard(key)
     assert cache.check(key) is None
     assert not any(p.name.startswith((".trash-", key.short)) and p.is_dir() for p in cache.directory.iterdir())

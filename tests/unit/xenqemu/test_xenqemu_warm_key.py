@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xenqemu import warm
+from xenqemu import snapshots, warm
 from xenqemu.cmdline import RunPaths, build_argv
 from xenqemu.target import load_target
 from xenqemu.warm import (
@@ -148,8 +148,8 @@ def test_console_protocol_is_in_the_key(target, monkeypatch: pytest.MonkeyPatch)
 def test_memo_reads_an_unchanged_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = write(tmp_path / "image", b"a" * 5000)
     reads: list[Path] = []
-    real = warm._hash_file
-    monkeypatch.setattr(warm, "_hash_file", lambda p: reads.append(p) or real(p))
+    real = snapshots._hash_file
+    monkeypatch.setattr(snapshots, "_hash_file", lambda p: reads.append(p) or real(p))
     memo = ChecksumMemo(tmp_path / "memo.json")
     first = memo.sha256(image)
     memo.save()

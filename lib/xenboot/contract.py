@@ -77,10 +77,6 @@ class XenBoot:
         if not _XEN_SIZE.fullmatch(self.dom0_mem):
             raise BootConfigError(f"dom0 memory {self.dom0_mem!r} is not a Xen size",
                                   "write it like 512M or 1G", key="QB_XEN_DOM0_MEM")
-        if any(w.startswith("console=") for w in self.cmdline_extra.split()):
-            raise BootConfigError("a console= option in the extra Xen options would not be the last one",
-                                  "leave Xen's console to the contract (console=dtuart comes last)",
-                                  key="QB_XEN_CMDLINE_EXTRA")
 
     def xen_cmdline(self) -> str:
         """``QB_XEN_CMDLINE``."""

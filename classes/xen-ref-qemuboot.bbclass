@@ -17,6 +17,10 @@
 # are also kept in QB_XEN_* variables that a test harness can read without
 # parsing QEMU options (the "qemuboot.conf contract" in docs/bundling.md).
 # Tune the QB_XEN_* variables, not the composed QB_* ones.
+#
+# The defaults below are xenboot's (lib/xenboot/contract.py), the one home of
+# this contract: the harness, the reference target and scripts/oe read and
+# write it there, and tests/bitbake checks that these ?= defaults agree.
 
 # Xen's command line; keep console=dtuart last.
 QB_XEN_CMDLINE ?= "dom0_mem=${QB_XEN_DOM0_MEM},max:${QB_XEN_DOM0_MEM} bootscrub=0 ${QB_XEN_CMDLINE_EXTRA} console=dtuart"
@@ -38,9 +42,10 @@ QB_XEN_DOM0_INITRD ?= ""
 # Where it is loaded: 48 MiB above the kernel, room for a large Image.
 QB_XEN_DOM0_INITRD_ADDR ?= "0x4c000000"
 
-# QEMU option syntax: a "," inside a value is written ",,".
+# QEMU option syntax: a "," inside a value is written ",," (xenboot.qemuopts).
 def xen_ref_qemu_opt_escape(value):
-    return (value or "").replace(",", ",,")
+    import xenboot.qemuopts
+    return xenboot.qemuopts.escape(value or "")
 
 QB_XEN_GUEST_LOADER = "guest-loader,addr=${QB_XEN_DOM0_ADDR},kernel=@DEPLOY_DIR_IMAGE@/${QB_XEN_DOM0_KERNEL},bootargs=${@xen_ref_qemu_opt_escape(d.getVar('QB_XEN_DOM0_BOOTARGS'))}"
 QB_XEN_INITRD_LOADER = "${@' -device guest-loader,addr=${QB_XEN_DOM0_INITRD_ADDR},initrd=@DEPLOY_DIR_IMAGE@/${QB_XEN_DOM0_INITRD}' if d.getVar('QB_XEN_DOM0_INITRD') else ''}"

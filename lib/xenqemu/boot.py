@@ -21,11 +21,21 @@ import re
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .console import ConsoleStream, ConsoleTimeout, clean_text
+from .console import (
+    ConsoleChannel,
+    ConsoleError,
+    ConsoleStream,
+    ConsoleTimeout,
+    clean_text,
+)
+from .errors import XenqemuError
 
-__all__ = ["PHASES", "BootError", "BootTimeouts", "PhaseResult", "serial_tail", "wait_boot_phases"]
+if TYPE_CHECKING:
+    from .machine import QemuMachine
+
+__all__ = ["PHASES", "BootError", "BootTimeouts", "ColdBoot", "PhaseResult", "serial_tail", "wait_boot_phases"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ PHASES: list[Phase] = [
 ]
 
 
-class BootError(RuntimeError):
+class BootError(XenqemuError, RuntimeError):
     """A boot phase did not complete; the message names it and quotes the serial log."""
 
     def __init__(self, phase: str, message: str) -> None:
@@ -136,7 +146,7 @@ def wait_boot_phases(stream: ConsoleStream, timeouts: BootTimeouts, *,
                 if status is not None:
                     try:
                         state = f" QEMU status: {status()}."
-                    except Exception as err:  # the status is only a diagnostic
+                    except Exception as err:  # noqa: BLE001  (a diagnostic: any failure of the query is reported)
                         state = f" (QEMU status unavailable: {err})"
                 raise BootError(phase.name,
                                 f"boot phase '{phase.name}' ({phase.description}) not reached within "
@@ -150,6 +160,35 @@ def wait_boot_phases(stream: ConsoleStream, timeouts: BootTimeouts, *,
         if progress is not None:
             progress(phase.name, phase.description, elapsed)
     return results
+
+
+class ColdBoot:
+    """The cold-boot strategy: ``cont``, every console phase, login and the console protocol.
+
+    Used by :meth:`QemuMachine.boot <xenqemu.machine.QemuMachine.boot>` (and by a warm start that
+    falls back); the machine owns QEMU, QMP and the console, this owns the order of the steps.
+    """
+
+    def run(self, machine: QemuMachine) -> ConsoleChannel:
+        """Boot the started, paused ``machine`` to a logged-in shell and return its console."""
+        assert machine.stream is not None and machine.console is not None
+        timeouts = machine.options.timeouts
+        machine.activity = "booting"
+        started = time.monotonic()
+        machine.qmp("cont")
+        machine.phases = wait_boot_phases(machine.stream, timeouts, progress=machine.options.progress,
+                                          serial_log=machine.paths.serial_log, started=started,
+                                          status=machine.status)
+        machine.activity = "logging in"
+        try:
+            machine.console.login(machine.options.user, machine.options.password, timeout=timeouts.shell)
+        except ConsoleError as err:
+            raise BootError("shell", f"boot phase 'shell' (shell ready) failed: {err}\n"
+                            f"Last lines of the serial log:\n{serial_tail(machine.paths.serial_log)}\n"
+                            f"Run directory: {machine.run_dir}") from err
+        machine.record_phase(PhaseResult("shell", "shell ready", time.monotonic() - started, ""))
+        machine.activity = "running commands"
+        return machine.console
 
 
 __all__ += ["ConsoleTimeout", "ProgressCallback"]

@@ -91,6 +91,23 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
     argv: list[str] = [qemu_binary or target.qemu_binary]
     argv += target.machine_args + target.cpu_args + target.smp_args
     argv += ["-m", str(target.memory_mib)]
+    argv += _boot_args(target, xen_cmdline_extra)
+    argv += _rootfs_args(target, snapshot, rootfs_overlay)
+    if target.network:
+        netdev = f"user,id={target.netdev_id}"
+        for fwd in hostfwd:
+            netdev += "," + parse_hostfwd(fwd)
+        argv += ["-netdev", netdev] + list(target.network_device_args)
+    argv += list(target.rng_args) + list(target.extra_args)
+    argv += _harness_args(paths)
+    if loadvm is not None:
+        argv += ["-loadvm", loadvm]
+    return argv + list(extra_args)
+
+
+def _boot_args(target: Target, xen_cmdline_extra: str) -> list[str]:
+    """``-kernel``/``-append`` (Xen and its command line), ``-dtb``, ``-bios``, dom0's guest-loaders."""
+    argv: list[str] = []
     if target.kernel is not None:
         argv += ["-kernel", str(target.kernel)]
         cmdline = " ".join(p for p in (target.kernel_cmdline, xen_cmdline_extra) if p.strip())
@@ -101,34 +118,32 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
     if target.bios is not None:
         argv += ["-bios", str(target.bios)]
     if target.dom0 is not None:
-        dom0 = target.dom0
-        # guest-loader properties are comma-separated; a comma inside a value is doubled.
-        bootargs = dom0.bootargs.replace(",", ",,")
-        argv += ["-device", f"guest-loader,addr={dom0.kernel_addr:#x},kernel={dom0.kernel},bootargs={bootargs}"]
-        if dom0.initrd is not None:
-            argv += ["-device", f"guest-loader,addr={dom0.resolved_initrd_addr():#x},initrd={dom0.initrd}"]
-    if target.rootfs is not None:
-        rootfs = str(rootfs_overlay if rootfs_overlay is not None else target.rootfs)
-        if target.rootfs_args:
-            argv += [_overlay_drive(a.replace("@ROOTFS@", rootfs)) if rootfs_overlay is not None and
-                     "@ROOTFS@" in a else a.replace("@ROOTFS@", rootfs) for a in target.rootfs_args]
-            if snapshot:
-                argv.append("-snapshot")
-        else:
-            fmt = "qcow2" if rootfs_overlay is not None else target.rootfs_format
-            drive = f"if=none,id=rootfs,file={rootfs},format={fmt}"
-            if snapshot:
-                drive += ",snapshot=on"
-            argv += ["-drive", drive, "-device", "virtio-blk-device,drive=rootfs"]
-    elif rootfs_overlay is not None:
-        raise ValueError(f"{target.source}: the target has no root filesystem to put an overlay on")
-    if target.network:
-        netdev = f"user,id={target.netdev_id}"
-        for fwd in hostfwd:
-            netdev += "," + parse_hostfwd(fwd)
-        argv += ["-netdev", netdev] + list(target.network_device_args)
-    argv += list(target.rng_args) + list(target.extra_args)
-    argv += [
+        for loader in target.dom0.loaders():
+            argv += ["-device", loader.device()]
+    return argv
+
+
+def _rootfs_args(target: Target, snapshot: bool, rootfs_overlay: Path | None) -> list[str]:
+    """The root filesystem's drive: QB_ROOTFS_OPT's, or the harness's own virtio-mmio one."""
+    if target.rootfs is None:
+        if rootfs_overlay is not None:
+            raise ValueError(f"{target.source}: the target has no root filesystem to put an overlay on")
+        return []
+    rootfs = str(rootfs_overlay if rootfs_overlay is not None else target.rootfs)
+    if target.rootfs_args:
+        argv = [_overlay_drive(a.replace("@ROOTFS@", rootfs)) if rootfs_overlay is not None and
+                "@ROOTFS@" in a else a.replace("@ROOTFS@", rootfs) for a in target.rootfs_args]
+        return argv + (["-snapshot"] if snapshot else [])
+    fmt = "qcow2" if rootfs_overlay is not None else target.rootfs_format
+    drive = f"if=none,id=rootfs,file={rootfs},format={fmt}"
+    if snapshot:
+        drive += ",snapshot=on"
+    return ["-drive", drive, "-device", "virtio-blk-device,drive=rootfs"]
+
+
+def _harness_args(paths: RunPaths) -> list[str]:
+    """What the harness owns: no display, exit on reset, paused start, QMP and the console sockets."""
+    return [
         "-display", "none",
         "-no-reboot",
         "-S",
@@ -137,10 +152,6 @@ def build_argv(target: Target, paths: RunPaths, *, snapshot: bool = True,
         "-chardev", f"socket,id=console0,path={paths.serial_socket},server=on,wait=off,logfile={paths.serial_log}",
         "-serial", "chardev:console0",
     ]
-    if loadvm is not None:
-        argv += ["-loadvm", loadvm]
-    argv += list(extra_args)
-    return argv
 
 
 def _overlay_drive(option: str) -> str:

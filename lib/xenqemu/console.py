@@ -43,6 +43,8 @@ from typing import Callable, TextIO
 
 import pexpect
 
+from .errors import XenqemuError
+
 __all__ = [
     "CommandResult",
     "ConsoleChannel",
@@ -149,7 +151,7 @@ def helper_script(identity: str, quiet_kernel: bool = True) -> str:
             f"__xq_id={identity}")
 
 
-class ConsoleError(RuntimeError):
+class ConsoleError(XenqemuError, RuntimeError):
     """Base class of console failures; the message says what was going on and quotes the log."""
 
 
@@ -202,8 +204,9 @@ class Transcript:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._json: TextIO = open(self.directory / "transcript.jsonl", "a", encoding="utf-8")
-        self._text: TextIO = open(self.directory / "transcript.log", "a", encoding="utf-8")
+        # kept open for the whole run (closed by close()): one line per command, flushed
+        self._json: TextIO = open(self.directory / "transcript.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._text: TextIO = open(self.directory / "transcript.log", "a", encoding="utf-8")  # noqa: SIM115
 
     def record(self, channel: str, command: str, status: int | None, duration: float,
                output: str, note: str = "") -> None:
@@ -299,6 +302,37 @@ class ConsoleStream:
             self.fill(min(0.5, remaining))
 
 
+#: A shell prompt at the very end of the output.
+SHELL_PROMPT = re.compile(r"[#$][ \t]*$")
+#: A login or shell prompt at the very end of the output.
+ANY_PROMPT = re.compile(r"(?:login:|[#$])[ \t]*$")
+
+
+@dataclass
+class _LoginAttempt:
+    """What one login has done so far."""
+
+    user: str
+    password: str | None
+    failures: int = 0
+    sent_password: bool = False
+    #: seconds the next shell probe waits for an answer
+    probe: float = 3.0
+
+
+@dataclass(frozen=True)
+class _Prompts:
+    """The login and password prompts a channel answers."""
+
+    login: re.Pattern[str]
+    password: re.Pattern[str]
+
+    def recognised(self, tail: str) -> bool:
+        """True when ``tail`` ends in something login() acts on."""
+        return bool("Login incorrect" in tail or self.login.search(tail) or self.password.search(tail)
+                    or SHELL_PROMPT.search(tail))
+
+
 @dataclass
 class _Settings:
     chunk_size: int = 48
@@ -338,6 +372,10 @@ class ConsoleChannel:
         self._needs_resync = False
         #: what the console showed just before the last sync (for error messages)
         self.last_seen = ""
+
+    @property
+    def _prompts(self) -> _Prompts:
+        return _Prompts(re.compile(self.settings.login_prompt), re.compile(self.settings.password_prompt))
 
     # ------------------------------------------------------------------ sending
 
@@ -444,96 +482,104 @@ class ConsoleChannel:
         :class:`ConsoleTimeout` when nothing usable answers in time.
         """
         deadline = time.monotonic() + timeout
-        login_re = re.compile(self.settings.login_prompt)
-        password_re = re.compile(self.settings.password_prompt)
-        # A shell prompt at the very end of the output.  Trusted as such only on a top-level
-        # console: a nested one (xl create -c) may show the parent's prompt when the command
-        # failed, so there a probe must first tell whose shell it is.
-        shell_re = re.compile(r"[#$][ \t]*$")
-
-        def recognised(tail: str) -> bool:
-            return bool("Login incorrect" in tail or login_re.search(tail) or password_re.search(tail)
-                        or shell_re.search(tail))
-
-        failures = 0
-        probe = 3.0
-        sent_password = False
+        attempt = _LoginAttempt(user, password)
         if await_prompt > 0:
-            prompt_re = re.compile(r"(?:login:|[#$])[ \t]*$")
-            wait_end = min(deadline, time.monotonic() + await_prompt)
-            # (XEN) and kernel lines are not the console's own output: they neither show a
-            # prompt nor break a silence.  Only the end of the output matters (and the buffer
-            # grows with the guest's boot messages): the last 200 characters without noise.
-            def console_tail() -> str:
-                return NOISE_LINE.sub("", self.stream.buffer[-4096:])[-200:]
-
-            meaningful = console_tail()
-            last_output = time.monotonic()
-            while time.monotonic() < wait_end:
-                # "login:" counts at once (getty flushes its input before printing it); a shell
-                # prompt only after a second without output
-                if login_re.search(meaningful):
-                    break
-                if self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))):
-                    now = console_tail()
-                    if now != meaningful:
-                        meaningful, last_output = now, time.monotonic()
-                    continue
-                quiet_for = time.monotonic() - last_output
-                if quiet_for >= 1.0 and prompt_re.search(meaningful):
-                    break
-                if quiet_for >= self.settings.nudge_after:
-                    # A console attached after the guest finished booting shows nothing: its
-                    # prompt went out before anyone listened.  A bare newline makes getty or
-                    # the shell print it again; while the guest still boots it is harmless
-                    # (getty flushes its input before printing the prompt).
-                    self.stream.send("\n")
-                    last_output = time.monotonic()
-        elif not login_re.search(self.stream.buffer[-200:]):
+            self._await_prompt(min(deadline, time.monotonic() + await_prompt))
+        elif not self._prompts.login.search(self.stream.buffer[-200:]):
             self.stream.send("\n")  # no prompt waiting (the boot phases leave the login prompt)
         while time.monotonic() < deadline:
-            # read until a prompt shows, or until the console is quiet for a moment (at most 2 s)
-            window_end = time.monotonic() + min(2.0, max(0.1, deadline - time.monotonic()))
-            while not recognised(self.stream.buffer[-200:]) and time.monotonic() < window_end:
-                if not self.stream.fill(0.5):
-                    break
-            tail = self.stream.buffer[-200:]
-            if "Login incorrect" in tail:
-                # only a password we sent counts; a probe taken for a user name does not
-                failures += 1 if sent_password else 0
-                sent_password = False
-                self.stream.buffer = ""
-                if failures >= 3:
-                    raise LoginError(f"{self.name}: 'Login incorrect' {failures} times for user {user!r}; "
-                                     "check the password (password=...)")
+            tail = self._read_until_prompt(deadline)
+            if self._answer_prompt(tail, attempt):
                 continue
-            if login_re.search(tail):
-                # getty flushes its input before printing the prompt, so the name can go now
-                self.stream.buffer = ""
-                self.send_line(user)
-                continue
-            if password_re.search(tail):
-                self.stream.buffer = ""
-                self.send_line(password or "")
-                sent_password = True
-                continue
-            if self.parent is None and shell_re.search(tail):
-                # a top-level shell at its prompt: install the helpers; their sync checks it
-                self._install_helpers()
+            # A shell prompt is trusted as such only on a top-level console: a nested one
+            # (xl create -c) may show the parent's prompt when the command failed.
+            if self.parent is None and SHELL_PROMPT.search(tail):
+                self._install_helpers()  # their sync checks it is a shell
                 return
-            try:
-                who = self.sync(timeout=min(probe, max(1.0, deadline - time.monotonic())), own_identity=False)
-            except ConsoleTimeout:
-                probe = min(probe * 2, 30.0)
-                self.stream.send("\n")
-                continue
-            if self.parent is not None and self.parent.ready and who == self.parent.identity:
-                raise ConsoleError(f"{self.name}: the console command returned to {self.parent.name}'s shell "
-                                   f"instead of reaching a new console; last output:\n{self.last_seen[-2000:]}")
-            self._install_helpers()
-            return
+            if self._probe_shell(attempt, deadline):
+                return
         raise ConsoleTimeout(f"{self.name}: no login prompt or shell within {timeout:.0f}s; last output:\n"
                              + self._tail())
+
+    def _await_prompt(self, wait_end: float) -> None:
+        """Wait, typing nothing, for ``login:`` or a shell prompt followed by a second of quiet.
+
+        (XEN) and kernel lines are not the console's own output: they neither show a prompt nor
+        break a silence.  A console that stays silent for ``nudge_after`` seconds gets a bare
+        newline (its prompt went out before anyone listened; getty or the shell prints it again).
+        """
+        meaningful = self._console_tail()
+        last_output = time.monotonic()
+        while time.monotonic() < wait_end:
+            # "login:" counts at once (getty flushes its input before printing it)
+            if self._prompts.login.search(meaningful):
+                return
+            if self.stream.fill(min(1.0, max(0.0, wait_end - time.monotonic()))):
+                now = self._console_tail()
+                if now != meaningful:
+                    meaningful, last_output = now, time.monotonic()
+                continue
+            quiet_for = time.monotonic() - last_output
+            if quiet_for >= 1.0 and ANY_PROMPT.search(meaningful):
+                return
+            if quiet_for >= self.settings.nudge_after:
+                self.stream.send("\n")
+                last_output = time.monotonic()
+
+    def _console_tail(self) -> str:
+        """The last 200 characters of the console's own output (noise lines removed).
+
+        Only the end of the output matters, and the buffer grows with a guest's boot messages.
+        """
+        return NOISE_LINE.sub("", self.stream.buffer[-4096:])[-200:]
+
+    def _read_until_prompt(self, deadline: float) -> str:
+        """Read until a prompt shows, or the console is quiet for a moment (at most 2 s)."""
+        window_end = time.monotonic() + min(2.0, max(0.1, deadline - time.monotonic()))
+        while not self._prompts.recognised(self.stream.buffer[-200:]) and time.monotonic() < window_end:
+            if not self.stream.fill(0.5):
+                break
+        return self.stream.buffer[-200:]
+
+    def _answer_prompt(self, tail: str, attempt: _LoginAttempt) -> bool:
+        """Answer "Login incorrect", a login or a password prompt; False when ``tail`` shows none."""
+        if "Login incorrect" in tail:
+            # only a password we sent counts; a probe taken for a user name does not
+            attempt.failures += 1 if attempt.sent_password else 0
+            attempt.sent_password = False
+            self.stream.buffer = ""
+            if attempt.failures >= 3:
+                raise LoginError(f"{self.name}: 'Login incorrect' {attempt.failures} times for user "
+                                 f"{attempt.user!r}; check the password (password=...)")
+            return True
+        if self._prompts.login.search(tail):
+            # getty flushes its input before printing the prompt, so the name can go now
+            self.stream.buffer = ""
+            self.send_line(attempt.user)
+            return True
+        if self._prompts.password.search(tail):
+            self.stream.buffer = ""
+            self.send_line(attempt.password or "")
+            attempt.sent_password = True
+            return True
+        return False
+
+    def _probe_shell(self, attempt: _LoginAttempt, deadline: float) -> bool:
+        """Ask whatever answers for its identity; install the helpers if it is a new shell.
+
+        False when nothing answered in time (the next probe waits twice as long, at most 30 s).
+        """
+        try:
+            who = self.sync(timeout=min(attempt.probe, max(1.0, deadline - time.monotonic())), own_identity=False)
+        except ConsoleTimeout:
+            attempt.probe = min(attempt.probe * 2, 30.0)
+            self.stream.send("\n")
+            return False
+        if self.parent is not None and self.parent.ready and who == self.parent.identity:
+            raise ConsoleError(f"{self.name}: the console command returned to {self.parent.name}'s shell "
+                               f"instead of reaching a new console; last output:\n{self.last_seen[-2000:]}")
+        self._install_helpers()
+        return True
 
     def adopt(self, identity: str, timeout: float = 60.0, first: str = "") -> None:
         """Take over a shell whose helpers were installed earlier with identity ``identity``.

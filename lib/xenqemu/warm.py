@@ -23,42 +23,58 @@ does not re-read 400 MB of images.  A changed key builds a new snapshot; a snaps
 manifest or overlay does not check out, or that QEMU cannot load, is reported with a warning and
 the session boots cold (:class:`WarmStartWarning`).
 
-Cache layout (default ``$XENQEMU_SNAPSHOT_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/meta-xen-ref/
-xenqemu-snapshots``)::
-
-    <cache>/<key[:24]>/rootfs-overlay.qcow2   the overlay with the internal snapshot
-    <cache>/<key[:24]>/snapshot.json          the manifest: key, inputs, identity, sizes, timings
-    <cache>/<key[:24]>.lock                   flock held while building that snapshot
-    <cache>/checksums.json                    memoised image checksums
-    <cache>/.tmp-*                            a build in progress (renamed into place when done)
-
-Publication is atomic: a snapshot is built in ``.tmp-*`` and renamed to its final name, so a
-reader sees either nothing or a complete snapshot; the per-key lock stops two sessions building
-the same snapshot at once (the second waits, then uses the first one's).
+This module is the *warm-start strategy* of a :class:`~xenqemu.machine.QemuMachine` (the
+machine owns QEMU, QMP and the console; :mod:`xenqemu.boot` is the cold-boot strategy): it
+computes the key (:func:`snapshot_key`), finds or builds the snapshot in the store
+(:mod:`xenqemu.snapshots`, re-exported here), points the machine's drive at a copy of it, and
+after the launch resumes the VM, re-attaches the console and sets dom0's clock; when anything
+fails it warns, keeps the attempt's logs and hands the machine back for a cold boot.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from xenboot.qemuopts import files_named
+
+from .boot import BootError, PhaseResult
 from .cmdline import RunPaths, build_argv
-from .console import helper_script
+from .console import ConsoleChannel, ConsoleError, helper_script
+from .errors import MachineError
+from .options import LaunchOptions, WarmOptions
+from .snapshots import (
+    MANIFEST_NAME,
+    OVERLAY_NAME,
+    SNAPSHOT_NAME,
+    ChecksumMemo,
+    Snapshot,
+    SnapshotCache,
+    SnapshotError,
+    SnapshotKey,
+    WarmStartWarning,
+    create_overlay,
+    default_snapshot_cache,
+    describe_key_change,
+    qemu_version,
+    snapshot_names,
+)
 from .target import Target
 
+if TYPE_CHECKING:
+    from .machine import QemuMachine
+
 __all__ = [
+    "MANIFEST_NAME",
+    "OVERLAY_NAME",
     "SNAPSHOT_FORMAT",
     "SNAPSHOT_NAME",
     "ChecksumMemo",
@@ -66,119 +82,31 @@ __all__ = [
     "SnapshotCache",
     "SnapshotError",
     "SnapshotKey",
+    "WarmStart",
     "WarmStartWarning",
+    "create_overlay",
     "default_snapshot_cache",
+    "describe_key_change",
     "digest_inputs",
     "image_files",
     "key_argv",
     "qemu_version",
     "snapshot_key",
+    "snapshot_names",
 ]
 
-#: Name of the internal snapshot inside the overlay (``savevm``/``-loadvm``).
-SNAPSHOT_NAME = "xenqemu-warm"
 #: Bumped when the layout or the meaning of a snapshot changes; part of the key.
 SNAPSHOT_FORMAT = 1
-OVERLAY_NAME = "rootfs-overlay.qcow2"
-MANIFEST_NAME = "snapshot.json"
 #: Placeholders for the per-run paths in the keyed command line.
 RUN_DIR_PLACEHOLDER = Path("/@RUN_DIR@")
 OVERLAY_PLACEHOLDER = Path("/@OVERLAY@")
-
-
-class WarmStartWarning(UserWarning):
-    """A snapshot could not be used (mismatch, corruption, failed restore): booting cold."""
-
-
-class SnapshotError(RuntimeError):
-    """A snapshot could not be built or used; the message says why."""
-
-
-def default_snapshot_cache() -> Path:
-    """``$XENQEMU_SNAPSHOT_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/meta-xen-ref/xenqemu-snapshots``."""
-    explicit = os.environ.get("XENQEMU_SNAPSHOT_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "meta-xen-ref" / "xenqemu-snapshots"
+#: Logs of a failed restore, kept in ``warm-attempt/`` of the run directory.
+ATTEMPT_LOGS = ("serial.log", "console.log", "qemu-stderr.log", "qemu-cmdline.txt", "transcript.log",
+                "transcript.jsonl", "qmp-events.jsonl", "watchdog.log")
 
 
 # ---------------------------------------------------------------------------------------------
-# checksums and the key
-
-
-class ChecksumMemo:
-    """SHA-256 of files, memoised in a JSON file by (resolved path, size, mtime_ns, inode).
-
-    A file rewritten in place changes its mtime (and usually its size), which invalidates the
-    entry; the memo only saves re-reading unchanged images on every warm start.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._entries: dict[str, dict[str, Any]] = {}
-        self._dirty = False
-        if path is not None and path.exists():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(data, dict):
-                    self._entries = {k: v for k, v in data.items() if isinstance(v, dict)}
-            except (OSError, ValueError):
-                self._entries = {}  # a damaged memo is only a lost optimisation
-
-    def sha256(self, file: Path) -> str:
-        """The file's SHA-256 (hex), from the memo when the file is unchanged."""
-        return self._memoised(file, "", "sha256", _hash_file)
-
-    def version(self, binary: Path) -> str:
-        """``BINARY --version`` (first line), memoised like the checksums."""
-        return self._memoised(binary, "version:", "version", lambda path: qemu_version(str(path)))
-
-    def _memoised(self, file: Path, prefix: str, field: str, compute: Callable[[Path], str]) -> str:
-        """``compute(file)``, from the memo entry ``prefix + path`` while the file is unchanged."""
-        resolved = Path(file).resolve()
-        st = resolved.stat()
-        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
-        key = prefix + str(resolved)
-        entry = self._entries.get(key)
-        if entry is not None and all(entry.get(k) == v for k, v in stamp.items()) and field in entry:
-            return str(entry[field])
-        value = compute(resolved)
-        self._entries[key] = dict(stamp, **{field: value})
-        self._dirty = True
-        return value
-
-    def save(self) -> None:
-        """Write the memo back (atomically) if it changed."""
-        if self.path is None or not self._dirty:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".checksums-", dir=self.path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self._entries, f, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.path)
-        self._dirty = False
-
-
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                break
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def qemu_version(binary: str) -> str:
-    """The first line of ``BINARY --version`` (raises :class:`SnapshotError` if it cannot run)."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError) as err:
-        raise SnapshotError(f"cannot run {binary} --version: {err}") from err
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+# the key
 
 
 def key_argv(target: Target, *, hostfwd: Sequence[str] = (), extra_args: Sequence[str] = (),
@@ -193,19 +121,6 @@ def key_argv(target: Target, *, hostfwd: Sequence[str] = (), extra_args: Sequenc
 def digest_inputs(inputs: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON form of the key inputs."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class SnapshotKey:
-    """What a snapshot depends on (``inputs``) and its digest."""
-
-    digest: str
-    inputs: dict[str, Any] = field(hash=False, compare=False)
-
-    @property
-    def short(self) -> str:
-        """The cache folder name."""
-        return self.digest[:24]
 
 
 def snapshot_key(target: Target, argv: Sequence[str], *, user: str, qemu: dict[str, str],
@@ -243,198 +158,204 @@ def image_files(target: Target) -> dict[str, Path]:
         if target.dom0.initrd is not None:
             roles["dom0_initrd"] = target.dom0.initrd
     # files named by device/drive options (qemuboot.conf's guest-loader kernel= and initrd=)
-    for arg in list(target.extra_args) + list(target.rng_args):
-        if arg.startswith("-"):
-            continue
-        for m in re.finditer(r"(?:^|,)(kernel|initrd|file|romfile|dtb)=([^,]+)", arg):
-            if "@" not in m.group(2) and os.path.isfile(m.group(2)):
-                roles.setdefault(f"{m.group(1)}:{Path(m.group(2)).name}", Path(m.group(2)))
+    for prop, value in files_named(list(target.extra_args) + list(target.rng_args)):
+        if "@" not in value and os.path.isfile(value):
+            roles.setdefault(f"{prop}:{Path(value).name}", Path(value))
     return roles
 
 
-def describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """A short human-readable reason why two key input sets differ ("rootfs checksum", ...)."""
-    reasons = []
-    for role in sorted(set(old.get("images", {})) | set(new.get("images", {}))):
-        if old.get("images", {}).get(role) != new.get("images", {}).get(role):
-            reasons.append(f"image {role} changed")
-    for name in ("qemu", "argv", "user", "console_protocol", "format", "snapshot_name"):
-        if old.get(name) != new.get(name):
-            reasons.append(f"{name} changed")
-    return ", ".join(reasons) or "no difference"
-
-
 # ---------------------------------------------------------------------------------------------
-# the cache
+# the strategy
 
 
-@dataclass
-class Snapshot:
-    """A published snapshot: its folder, overlay, and manifest."""
-
-    directory: Path
-    manifest: dict[str, Any]
-
-    @property
-    def overlay(self) -> Path:
-        """The qcow2 overlay holding the internal snapshot."""
-        return self.directory / OVERLAY_NAME
-
-    @property
-    def identity(self) -> str:
-        """The console identity token of the shell saved in the snapshot."""
-        return str(self.manifest["identity"])
-
-    @property
-    def name(self) -> str:
-        """The internal snapshot's name (``-loadvm``)."""
-        return str(self.manifest.get("snapshot_name", SNAPSHOT_NAME))
-
-    def copy_overlay(self, destination: Path) -> Path:
-        """Copy the overlay for one session (sparse; a reflink where the file system has them)."""
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(["cp", "--sparse=always", "--reflink=auto", str(self.overlay), str(destination)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SnapshotError(f"copying {self.overlay} to {destination} failed: {result.stderr.strip()}")
-        return destination
+def first_line(text: str, after: str = "") -> str:
+    """The first non-empty line of ``text`` (after the line ``after``, when given and present)."""
+    lines = text.splitlines()
+    if after and after in lines:
+        lines = lines[lines.index(after) + 1:]
+    return next((line.strip() for line in lines if line.strip()), text.strip()[:200])
 
 
-class SnapshotCache:
-    """The folder of warm-start snapshots (see the module docstring)."""
+class WarmStart:
+    """Start one machine from a snapshot of its booted host (see the module docstring).
 
-    def __init__(self, directory: os.PathLike | str | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else default_snapshot_cache()
+    ``result`` says what happened: ``"built"`` while a snapshot built by this session waits to be
+    restored, then ``"restored"``, ``"built+restored"``, or ``"cold"`` after a fallback.
+    """
 
-    def path_for(self, key: SnapshotKey) -> Path:
-        """The folder a snapshot with ``key`` is published to."""
-        return self.directory / key.short
+    def __init__(self, machine: QemuMachine, options: WarmOptions) -> None:
+        self.machine = machine
+        self.options = options
+        self.snapshot: Snapshot | None = None
+        self.session_overlay: Path | None = None
+        self.result: str | None = None
 
-    def memo(self) -> ChecksumMemo:
-        """The checksum memo of this cache."""
-        return ChecksumMemo(self.directory / "checksums.json")
+    # -------------------------------------------------------------- reporting
 
-    @contextlib.contextmanager
-    def lock(self, key: SnapshotKey, timeout: float = 3600.0) -> Iterator[None]:
-        """Hold the build lock of ``key`` (waits while another session builds it)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{key.short}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            end = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > end:
-                        raise SnapshotError(f"waited {timeout:.0f}s for the lock {path} "
-                                            "(another session building this snapshot)") from None
-                    time.sleep(0.5)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+    def report(self, message: str) -> None:
+        """One line in the run directory's ``warm-start.log``."""
+        with open(self.machine.run_dir / "warm-start.log", "a", encoding="utf-8") as f:
+            f.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
 
-    def check(self, key: SnapshotKey) -> Snapshot | None:
-        """The published snapshot for ``key``; None if there is none.
+    def warning(self, message: str) -> None:
+        """Log and report why the snapshot is not used (``warn`` or a :class:`WarmStartWarning`)."""
+        self.report("WARNING: " + message)
+        if self.options.warn is not None:
+            self.options.warn(message)
+        else:
+            warnings.warn(message, WarmStartWarning, stacklevel=4)
 
-        Raises :class:`SnapshotError` when one is there but does not check out (manifest
-        unreadable, key mismatch, overlay missing or changed since it was published).
-        """
-        folder = self.path_for(key)
-        if not folder.exists():
-            return None
-        manifest_path = folder / MANIFEST_NAME
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise SnapshotError(f"{manifest_path}: unreadable manifest ({err})") from None
-        if manifest.get("key") != key.digest:
-            reason = describe_key_change(manifest.get("inputs", {}), key.inputs)
-            raise SnapshotError(f"{manifest_path}: made for key {str(manifest.get('key'))[:24]}, "
-                                f"not {key.short} ({reason})")
-        overlay = folder / OVERLAY_NAME
-        try:
-            st = overlay.stat()
-        except OSError:
-            raise SnapshotError(f"{overlay}: missing") from None
-        expected = manifest.get("overlay", {})
-        if st.st_size != expected.get("size") or st.st_mtime_ns != expected.get("mtime_ns"):
-            raise SnapshotError(f"{overlay}: changed since it was saved (size {st.st_size}, expected "
-                                f"{expected.get('size')}; modification time differs: "
-                                f"{st.st_mtime_ns != expected.get('mtime_ns')})")
-        if not isinstance(manifest.get("identity"), str) or not manifest["identity"]:
-            raise SnapshotError(f"{manifest_path}: no console identity recorded")
-        return Snapshot(folder, manifest)
+    # -------------------------------------------------------------- before the launch
 
-    def discard(self, key: SnapshotKey) -> None:
-        """Remove the published snapshot of ``key`` (atomically out of sight, then deleted)."""
-        folder = self.path_for(key)
-        if not folder.exists():
+    def prepare(self) -> None:
+        """Find or build the snapshot, copy its overlay, point the machine's drive at the copy."""
+        machine = self.machine
+        if machine.target.rootfs is None:
+            self.warning(f"warm start impossible: {machine.target.source} has no root filesystem; booting cold")
             return
-        trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=self.directory))
-        os.rename(folder, trash / folder.name)
-        shutil.rmtree(trash, ignore_errors=True)
-
-    def build(self, key: SnapshotKey, base_rootfs: Path, base_format: str,
-              save: Callable[[Path], dict[str, Any]]) -> Snapshot:
-        """Build and publish the snapshot of ``key``; call with :meth:`lock` held.
-
-        Creates the overlay in a temporary folder of the cache, calls ``save(overlay)`` (which
-        boots a machine on it, saves the VM and returns manifest fields such as ``identity``),
-        checks that QEMU recorded the snapshot, writes the manifest and renames the folder into
-        place.  Anything failing leaves no partial snapshot behind.
-        """
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
-        os.chmod(tmp, 0o755)
+        key = self._key()
+        if key is None:
+            return
+        snapshot = self._find_or_build(key)
+        if snapshot is None:
+            return
         try:
-            overlay = tmp / OVERLAY_NAME
-            create_overlay(base_rootfs, base_format, overlay)
-            fields = save(overlay)
-            names = snapshot_names(overlay)
-            if SNAPSHOT_NAME not in names:
-                raise SnapshotError(f"{overlay}: QEMU did not record snapshot {SNAPSHOT_NAME!r} "
-                                    f"(snapshots: {names or 'none'})")
-            st = overlay.stat()
-            manifest = {
-                "key": key.digest,
-                "inputs": key.inputs,
-                "snapshot_name": SNAPSHOT_NAME,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "overlay": {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                            "allocated": st.st_blocks * 512},
-            }
-            manifest.update(fields)
-            with open(tmp / MANIFEST_NAME, "w", encoding="utf-8") as f:
-                json.dump(manifest, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            with open(overlay, "rb") as f:
-                os.fsync(f.fileno())
-            final = self.path_for(key)
-            if final.exists():  # a stale or damaged one (the caller decided to rebuild)
-                self.discard(key)
-            os.rename(tmp, final)
-            return Snapshot(final, manifest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            self.session_overlay = snapshot.copy_overlay(machine.run_dir / "rootfs-session.qcow2")
+        except SnapshotError as err:
+            self.warning(f"warm start: {err}; booting cold")
+            return
+        self.snapshot = snapshot
+        machine.use_drive(rootfs_overlay=self.session_overlay, loadvm=snapshot.name)
+        self.report(f"restoring {snapshot.directory} ({snapshot.name}) on {self.session_overlay}")
+
+    def _key(self) -> SnapshotKey | None:
+        machine, cache = self.machine, self.options.cache
+        try:
+            memo = cache.memo()
+            resolved = Path(shutil.which(machine.argv[0]) or machine.argv[0])
+            qemu = {"binary": str(resolved.resolve()), "version": memo.version(resolved),
+                    "sha256": memo.sha256(resolved)}
+            key = snapshot_key(machine.target, key_argv(machine.target, **_launch_kwargs(machine.options.launch)),
+                               user=machine.options.user, qemu=qemu, memo=memo)
+            memo.save()
+        except (SnapshotError, OSError) as err:
+            self.warning(f"warm start impossible ({err}); booting cold")
+            return None
+        self.report(f"snapshot key {key.digest} in {cache.directory}")
+        return key
+
+    def _find_or_build(self, key: SnapshotKey) -> Snapshot | None:
+        cache = self.options.cache
+        if not self.options.rebuild:
+            try:
+                snapshot = cache.check(key)
+                if snapshot is not None:
+                    return snapshot
+            except SnapshotError as err:
+                self.warning(f"warm start: unusable snapshot ({err}); booting cold to rebuild it")
+        try:
+            with cache.lock(key):
+                if not self.options.rebuild:
+                    try:
+                        snapshot = cache.check(key)  # built meanwhile by another session?
+                        if snapshot is not None:
+                            return snapshot
+                    except SnapshotError:
+                        pass
+                built = cache.build(key, self.machine.target.rootfs or Path(), self.machine.target.rootfs_format,
+                                    self._save_snapshot)
+                self.result = "built"
+                return built
+        except (SnapshotError, BootError, MachineError, ConsoleError, OSError) as err:
+            self.warning(f"warm start: building the snapshot failed ({first_line(str(err))}); "
+                         f"booting cold. Build logs: {self.machine.run_dir / 'snapshot-build'}")
+            return None
+
+    def _save_snapshot(self, overlay: Path) -> dict[str, Any]:
+        """Boot a machine cold on ``overlay``, wait for dom0's shell, ``savevm``, quit."""
+        machine = self.machine
+        builder = machine.builder(machine.run_dir / "snapshot-build", overlay)
+        self.report(f"building the snapshot: cold boot in {builder.run_dir}")
+        with builder:
+            console = builder.boot()
+            console.run("true", timeout=machine.options.timeouts.shell)
+            assert builder.stream is not None
+            builder.stream.drain(quiet=0.3, limit=3.0)
+            started = time.monotonic()
+            builder.qmp("stop")
+            answer = builder.qmp("human-monitor-command", {"command-line": f"savevm {SNAPSHOT_NAME}"},
+                                 timeout=max(600.0, machine.options.timeouts.shell))
+            if str(answer).strip():
+                raise SnapshotError(f"savevm failed: {str(answer).strip()} (every writable drive must be "
+                                    "qcow2; see docs/harness.md)")
+            saved = time.monotonic() - started
+            console.ready = False  # no poweroff: the VM is stopped and must not change the overlay
+            builder.qmp("quit")
+            builder.wait_exit(30.0)
+        self.report(f"snapshot saved in {saved:.1f}s after a {builder.phases[-1].elapsed:.1f}s boot")
+        return {"identity": console.identity, "user": machine.options.user, "save_seconds": round(saved, 2),
+                "boot_phases": {p.name: round(p.elapsed, 2) for p in builder.phases},
+                "built_in": str(builder.run_dir)}
+
+    # -------------------------------------------------------------- after the launch
+
+    def restore(self) -> ConsoleChannel:
+        """Resume the restored VM, re-attach dom0's shell, set its clock; return the console."""
+        machine = self.machine
+        assert machine.console is not None and self.snapshot is not None and machine.started_at is not None
+        machine.activity = "restoring the snapshot"
+        restored = time.monotonic() - machine.started_at
+        machine.record_phase(PhaseResult("restore", "snapshot restored", restored, self.snapshot.name), first=True)
+        machine.qmp("cont")
+        # dom0's clock stopped when the snapshot was saved: set it to now (Linux passes a set
+        # clock on to Xen's wallclock, which guests created later read at boot).  Done in the
+        # same round trip as the sync: the shell only answers if date succeeded.
+        machine.console.adopt(self.snapshot.identity, timeout=machine.options.timeouts.restore,
+                              first=f"date -u -s @{int(time.time() + 0.5)} >/dev/null")
+        elapsed = time.monotonic() - machine.started_at
+        machine.record_phase(PhaseResult("shell", "shell ready", elapsed, "clock set"))
+        self.result = "built+restored" if self.result == "built" else "restored"
+        machine.activity = "running commands"
+        self.report(f"restored; shell ready {elapsed:.1f}s after QEMU started")
+        return machine.console
+
+    def fall_back(self, reason: str) -> None:
+        """Stop the warm attempt, keep its logs in ``warm-attempt/``, discard the snapshot, go cold."""
+        snapshot = self.snapshot
+        self.warning(f"warm start failed: {reason}; the snapshot {snapshot.directory if snapshot else ''} "
+                     "is discarded and this session boots cold")
+        self.machine.discard_run(self.machine.run_dir / "warm-attempt", ATTEMPT_LOGS)
+        self.discard_overlay()
+        if snapshot is not None and snapshot.directory.exists():
+            try:
+                trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=snapshot.directory.parent))
+                os.rename(snapshot.directory, trash / snapshot.directory.name)
+                shutil.rmtree(trash, ignore_errors=True)
+            except OSError:
+                pass  # another session may have discarded it already
+        self.snapshot = None
+        self.result = "cold"
+        self.machine.use_drive()
+
+    def discard_overlay(self) -> None:
+        """Delete this session's copy of the overlay (at stop, or after a failed attempt)."""
+        if self.session_overlay is not None:
+            try:
+                self.session_overlay.unlink()
+            except FileNotFoundError:
+                pass
+            self.session_overlay = None
 
 
-def create_overlay(base: Path, base_format: str, overlay: Path) -> None:
-    """``qemu-img create -f qcow2 -b BASE -F FORMAT OVERLAY`` (the base is only read)."""
-    result = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(Path(base).resolve()),
-                             "-F", base_format, str(overlay)], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SnapshotError(f"qemu-img create of {overlay} over {base} failed: {result.stderr.strip()}")
+def _launch_kwargs(launch: LaunchOptions) -> dict[str, Any]:
+    return {"hostfwd": launch.hostfwd, "extra_args": launch.extra_args,
+            "xen_cmdline_extra": launch.xen_cmdline_extra, "qemu_binary": launch.qemu_binary}
 
 
-def snapshot_names(image: Path) -> list[str]:
-    """Names of the internal snapshots in a qcow2 image (``qemu-img snapshot -l``)."""
-    result = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(image)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SnapshotError(f"qemu-img info {image} failed: {result.stderr.strip()}")
-    info = json.loads(result.stdout)
-    return [str(s.get("name")) for s in info.get("snapshots", [])]
+def warm_options(warm: bool, snapshot_cache: SnapshotCache | os.PathLike[str] | str | None, rebuild: bool,
+                 warn: Any) -> WarmOptions | None:
+    """The :class:`WarmOptions` of QemuMachine's keywords (None when not warm)."""
+    if not warm:
+        return None
+    cache = snapshot_cache if isinstance(snapshot_cache, SnapshotCache) else SnapshotCache(snapshot_cache)
+    return WarmOptions(cache, rebuild, warn)

@@ -6,23 +6,28 @@ test harness run end to end in CI: real Xen 4.17, a real dom0 with ``xl``, real 
 
 Public API::
 
-    from xenreftarget import build_target, load_target, default_cache_dir
+    from xenreftarget import build_target, current_reference_target, default_cache_dir
     target = build_target()          # cached; rebuilds only when inputs change
     target.qemuboot_conf             # <cache>/target/xen-image-minimal-qemuarm64.qemuboot.conf
     target.guests                    # [{"name", "config" (path in dom0), "files", "origin"}]
+    current_reference_target()       # the current build, without building
 
-Command line: ``xen-ref-target build [--cache DIR] [--force]``.
+Its qemuboot.conf is written by :mod:`xenboot` (``REFERENCE_BOOT`` in :mod:`xenreftarget.build`).
+Every error is a :class:`ReferenceTargetError`.  Command line: ``xen-ref-target build [--cache
+DIR] [--force]``.
 """
 
 from .build import (
-                    GUESTS,
-                    BuildError,
-                    GuestSpec,
-                    ReferenceTarget,
-                    build_target,
-                    default_cache_dir,
-                    load_target,
+    GUESTS,
+    REFERENCE_BOOT,
+    BuildError,
+    GuestSpec,
+    ReferenceTarget,
+    build_target,
+    current_reference_target,
+    default_cache_dir,
 )
+from .errors import ReferenceTargetError
 
-__all__ = ["GUESTS", "BuildError", "GuestSpec", "ReferenceTarget", "build_target",
-           "default_cache_dir", "load_target"]
+__all__ = ["GUESTS", "REFERENCE_BOOT", "BuildError", "GuestSpec", "ReferenceTarget", "ReferenceTargetError",
+           "build_target", "current_reference_target", "default_cache_dir"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import initscripts
 from .cpio import console_node, write_initramfs
+from .errors import ReferenceTargetError
 from .packages import XEN_VERSION, extract_deb
 
 #: Modules the initrd loads so that dom0 (virtio-blk) and guests (xen-blkfront) find an ext4 root.
@@ -41,7 +42,7 @@ _ONLY_FILES: Mapping[str, tuple] = {"util-linux": ("usr/bin/flock",)}
 _NOT_IN_DOM0: tuple = (f"xen-hypervisor-{XEN_VERSION}-arm64",)
 
 
-class AssembleError(RuntimeError):
+class AssembleError(ReferenceTargetError):
     """A step of the assembly failed; the message names the step and the file."""
 
 

@@ -31,7 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from xenboot import XenBoot, XenHostBoot, write_qemuboot
+
 from . import assemble, stamp
+from .errors import ReferenceTargetError
 from .packages import (
     XEN_VERSION,
     Apt,
@@ -39,12 +42,6 @@ from .packages import (
     PackageRecord,
     extract_deb,
     missing_host_tools,
-)
-from .qemuboot import (
-    BootSettings,
-    check_load_addresses,
-    qemuboot_values,
-    render_qemuboot_conf,
 )
 
 Log = Callable[[str], None]
@@ -62,9 +59,16 @@ QEMUBOOT_CONF_LINK = f"{HOST_IMAGE_LINK_NAME}.qemuboot.conf"
 GUEST_DISK_BYTES = 64 << 20
 GUEST_MEMORY_MB = 128
 GUEST_EXTRA = "console=hvc0 root=/dev/xvda rw quiet"
+#: How QEMU boots the reference target: the qemuboot.conf contract's defaults (xenboot) except
+#: for a smaller machine, Debian's kernel with its initrd, and a quiet boot.
+REFERENCE_BOOT = XenHostBoot(
+    machine=MACHINE, image_link_name=HOST_IMAGE_LINK_NAME, xen_binary=XEN_BINARY, memory_mb=1024, smp=2,
+    xen=XenBoot(dom0_kernel=KERNEL, dom0_initrd=INITRD, dom0_mem="384M",
+                dom0_bootargs="console=hvc0 root=/dev/vda rw quiet",
+                cmdline_extra="dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning"))
 
 
-class BuildError(RuntimeError):
+class BuildError(ReferenceTargetError):
     """The target could not be built; the message says which step failed and what to do."""
 
 
@@ -117,8 +121,8 @@ def _lib_dir() -> Path:
 
 
 def source_folders() -> list[Path]:
-    """The source folders whose content is part of the build key (builder and bundling engine)."""
-    return [_lib_dir() / "xenreftarget", _lib_dir() / "xenbundle"]
+    """The source folders whose content is part of the build key (builder, bundling engine, boot)."""
+    return [_lib_dir() / "xenreftarget", _lib_dir() / "xenbundle", _lib_dir() / "xenboot"]
 
 
 def deploy_config_text(spec: GuestSpec, comment: str) -> str:
@@ -177,7 +181,7 @@ class _Timer:
         return round(time.monotonic() - self._start, 2)
 
 
-def load_target(cache_dir: Path | None = None) -> ReferenceTarget:
+def current_reference_target(cache_dir: Path | None = None) -> ReferenceTarget:
     """The current build in ``cache_dir`` (no building); fails when there is none."""
     cache_dir = Path(cache_dir or default_cache_dir())
     deploy = cache_dir / "target"
@@ -188,13 +192,13 @@ def load_target(cache_dir: Path | None = None) -> ReferenceTarget:
                            manifest.get("guests", []), manifest)
 
 
-def _settings_for_key(boot: BootSettings) -> dict[str, Any]:
+def _settings_for_key(boot: XenHostBoot) -> dict[str, Any]:
     return {"boot": json.dumps(asdict(boot), sort_keys=True),
             "guests": json.dumps([asdict(g) for g in GUESTS])}
 
 
 def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = print,
-                 apt: Apt | None = None, boot: BootSettings = BootSettings()) -> ReferenceTarget:
+                 apt: Apt | None = None, boot: XenHostBoot = REFERENCE_BOOT) -> ReferenceTarget:
     """Build (or reuse) the reference target in ``cache_dir`` and return it.
 
     Reuses the current build when its key matches and its files are intact, unless ``force``.
@@ -221,7 +225,7 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
         fresh, reason = stamp.check_current(current, key)
         if fresh and not force:
             log(f"reference target is up to date: {current.resolve()}")
-            return load_target(cache_dir)
+            return current_reference_target(cache_dir)
         old = stamp.read_manifest(current)
         if force:
             reason = "forced"
@@ -230,13 +234,13 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
         log(f"building the reference target ({reason})")
         deploy = _build(cache_dir, records, inputs, key, boot, apt, log)
         _publish(cache_dir, deploy, log)
-        target = load_target(cache_dir)
+        target = current_reference_target(cache_dir)
         target.rebuilt = True
         return target
 
 
 def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, Any], key: str,
-           boot: BootSettings, apt: Apt, log: Log) -> Path:
+           boot: XenHostBoot, apt: Apt, log: Log) -> Path:
     builds = cache_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=builds))
@@ -251,7 +255,7 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
                 raise BuildError(str(err)) from None
         guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log)
         with timer.step("qemuboot.conf"):
-            (deploy / QEMUBOOT_CONF).write_text(render_qemuboot_conf(qemuboot_values(boot)))
+            write_qemuboot(deploy / QEMUBOOT_CONF, boot.variables())
             os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)
         shutil.rmtree(tmp / "work", ignore_errors=True)
         manifest = {
@@ -293,7 +297,7 @@ def _publish(cache_dir: Path, final: Path, log: Log) -> None:
 
 
 def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: dict[str, Path],
-              boot: BootSettings, timer: _Timer, log: Log) -> list[dict[str, Any]]:
+              boot: XenHostBoot, timer: _Timer, log: Log) -> list[dict[str, Any]]:
     kernel_name = next(r.name for r in records if r.name.startswith("linux-image-"))
     packages: dict[str, Path] = {}
     with timer.step("unpack"):
@@ -311,7 +315,7 @@ def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: 
         shutil.copy2(kernel.image, deploy / KERNEL)
         assemble.initrd_tree(packages, kernel, work / "initrd")
         assemble.write_initrd(work / "initrd", deploy / INITRD)
-        check_load_addresses(boot, (deploy / KERNEL).stat().st_size, (deploy / INITRD).stat().st_size)
+        boot.check_layout((deploy / KERNEL).stat().st_size, (deploy / INITRD).stat().st_size)
 
     with timer.step("guest images"):
         for spec in GUESTS:

@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from .build import BuildError, build_target, default_cache_dir, load_target
+from xenboot import BootConfigError
+
+from .build import build_target, current_reference_target, default_cache_dir
+from .errors import ReferenceTargetError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,25 +34,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log(message: str) -> None:
+    print(f"xen-ref-target: {message}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xen-ref-target`` console script."""
     args = _parser().parse_args(argv)
-    log = lambda message: print(f"xen-ref-target: {message}", flush=True)
     try:
         if args.command == "build":
             start = time.monotonic()
-            target = build_target(args.cache, force=args.force, log=log)
-            log(f"{'built' if target.rebuilt else 'reused'} in {time.monotonic() - start:.1f} s")
-            log(f"qemuboot.conf: {target.qemuboot_conf}")
+            target = build_target(args.cache, force=args.force, log=_log)
+            _log(f"{'built' if target.rebuilt else 'reused'} in {time.monotonic() - start:.1f} s")
+            _log(f"qemuboot.conf: {target.qemuboot_conf}")
             for guest in target.guests:
-                log(f"guest {guest['name']}: {guest['config']}")
+                _log(f"guest {guest['name']}: {guest['config']}")
             return 0
-        target = load_target(args.cache)
+        target = current_reference_target(args.cache)
         summary = {"deploy_dir": str(target.deploy_dir), "qemuboot_conf": str(target.qemuboot_conf),
                    "guests": target.guests, "timings_s": target.manifest.get("timings_s", {})}
         print(json.dumps(summary, indent=2))
         return 0
-    except BuildError as err:
+    except (ReferenceTargetError, BootConfigError) as err:
         print(f"xen-ref-target: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

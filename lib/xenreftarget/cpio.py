@@ -12,7 +12,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 _MAGIC = b"070701"
 
@@ -39,7 +39,13 @@ def _pad(length: int) -> bytes:
     return b"\0" * ((4 - length % 4) % 4)
 
 
-def write_newc(stream: BinaryIO, entries: Iterable[CpioEntry]) -> None:
+class ByteSink(Protocol):
+    """Anything with ``write(bytes)``: a file opened ``"wb"``, a :class:`gzip.GzipFile`."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+def write_newc(stream: ByteSink, entries: Iterable[CpioEntry]) -> None:
     """Write ``entries`` then the trailer; owners are root, times are zero."""
     members = list(entries)
     for inode, entry in enumerate(members + [CpioEntry("TRAILER!!!", 0)], start=1):
@@ -71,9 +77,9 @@ def write_initramfs(root: Path, output: Path, extra: Iterable[CpioEntry] | None 
     """Write ``root`` (plus ``extra`` entries such as device nodes) as a gzip'd newc archive."""
     entries = entries_from_tree(root) + list(extra or [])
     entries.sort(key=lambda e: e.name)
-    with open(output, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as stream:
-            write_newc(stream, entries)
+    with open(output, "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as stream:
+        write_newc(stream, entries)
 
 
 def console_node() -> CpioEntry:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .errors import ReferenceTargetError
+
 ARCH = "arm64"
 XEN_VERSION = "4.17"
 KERNEL_META_PACKAGE = "linux-image-arm64"
@@ -55,7 +57,7 @@ BASE_PACKAGES: tuple = (
 )
 
 
-class PackageError(RuntimeError):
+class PackageError(ReferenceTargetError):
     """apt could not provide a package; the message says which one and what to do."""
 
 

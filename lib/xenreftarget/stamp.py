@@ -83,9 +83,10 @@ def file_records(folder: Path) -> dict[str, int]:
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest in ``folder``, or None when it is missing or unreadable."""
     try:
-        return json.loads((folder / MANIFEST_NAME).read_text())
+        manifest = json.loads((folder / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:

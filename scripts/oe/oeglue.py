@@ -10,14 +10,15 @@ Pure helpers (no BitBake import) used by the entry points in this folder:
 * :func:`write_build_conf` writes ``conf/bblayers.conf`` and ``conf/local.conf`` of a build dir;
 * :func:`make_native_sysroot` builds the stand-in for oe-core's native sysroot that runqemu and
   QemuRunner need (see its docstring: it is a stand-in, not a built sysroot);
-* :func:`read_qemuboot` reads a qemuboot.conf the way runqemu does.
+* :func:`read_qemuboot` reads a qemuboot.conf the way runqemu does (through :mod:`xenboot`, the
+  layer's one qemuboot.conf reader).
 """
 
 from __future__ import annotations
 
-import configparser
 import os
 import shutil
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ from pathlib import Path
 import yaml
 
 LAYER = Path(__file__).resolve().parents[2]
+if str(LAYER / "lib") not in sys.path:
+    sys.path.insert(0, str(LAYER / "lib"))  # xenboot: standard library only, any python3 runs it
+
+import xenboot
+
 KAS_COMMON = LAYER / "kas" / "xen-ref-common.yml"
 
 #: meta-openembedded sub-layers meta-virtualization depends on.
@@ -158,13 +164,20 @@ def make_native_sysroot(directory: Path, qemu_binaries: Sequence[str] = ("qemu-s
 
 
 def read_qemuboot(path: Path) -> dict[str, str]:
-    """Read ``[config_bsp]`` of a qemuboot.conf with upper-case keys, as runqemu does."""
-    parser = configparser.ConfigParser(interpolation=None)
-    if not parser.read(path):
-        raise GlueError(f"{path}: cannot read the qemuboot.conf")
-    if not parser.has_section("config_bsp"):
-        raise GlueError(f"{path}: no [config_bsp] section; is it a qemuboot.conf?")
-    return {key.upper(): value for key, value in parser.items("config_bsp")}
+    """The variables of a qemuboot.conf as the file holds them (upper-case names), read the way
+    runqemu reads it (interpolation included); a bad file is a :class:`GlueError`."""
+    try:
+        return xenboot.read_qemuboot(path).written
+    except xenboot.BootConfigError as err:
+        raise GlueError(str(err)) from None
+
+
+def read_xen_contract(path: Path) -> xenboot.XenBoot | None:
+    """The ``QB_XEN_*`` contract of a qemuboot.conf (None when the file has none)."""
+    try:
+        return xenboot.XenBoot.from_variables(read_qemuboot(path), path=str(path))
+    except xenboot.BootConfigError as err:
+        raise GlueError(str(err)) from None
 
 
 def files_named_by_qemuboot(values: dict[str, str]) -> list[str]:

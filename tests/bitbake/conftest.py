@@ -106,16 +106,18 @@ class BitBakeProject:
         self.deploy = top / "tmp" / "deploy" / "images" / "qemuarm64"
         self.deploy.mkdir(parents=True)
 
-    def parse(self, recipe_name: str, body: str, local_conf: str = "") -> bb.data_smart.DataSmart:
+    def parse(self, recipe_name: str, body: str, local_conf: str = "",
+              extra_bbpath: str = "") -> bb.data_smart.DataSmart:
         """Write ``recipes/<recipe_name>.bb`` and parse it with the configuration.
 
-        ``local_conf`` is appended to the configuration like a local.conf.
+        ``local_conf`` is appended to the configuration like a local.conf; ``extra_bbpath`` (for
+        example oe-core's ``meta``) is searched for classes after this layer.
         """
         (self.top / "conf" / "bitbake.conf").write_text(BITBAKE_CONF + textwrap.dedent(local_conf))
         recipe = self.top / "recipes" / (recipe_name + ".bb")
         recipe.write_text(textwrap.dedent(body))
         d = bb.data.init()
-        d.setVar("BBPATH", f"{self.top}:{LAYER}:{STUB_LAYER}")
+        d.setVar("BBPATH", ":".join(p for p in (str(self.top), str(LAYER), str(STUB_LAYER), extra_bbpath) if p))
         d.setVar("TOPDIR", str(self.top))
         d.setVar("__bbclasstype", "recipe")
         bb.parse.init_parser(d)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from pathlib import Path
 
 import bb
 import bb.build
@@ -32,7 +33,7 @@ def deploy_listing(deploy):
 
 
 def read_settings(path):
-    return xlcfg.XlConfig(open(path).read(), str(path)).settings()
+    return xlcfg.XlConfig(Path(path).read_text(), str(path)).settings()
 
 
 def run_guest_task(project, local_conf=""):
@@ -58,9 +59,9 @@ def test_guest_task_writes_deterministic_config(project):
     assert settings["disk"] == [f"file:{GUEST_LINK}.ext4,xvda,rw"]
     assert settings["vif"] == ["bridge=xenbr0"]
     assert settings["extra"] == "root=/dev/xvda ro console=hvc0 ip=dhcp"
-    first = open(cfg).read()
+    first = Path(cfg).read_text()
     bb.build.exec_func("do_xen_guest_bundle_config", d)
-    assert open(cfg).read() == first, "the config must not depend on when it was built"
+    assert Path(cfg).read_text() == first, "the config must not depend on when it was built"
 
 
 @pytest.mark.parametrize("value", ["1", "yes", "true", "True", "y"])
@@ -205,7 +206,7 @@ def test_host_bundles_all_three_forms(project, deploy):
     assert os.stat(copied).st_blocks * 512 < 1 * MiB, "the guest disk must stay sparse"
 
     # Form 2: the hand-written config keeps comments and unknown keys.
-    vendor_text = open(os.path.join(etc_xen, "xen-guest-bundle-vendor.cfg")).read()
+    vendor_text = Path(etc_xen, "xen-guest-bundle-vendor.cfg").read_text()
     assert "# Vendor appliance, hand-written" in vendor_text
     assert "# small" in vendor_text
     vendor = read_settings(os.path.join(etc_xen, "xen-guest-bundle-vendor.cfg"))

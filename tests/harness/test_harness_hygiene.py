@@ -83,10 +83,9 @@ def test_kill_qemu_mid_command_gives_clear_error(tmp_path: Path) -> None:
 
 
 def test_exception_in_block_stops_qemu(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="test failure"):
-        with QemuMachine(bare_target(), base_dir=tmp_path) as machine:
-            pid = machine.pid
-            raise RuntimeError("test failure")
+    with pytest.raises(RuntimeError, match="test failure"), QemuMachine(bare_target(), base_dir=tmp_path) as machine:
+        pid = machine.pid
+        raise RuntimeError("test failure")
     assert pid is not None and gone(pid)
 
 

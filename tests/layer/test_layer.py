@@ -97,7 +97,8 @@ def test_layer_conf_has_no_side_effects():
     allowed = re.compile(r"^(BBFILES(_DYNAMIC)?|BBFILE_[A-Z_]+|BBPATH|LAYER[A-Z_]+|LICENSE_PATH)(_xen-ref)?$")
     for var, op, _value in layer_conf_assignments():
         if op is None:
-            assert var == "addpylib ${LAYERDIR}/lib xenbundle", f"unexpected statement: {var}"
+            assert var in ("addpylib ${LAYERDIR}/lib xenbundle", "addpylib ${LAYERDIR}/lib xenboot"), \
+                f"unexpected statement: {var}"
             continue
         base = var.split(":")[0]
         assert allowed.match(base), f"layer.conf may only register the layer, not set {var}"
@@ -130,11 +131,12 @@ def test_layer_conf_values(parsed_layer_conf):
     assert str(LAYER) in d.getVar("BBPATH").split(":")
     patterns = d.getVar("BBFILES").split()
     assert f"{LAYER}/recipes-*/*/*.bb" in patterns
-    # addpylib put lib/ on sys.path and made "xenbundle" a global name for
-    # inline python, as for oe-core's "oe".
+    # addpylib put lib/ on sys.path and made "xenbundle" and "xenboot" global
+    # names for inline python, as for oe-core's "oe".
     import bb.utils
     assert str(LAYER / "lib") in sys.path
     assert bb.utils._context["xenbundle"].__name__ == "xenbundle"
+    assert bb.utils._context["xenboot"].__name__ == "xenboot"
 
 
 def test_recipe_files_have_required_fields():

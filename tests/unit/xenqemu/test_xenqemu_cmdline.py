@@ -25,8 +25,9 @@ def test_yaml_target_argv(tmp_path: Path) -> None:
     assert option_values(argv, "-kernel") == [str(base / "xen")]
     assert option_values(argv, "-append") == ["dom0_mem=384M,max:384M bootscrub=0 console=dtuart"]
     devices = option_values(argv, "-device")
-    assert f"guest-loader,addr=0x47000000,kernel={base / 'vmlinuz'},bootargs=console=hvc0 root=/dev/vda rw quiet" in devices
-    assert f"guest-loader,addr=0x47600000,initrd={base / 'initrd.gz'}" in devices
+    # the QB_XEN_* contract's addresses (xenboot): dom0's kernel at 0x49000000, its initrd at 0x4c000000
+    assert f"guest-loader,addr=0x49000000,kernel={base / 'vmlinuz'},bootargs=console=hvc0 root=/dev/vda rw quiet" in devices
+    assert f"guest-loader,addr=0x4c000000,initrd={base / 'initrd.gz'}" in devices
     assert option_values(argv, "-drive") == [f"if=none,id=rootfs,file={base / 'dom0.ext4'},format=raw,snapshot=on"]
     assert "virtio-blk-device,drive=rootfs" in devices
     assert option_values(argv, "-netdev") == ["user,id=net0"]

@@ -25,8 +25,8 @@ def test_oe_core_xen_image_minimal_conf(oe_deploy: Path) -> None:
     assert target.kernel_cmdline == "dom0_mem=512M,max:512M bootscrub=0 console=dtuart swiotlb=0"
     # @DEPLOY_DIR_IMAGE@ substituted, quoted bootargs kept as one argument
     loader = [a for a in target.extra_args if a.startswith("guest-loader,addr=0x49000000")]
-    assert loader == [f"guest-loader,addr=0x49000000,kernel={oe_deploy.resolve()}/Image,"
-                      "bootargs=console=hvc0 root=/dev/vda rw"]
+    assert loader == [(f"guest-loader,addr=0x49000000,kernel={oe_deploy.resolve()}/Image,"
+                      "bootargs=console=hvc0 root=/dev/vda rw")]
     assert target.network_device_args == ["-device", "virtio-net-device,netdev=net0,mac=52:54:00:12:35:02"]
     assert target.rootfs_args[1] == "id=disk0,file=@ROOTFS@,if=none,format=raw"
     # Xen needs EL2 and GICv3: added to "-machine virt", with a note
@@ -125,9 +125,9 @@ def test_yaml_target(tmp_path: Path) -> None:
     assert target.kernel_cmdline == "dom0_mem=384M,max:384M bootscrub=0 console=dtuart"
     assert target.dom0 is not None and target.dom0.kernel == base / "vmlinuz"
     assert target.dom0.initrd == base / "initrd.gz"
-    assert target.dom0.kernel_addr == 0x47000000
-    # initrd placed after the 3 MiB kernel, 2 MiB aligned, plus a 2 MiB gap
-    assert target.dom0.resolved_initrd_addr() == 0x47000000 + 4 * 1024 * 1024 + 2 * 1024 * 1024
+    # the QB_XEN_* contract's defaults (xenboot), the same for qemuboot.conf, YAML and the class
+    assert target.dom0.kernel_addr == 0x49000000
+    assert target.dom0.resolved_initrd_addr() == 0x4C000000
     assert target.memory_mib == 1024
     assert target.rootfs == base / "dom0.ext4"
     assert target.extra_args == ["-device", "virtio-rng-device"]
@@ -140,7 +140,9 @@ def test_yaml_target(tmp_path: Path) -> None:
     (GOOD_YAML.replace("kernel: img/xen\n", ""), "kernel", "missing"),
     (GOOD_YAML.replace("  initrd: img/initrd.gz", "  initramfs: img/initrd.gz"), "dom0.initramfs", "unknown key"),
     (GOOD_YAML.replace("smp: 2", "smp: two"), "smp", "bad CPU count"),
-    (GOOD_YAML.replace("memory: 1G", "memory: 64"), "dom0.kernel_addr", "do not fit in RAM"),
+    (GOOD_YAML.replace("memory: 1G", "memory: 64"), "dom0.kernel_addr", "does not fit in RAM"),
+    (GOOD_YAML.replace("  initrd: img/initrd.gz", "  initrd: img/initrd.gz\n  initrd_addr: 0x49100000"),
+     "dom0.initrd_addr", "overlaps dom0 initrd"),
 ])
 def test_yaml_errors_name_file_key_line_and_fix(tmp_path: Path, text: str, key: str, words: str) -> None:
     path = yaml_target(tmp_path, text)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xenqemu import warm
+from xenqemu import snapshots, warm
 from xenqemu.cmdline import RunPaths, build_argv
 from xenqemu.target import load_target
 from xenqemu.warm import (
@@ -148,8 +148,8 @@ def test_console_protocol_is_in_the_key(target, monkeypatch: pytest.MonkeyPatch)
 def test_memo_reads_an_unchanged_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     image = write(tmp_path / "image", b"a" * 5000)
     reads: list[Path] = []
-    real = warm._hash_file
-    monkeypatch.setattr(warm, "_hash_file", lambda p: reads.append(p) or real(p))
+    real = snapshots._hash_file
+    monkeypatch.setattr(snapshots, "_hash_file", lambda p: reads.append(p) or real(p))
     memo = ChecksumMemo(tmp_path / "memo.json")
     first = memo.sha256(image)
     memo.save()
@@ -246,7 +246,7 @@ def test_check_rejects_a_foreign_or_broken_manifest(target, tmp_path: Path) -> N
 
 
 def test_discard_removes_the_snapshot(target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cache, key, snapshot = built(target, tmp_path)
+    cache, key, _snapshot = built(target, tmp_path)
     cache.discard(key)
     assert cache.check(key) is None
     assert not any(p.name.startswith((".trash-", key.short)) and p.is_dir() for p in cache.directory.iterdir())

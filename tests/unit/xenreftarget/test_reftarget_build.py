@@ -120,7 +120,7 @@ def test_interrupted_first_build_leaves_no_target(tmp_path, assembled):
     assert not (tmp_path / "target").exists()
     assert list((tmp_path / "builds").iterdir()) == []
     with pytest.raises(build.BuildError, match="xen-ref-target build"):
-        build.load_target(tmp_path)
+        build.current_reference_target(tmp_path)
 
 
 def test_white_space_in_the_cache_path_is_refused(tmp_path, assembled):

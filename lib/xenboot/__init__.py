@@ -1,0 +1,66 @@
+"""xenboot: how a Xen host boots (plain Python, standard library only: no BitBake, no pexpect).
+
+The one home of the qemuboot.conf contract, used by the harness (:mod:`xenqemu.target`), the
+reference-target builder (:mod:`xenreftarget`), ``scripts/oe`` and the layer's classes
+(``addpylib ${LAYERDIR}/lib xenboot``):
+
+* :mod:`xenboot.qemuboot`: read a qemuboot.conf the way runqemu reads it, write it the way
+  qemuboot.bbclass writes it;
+* :mod:`xenboot.contract`: the ``QB_XEN_*`` variables with their one set of defaults;
+* :mod:`xenboot.host`: a whole qemuboot.conf for a Xen host on qemuarm64;
+* :mod:`xenboot.loaders`: QEMU ``guest-loader`` devices, composed and parsed back;
+* :mod:`xenboot.layout`: load-address checks (modules inside RAM, no overlaps);
+* :mod:`xenboot.qemuopts`: QEMU's option syntax (commas doubled inside values).
+
+Every problem raises :class:`BootConfigError` (a ``ValueError``) naming the file, line and key,
+and the fix.
+"""
+
+from .contract import (
+    DEPLOY_DIR_PLACEHOLDER,
+    DOM0_BOOTARGS,
+    DOM0_INITRD_ADDR,
+    DOM0_KERNEL,
+    DOM0_KERNEL_ADDR,
+    DOM0_MEM,
+    XEN_CONSOLE,
+    XenBoot,
+    xen_cmdline,
+)
+from .errors import BootConfigError
+from .host import XenHostBoot
+from .layout import ARM_VIRT_RAM_BASE, Module, RamRegion, align_up, check_layout
+from .loaders import GuestLoader, guest_loaders_in
+from .qemuboot import (
+    QemubootConf,
+    read_qemuboot,
+    read_text,
+    render_qemuboot,
+    write_qemuboot,
+)
+
+__all__ = [
+    "ARM_VIRT_RAM_BASE",
+    "DEPLOY_DIR_PLACEHOLDER",
+    "DOM0_BOOTARGS",
+    "DOM0_INITRD_ADDR",
+    "DOM0_KERNEL",
+    "DOM0_KERNEL_ADDR",
+    "DOM0_MEM",
+    "XEN_CONSOLE",
+    "BootConfigError",
+    "GuestLoader",
+    "Module",
+    "QemubootConf",
+    "RamRegion",
+    "XenBoot",
+    "XenHostBoot",
+    "align_up",
+    "check_layout",
+    "guest_loaders_in",
+    "read_qemuboot",
+    "read_text",
+    "render_qemuboot",
+    "write_qemuboot",
+    "xen_cmdline",
+]

@@ -23,11 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 #: Launches whose program is computed at run time (the scan reports them as unresolved), keyed by
 #: (path, function): the program each runs (None: none, it only looks programs up), and why.
 DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | None, str]] = {
-    ("lib/xenqemu/machine.py", "QemuMachine._launch"):
+    ("lib/xenqemu/machine.py", "QemuMachine._spawn_qemu"):
         ("qemu-system-aarch64", "the target's QEMU: QB_SYSTEM_NAME, default Target.qemu_binary"),
-    ("lib/xenqemu/machine.py", "QemuMachine._prepare_warm"):
+    ("lib/xenqemu/warm.py", "WarmStart._key"):
         ("qemu-system-aarch64", "the target's QEMU, looked up for the warm-start snapshot key"),
-    ("lib/xenqemu/warm.py", "qemu_version"):
+    ("lib/xenqemu/snapshots.py", "qemu_version"):
         ("qemu-system-aarch64", "the target's QEMU, asked for its version for the snapshot key"),
     ("bench/bench_boot.py", "time_baseline"):
         ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv)"),

@@ -104,7 +104,7 @@ class _Resolver:
         found = [n for n in names if os.path.lexists(os.path.join(self.deploy_dir, n))]
         if len(found) == 1:
             return found[0]
-        shown = " and ".join(f"'{n}'" for n in names)
+        shown = (" and " if found else " nor ").join(f"'{n}'" for n in names)
         if found:
             self.problems.append(
                 f"{label}: both {shown} are in the deploy directory {printable(self.deploy_dir)}, "
@@ -139,10 +139,10 @@ class _Resolver:
         found = [p for p in places if os.path.lexists(p)]
         if len(found) == 1:
             return True, (name if found[0] == places[-1] else found[0])
-        what = "both" if found else "neither"
+        what, verb = ("both", "exist") if found else ("neither", "exists")
         self.problems.append(
             f"{label}: XEN_GUEST_KERNEL[{entry}] = \"{snippet(name)}\": {what} of "
-            f"{' and '.join(printable(p) for p in places)} exist"
+            f"{' and '.join(printable(p) for p in places)} {verb}"
             + (": give the full path (${UNPACKDIR}/...) to choose one" if found else
                ": fetch it (SRC_URI), build it, or correct the name"))
         return False, None
@@ -199,7 +199,7 @@ def _custom_name(resolver: _Resolver, req: GuestRequest, path: str, cfg: XlConfi
 def _custom_disk(resolver: _Resolver, req: GuestRequest, path: str, cfg: XlConfig,
                  rootfs: str) -> Value | None:
     disks = cfg.get("disk")
-    where = f"{printable(path)}:{cfg.line_of('disk') if 'disk' in cfg else 1}"
+    where = f"{printable(path)}:{cfg.line_of('disk')}" if "disk" in cfg else printable(path)
     if not isinstance(disks, list) or not disks or not isinstance(disks[0], str):
         resolver.problems.append(
             f"{req.label}: {where}: the config has no disk list, so the guest's rootfs "

@@ -96,7 +96,7 @@ def test_both_namings_present_is_an_error(deploy, rootfs):
 def test_missing_rootfs_lists_what_was_looked_for(deploy, rootfs):
     (problem,) = plan_problems(deploy, rootfs, guests("nope:external"))
     assert problem.startswith("guest 'nope' (BUNDLED_XEN_GUESTS entry 1 'nope:external'): no rootfs")
-    assert "'nope-qemuarm64.ext4' and 'nope-qemuarm64.rootfs.ext4'" in problem
+    assert "neither 'nope-qemuarm64.ext4' nor 'nope-qemuarm64.rootfs.ext4'" in problem
 
 
 def test_image_fstype_and_qcow2_disks(deploy, rootfs):

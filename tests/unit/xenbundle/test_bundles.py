@@ -314,3 +314,37 @@ def test_a_file_in_the_staging_folder_itself(host, deploy):
     (host / STAGING / "stray").write_text("x")
     (problem,) = merge_problems(host, deploy)
     assert problem.startswith(f"{BUNDLES_DIR}/stray is a file")
+
+
+def test_reference_target_path_without_bitbake(tmp_path, deploy, host):
+    """What a builder without BitBake calls: import an archive, build the bundle tree,
+    install it below the rootfs's staging folder, bundle it with a recipe entry."""
+    import io
+    import tarfile
+
+    from xenbundle.imports import ImportTools, import_entries
+    source = tmp_path / "sources"
+    source.mkdir()
+    with tarfile.open(source / "rootfs.tar", "w") as archive:
+        info = tarfile.TarInfo("./etc/hostname")
+        info.size = 6
+        archive.addfile(info, io.BytesIO(b"guest\n"))
+    variables = MappingVariables({"XEN_GUEST_BUNDLES": "imported:autostart"}, {
+        "XEN_GUEST_SOURCE_TYPE": {"imported": "rootfs_dir"},
+        "XEN_GUEST_SOURCE_FILE": {"imported": "rootfs.tar"}})
+    tools = ImportTools(*(shutil.which(n, path="/usr/sbin:/sbin:/usr/bin")
+                          for n in ("mkfs.ext4", "debugfs", "qemu-img")))
+    import_entries(variables, "XEN_GUEST_BUNDLES", str(source), str(tmp_path / "imports"),
+                   tools=tools, log=lambda _m: None)
+    guests = RecipeGuests(variables, "XEN_GUEST_BUNDLES", machine="qemuarm64",
+                          kernel_imagetype="Image", unpack_dir=str(source),
+                          import_dir=str(tmp_path / "imports"), imports_allowed=True)
+    tree = tmp_path / "packages" / "reference-guests"
+    build_bundle_tree(str(tree), str(deploy), guests, log=lambda _m: None)
+    install(host, tree)
+    result = merge(host, deploy, recipe_guests=RecipeGuests(
+        MappingVariables({"BUNDLED_XEN_GUESTS": "web:autostart"}), machine="qemuarm64",
+        kernel_imagetype="Image"))
+    assert sorted(g.name for g in result.guests) == ["imported", "web"]
+    assert sorted(os.listdir(host / "etc/xen/auto")) == ["imported.cfg", "web.cfg"]
+    assert not (host / STAGING).exists()

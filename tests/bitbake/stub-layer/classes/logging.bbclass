@@ -5,14 +5,14 @@
 # also forward the messages to BitBake's UI.
 
 bbnote() {
-	echo "NOTE: $*"
+    echo "NOTE: $*"
 }
 
 bbwarn() {
-	echo "WARNING: $*"
+    echo "WARNING: $*"
 }
 
 bbfatal() {
-	echo "ERROR: $*"
-	exit 1
+    echo "ERROR: $*"
+    exit 1
 }

@@ -1,22 +1,32 @@
 # Bundle Xen guests into a host (dom0) image's root filesystem.
 #
 # A do_rootfs post-process step copies each guest's kernel, ramdisk, device
-# tree and disks from DEPLOY_DIR_IMAGE to /var/lib/xen/images/ and installs
-# its xl config in /etc/xen/ (optionally linked into /etc/xen/auto/). The work
-# is done by the xenbundle Python package (lib/xenbundle); this class only
-# translates the datastore into a call and errors into bb.fatal.
+# tree and disks to /var/lib/xen/images/ and installs its xl config in
+# /etc/xen/ (optionally linked into /etc/xen/auto/). The work is done by the
+# xenbundle Python package (lib/xenbundle); this class only translates the
+# datastore into a call and errors into bb.fatal.
 #
 # Guests come from (see docs/bundling.md):
+#   BUNDLED_XEN_GUESTS   "recipe[:autostart][:external] ..." guest image
+#                        recipes (meta-virtualization's interface), with the
+#                        XEN_GUEST_*[recipe] varflags
 #   XEN_BUNDLED_GUESTS   "rootfs:kernel ..." files in DEPLOY_DIR_IMAGE, one
 #                        generated xl config each
 #   xen-guest-bundle*.cfg xl configs in DEPLOY_DIR_IMAGE (third-party ones,
 #                        and those deployed by images that inherit
 #                        xen-ref-guest with XEN_GUEST_AUTO_BUNDLE enabled)
+#   bundle packages      installed with IMAGE_INSTALL: made by
+#                        xen-ref-guest-bundle or by meta-virtualization's
+#                        xen-guest-bundle; merged from XEN_REF_BUNDLES_DIR,
+#                        which is then removed from the image
 #
 # The host never writes into DEPLOY_DIR_IMAGE.
 
 inherit xen-ref-common
 
+# Guest image recipes, "recipe[:autostart][:external]" (meta-virtualization's
+# syntax): do_rootfs waits for <recipe>:do_image_complete unless external.
+BUNDLED_XEN_GUESTS ??= ""
 # "rootfs:kernel" pairs, file names in DEPLOY_DIR_IMAGE.
 XEN_BUNDLED_GUESTS ??= ""
 # Image recipes whose output is bundled (for example auto-bundled guests):
@@ -27,7 +37,8 @@ XEN_GUEST_AUTOSTART ??= ""
 # XEN_BUNDLED_GUESTS rootfs names (or recipe names) that look like the output
 # of an image recipe, "<recipe>${IMAGE_MACHINE_SUFFIX}${IMAGE_NAME_SUFFIX}.<fstype>",
 # but are NOT built by BitBake: no dependency is added for them and they are
-# checksummed like any other third-party file.
+# checksummed like any other third-party file. Also applies to the recipes of
+# BUNDLED_XEN_GUESTS (like their ":external" tag).
 XEN_GUEST_EXTERNAL ??= ""
 # The Xen version whose xl grammar the guest configs are checked with ("4.19"):
 # configs using xl syntax of a later Xen (a disk's grant_usage=, a setting such
@@ -40,6 +51,8 @@ XEN_GUEST_EXTERNAL ??= ""
 # Set it when the image's xl comes from elsewhere. (docs/bundling.md)
 XEN_REF_XEN_VERSION ??= ""
 
+# Where bundle packages install their guests (meta-virtualization's layout).
+XEN_REF_BUNDLES_DIR = "${datadir}/xen-guest-bundles"
 # Free space (KiB) left in the host root filesystem on top of its contents.
 # The bundled guests are already in IMAGE_ROOTFS when do_image sizes the
 # filesystem, so they are counted (at their apparent size, times
@@ -71,26 +84,25 @@ python xen_ref_bundle_guests() {
             autostart=autostart,
             log=bb.note,
             xen_version=xen_version,
+            recipe_guests=xen_ref_recipe_guests(d, "BUNDLED_XEN_GUESTS", False),
+            bundles_dir=d.getVar("XEN_REF_BUNDLES_DIR"),
         )
     except xenbundle.BundleError as err:
         bb.fatal(str(err))
 
     if not result.guests:
-        bb.note("xen-ref-bundle: no guests to bundle (XEN_BUNDLED_GUESTS is empty and "
-                "DEPLOY_DIR_IMAGE has no xen-guest-bundle*.cfg)")
+        bb.note("xen-ref-bundle: no guests to bundle (BUNDLED_XEN_GUESTS and XEN_BUNDLED_GUESTS "
+                "are empty, DEPLOY_DIR_IMAGE has no xen-guest-bundle*.cfg and no bundle package "
+                "is installed)")
     for guest in result.guests:
         bb.note("xen-ref-bundle: guest '%s' from %s -> /%s: %d MiB apparent, %d MiB allocated"
                 % (guest.name, guest.origin, guest.config,
                    guest.apparent_bytes // (1024 * 1024), guest.allocated_bytes // (1024 * 1024)))
 }
-xen_ref_bundle_guests[vardeps] += "XEN_BUNDLED_GUESTS XEN_GUEST_AUTOSTART"
+xen_ref_bundle_guests[vardeps] += "XEN_BUNDLED_GUESTS XEN_GUEST_AUTOSTART BUNDLED_XEN_GUESTS XEN_REF_BUNDLES_DIR"
 # The Xen version's variables (the xen-tools-xl pkgdata is covered by the task
 # dependency, see XEN_REF_XEN_VERSION above).
 do_rootfs[vardeps] += "XEN_REF_XEN_VERSION PREFERRED_VERSION_xen-tools"
-
-def xen_ref_image_suffix(d):
-    """IMAGE_MACHINE_SUFFIX + IMAGE_NAME_SUFFIX: what oe-core puts between recipe and type."""
-    return (d.getVar("IMAGE_MACHINE_SUFFIX") or "") + (d.getVar("IMAGE_NAME_SUFFIX") or "")
 
 def xen_ref_built_guest_recipes(d):
     """Guest image recipes the host must wait for (xenbundle.wiring.built_guest_recipes)."""
@@ -101,13 +113,21 @@ def xen_ref_built_guest_recipes(d):
         guest_images=(d.getVar("XEN_GUEST_IMAGES") or "").split(),
         auto_bundle_overrides={key: d.getVar(key) for key in d.keys() if key.startswith(prefix)},
         external=(d.getVar("XEN_GUEST_EXTERNAL") or "").split(),
-        image_suffix=xen_ref_image_suffix(d))
+        image_suffix=xen_ref_image_suffix(d),
+        entry_recipes=xenbundle.wiring.entry_recipes(xen_ref_variables(d), "BUNDLED_XEN_GUESTS"))
 
 # Task dependencies and checksums are derived from variables, so they are
 # set while parsing.
 # nooelint: oelint.task.noanonpython
 python __anonymous() {
     import xenbundle.wiring
+
+    if bb.data.inherits_class("xen-guest-cross-install", d):
+        raise bb.parse.SkipRecipe(
+            "inherits both xen-ref-bundle and meta-virtualization's xen-guest-cross-install: "
+            "both would bundle the guests of BUNDLED_XEN_GUESTS and the installed bundle "
+            "packages. xen-ref-bundle reads the same variables: remove "
+            "'inherit xen-guest-cross-install'")
 
     recipes = xen_ref_built_guest_recipes(d)
     d.appendVarFlag("do_rootfs", "depends", " " + " ".join(xenbundle.wiring.rootfs_task_depends(recipes)))
@@ -121,11 +141,13 @@ python __anonymous() {
     inputs = xenbundle.wiring.third_party_inputs(
         deploy, d.getVar("XEN_BUNDLED_GUESTS") or "", recipes,
         image_suffix=xen_ref_image_suffix(d), kernel_imagetype=d.getVar("KERNEL_IMAGETYPE") or "")
-    for config in inputs.configs:
+    entries = xen_ref_entry_inputs(d, "BUNDLED_XEN_GUESTS", recipes)
+    for config in inputs.configs + entries.configs:
         bb.parse.mark_dependency(d, config)
-    if inputs.files:
-        d.appendVarFlag("do_rootfs", "file-checksums", " " + " ".join(inputs.file_checksums()))
+    files = sorted(set(inputs.file_checksums() + entries.file_checksums()))
+    if files:
+        d.appendVarFlag("do_rootfs", "file-checksums", " " + " ".join(files))
 
     d.appendVarFlag("do_rootfs", "vardeps", " XEN_BUNDLED_GUESTS XEN_GUEST_IMAGES XEN_GUEST_AUTOSTART "
-                    "XEN_GUEST_EXTERNAL " + xen_ref_settings_vardeps(d))
+                    "XEN_GUEST_EXTERNAL XEN_REF_BUNDLES_DIR " + xen_ref_entry_vardeps(d, "BUNDLED_XEN_GUESTS"))
 }

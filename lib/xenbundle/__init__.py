@@ -6,6 +6,14 @@ import so it is testable on its own:
 * :mod:`xenbundle.xlcfg` - the xl.cfg(5) grammar with a lossless document model;
 * :mod:`xenbundle.disk` - xl-disk-configuration(5) specs;
 * :mod:`xenbundle.guests` - ``XEN_BUNDLED_GUESTS`` entries and generated configs;
+* :mod:`xenbundle.entries` - ``recipe[:tag]`` entries of ``BUNDLED_XEN_GUESTS`` and
+  ``XEN_GUEST_BUNDLES`` (meta-virtualization's interface);
+* :mod:`xenbundle.settings` - per-guest settings in both key forms, entry requests;
+* :mod:`xenbundle.recipeguests` - the recipe entries resolved into guest configs;
+* :mod:`xenbundle.bundles` and :mod:`xenbundle.bundletree` - bundle packages: merging
+  installed ones (ours and meta-virtualization's), building their file tree;
+* :mod:`xenbundle.imports` - third-party guest images (rootfs_dir, qcow2, ext4, raw);
+* :mod:`xenbundle.sources` - a guest config before its files are resolved;
 * :mod:`xenbundle.deploydir` - what a deploy-dir name really is, read without surprises;
 * :mod:`xenbundle.plan` - validation and the bundle plan (nothing written);
 * :mod:`xenbundle.rootfs` - the one primitive that writes into the rootfs, and its rollback;

@@ -235,15 +235,17 @@ def _disk_spec(disk_file: str, vdev: str) -> str:
     return f"format={fmt}, vdev={vdev}, access=rw, target={disk_file}"
 
 
-def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
+def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str | None,
                     ramdisk: str | None = None, *, comment: str | None = None,
                     xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> str:
     """An xl configuration for a guest booting ``kernel_file`` with ``disk_file`` as root disk.
 
-    ``ramdisk`` (or ``settings.ramdisk``) adds an initial ramdisk.  Paths are written as
-    given (the bundle rewrites them to the image directory).  Raises ``ValueError``
-    for unusable settings, :class:`~xenbundle.xlcfg.XlConfigError` for settings the
-    xl of ``xen_version`` does not have (e.g. a vif ``vlan=`` before Xen 4.19).
+    ``ramdisk`` (or ``settings.ramdisk``) adds an initial ramdisk.  Without a kernel
+    (``kernel_file`` is ``None``: an HVM guest that boots from its disk) the config
+    has no ``kernel``, ``ramdisk`` nor ``extra``.  Paths are written as given (the
+    bundle rewrites them to the image directory).  Raises ``ValueError`` for unusable
+    settings, :class:`~xenbundle.xlcfg.XlConfigError` for settings the xl of
+    ``xen_version`` does not have (e.g. a vif ``vlan=`` before Xen 4.19).
     """
     problems = settings.problems()
     if problems:
@@ -257,12 +259,13 @@ def generate_config(settings: GuestSettings, disk_file: str, kernel_file: str,
     lines += [
         f"memory = {render_value(settings.memory)}",
         f"vcpus = {render_value(settings.vcpus)}",
-        f"kernel = {render_value(kernel_file)}",
     ]
-    if ramdisk:
-        lines.append(f"ramdisk = {render_value(ramdisk)}")
+    if kernel_file is not None:
+        lines.append(f"kernel = {render_value(kernel_file)}")
+        if ramdisk:
+            lines.append(f"ramdisk = {render_value(ramdisk)}")
+        lines.append(f"extra = {render_value(settings.extra)}")
     lines += [
-        f"extra = {render_value(settings.extra)}",
         f"disk = [ {render_value(_disk_spec(disk_file, settings.vdev), chr(39))} ]",
         f"vif = {render_value(list(settings.vif), chr(39))}",
     ]

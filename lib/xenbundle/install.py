@@ -4,7 +4,9 @@
 file is copied (sparse) into the rootfs, the rewritten configs are written (mode
 0644) and the autostart links made (``<config_dir>/auto/<cfg>`` -> ``../<cfg>``),
 all through :class:`xenbundle.rootfs.RootfsWriter`, which never follows or
-replaces a link and records only what it created.
+replaces a link and records only what it created.  When the plan merged bundle
+packages, their staging folder is removed last (:meth:`RootfsWriter.remove_tree`,
+which never follows a link).
 
 On any failure exactly what this call created is removed again, so no
 half-installed guest is left.  An ``OSError`` (a full or read-only file system,
@@ -24,6 +26,7 @@ from typing import Callable
 
 from .errors import BundleError, printable
 from .plan import BundlePlan, FileCopy, PlannedGuest, SettingsFactory, plan_bundle
+from .recipeguests import RecipeGuests
 from .rootfs import RootfsWriter
 from .sparse import SourceError, copy_sparse_to_fd
 from .xenversion import DEFAULT_XEN_VERSION, XenVersionLike
@@ -162,6 +165,10 @@ def _install(plan: BundlePlan, writer: RootfsWriter, step: _Step,
             writer.symlink(posixpath.join("..", guest.config_name), link)
         result.guests.append(_installed(guest, sizes, link))
         log(_summary(result.guests[-1], guest))
+    if plan.staging_dir is not None:
+        step.label, step.path, step.source = "bundle packages", plan.staging_dir, ""
+        writer.remove_tree(plan.staging_dir)
+        log(f"xenbundle: removed the bundle staging folder {plan.staging_dir} from the rootfs")
     return result
 
 
@@ -223,17 +230,21 @@ def bundle_guests(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                   log: Callable[[str], None] = print,
                   images_dir: str = "/var/lib/xen/images",
                   config_dir: str = "/etc/xen",
-                  xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> BundleResult:
+                  xen_version: XenVersionLike = DEFAULT_XEN_VERSION,
+                  recipe_guests: RecipeGuests | None = None,
+                  bundles_dir: str | None = None) -> BundleResult:
     """Bundle guests from ``deploy_dir`` into ``rootfs``: :func:`plan_bundle`, then install.
 
-    ``xen_version`` is the Xen of the host's xl (see :func:`plan_bundle`).
-
-    Raises :class:`BundleError` (nothing written) for invalid input; any failure while
+    ``xen_version`` is the Xen of the host's xl; ``recipe_guests`` and ``bundles_dir`` add
+    the recipe entries and the installed bundle packages (see
+    :func:`~xenbundle.plan.plan_bundle`).  Raises :class:`BundleError` (nothing written)
+    for invalid input; any failure while
     installing removes everything this call created before the error propagates.
     """
     plan = plan_bundle(rootfs, deploy_dir, bundled_guests, config_glob=config_glob,
                        settings=settings, autostart=autostart, images_dir=images_dir,
-                       config_dir=config_dir, xen_version=xen_version)
+                       config_dir=config_dir, xen_version=xen_version,
+                       recipe_guests=recipe_guests, bundles_dir=bundles_dir)
     if not plan.guests:
         log("xenbundle: no guests to bundle")
     return install_plan(plan, log)

@@ -4,18 +4,26 @@
 (never writes it either), validates everything and returns a :class:`BundlePlan`.
 All problems are collected and raised together as one :class:`BundleError`.
 
-Guests come from three places, all handled the same way once they are configs:
+Guests come from these places, all handled the same way once they are configs
+(:class:`~xenbundle.sources.GuestSource`):
 
 1. ``XEN_BUNDLED_GUESTS`` entries: a config is generated in memory and named
    ``xen-guest-bundle-<domain>.cfg``;
-2. ``xen-guest-bundle*.cfg`` files in the deploy directory (third-party configs);
-3. configs deployed by guest images built with ``XEN_GUEST_AUTO_BUNDLE`` (these are
-   also ``xen-guest-bundle*.cfg`` files in the deploy directory).
+2. recipe entries of ``BUNDLED_XEN_GUESTS`` (:mod:`xenbundle.recipeguests`),
+   installed as ``<entry>.cfg``;
+3. ``xen-guest-bundle*.cfg`` files in the deploy directory (third-party configs);
+4. configs deployed by guest images built with ``XEN_GUEST_AUTO_BUNDLE`` (these are
+   also ``xen-guest-bundle*.cfg`` files in the deploy directory);
+5. bundle packages installed in the rootfs (:mod:`xenbundle.bundles`).
 
 For each config the kernel, ramdisk, device tree and every file-backed disk target
-are resolved relative to the deploy directory, copied to ``<images_dir>/<file
-name as referenced>`` and the config is rewritten to those paths with
-:meth:`XlConfig.set`, keeping everything else as written.
+are resolved (relative to the deploy directory, or to the bundle's ``images/``),
+copied to ``<images_dir>/<file name as referenced>`` and the config is rewritten to
+those paths with :meth:`XlConfig.set`, keeping everything else as written.
+
+Across all forms, two guests may not share a domain name, a config name, a
+destination file with other content, or a disk file that one of them writes: the
+same guest named by two forms is reported with both origins.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .bundles import load_installed_bundles
 from .deploydir import inspect, is_within, read_regular_file
 from .disk import DiskSpecError, parse_disk
 from .errors import BundleError, ProblemList, printable, snippet
@@ -40,9 +49,11 @@ from .guests import (
     domain_name_from_rootfs,
     generate_config,
 )
+from .recipeguests import RecipeGuests, load_recipe_guests
 from .rootfs import length_problem, name_limits, resolve_in_root
+from .sources import GuestSource
 from .xenversion import DEFAULT_XEN_VERSION, XenVersion, XenVersionLike, as_xen_version
-from .xlcfg import Value, XlConfig, XlConfigError, decode, parse
+from .xlcfg import Value, XlConfigError, decode, parse
 
 __all__ = [
     "BundlePlan",
@@ -67,6 +78,7 @@ class FileCopy:
     ``reference`` is the name as the config wrote it, ``source`` the real file it
     resolves to, ``destination`` the absolute path inside the guest host (e.g.
     ``/var/lib/xen/images/Image``) and ``where`` the config key (and disk index).
+    ``writable`` is True for a disk the guest may write.
     """
 
     reference: str
@@ -75,11 +87,16 @@ class FileCopy:
     where: str
     apparent_bytes: int
     allocated_bytes: int
+    writable: bool = False
 
 
 @dataclass
 class PlannedGuest:
-    """A guest of the plan: its config (rewritten) and the files it needs."""
+    """A guest of the plan: its config (rewritten) and the files it needs.
+
+    ``entry`` is the entry name of recipe forms; ``rootfs_file`` and ``kernel_file``
+    the installed names (in ``images_dir``) of the files the entry resolved to.
+    """
 
     name: str
     config_name: str
@@ -89,6 +106,9 @@ class PlannedGuest:
     autostart: bool = False
     source_config: str | None = None
     config_dir: str = "/etc/xen"
+    entry: str | None = None
+    rootfs_file: str | None = None
+    kernel_file: str | None = None
 
     @property
     def config_path(self) -> str:
@@ -105,7 +125,11 @@ class PlannedGuest:
 
 @dataclass
 class BundlePlan:
-    """The validated plan: guests, their files, and where they go in the rootfs."""
+    """The validated plan: guests, their files, and where they go in the rootfs.
+
+    ``staging_dir`` is the bundle staging folder (in-rootfs path) that installing
+    removes, or ``None``.
+    """
 
     rootfs: str
     deploy_dir: str
@@ -113,6 +137,7 @@ class BundlePlan:
     config_dir: str
     guests: list[PlannedGuest] = field(default_factory=list)
     config_files: list[str] = field(default_factory=list)
+    staging_dir: str | None = None
 
     def copies(self) -> list[FileCopy]:
         """Every distinct file copy (a file shared by two guests is copied once)."""
@@ -158,20 +183,9 @@ def _round_block(n: int, block: int = 4096) -> int:
 
 # ----------------------------------------------------------------------- planning
 
-@dataclass
-class _Source:
-    """A guest config before its files are resolved."""
-
-    origin: str                      # "XEN_BUNDLED_GUESTS entry 1 '...'" or the cfg path
-    config_name: str
-    config: XlConfig
-    generated: bool
-    source_config: str | None
-    labels: dict[str, str] = field(default_factory=dict)   # key -> word used in messages
-
-
 class _Planner:
-    def __init__(self, rootfs: str, deploy_dir: str, images_dir: str, config_dir: str, *,
+    def __init__(self, rootfs: str, deploy_dir: str, images_dir: str, config_dir: str,
+                 reference_dir: str | None = None, *,
                  xen_version: XenVersion = DEFAULT_XEN_VERSION):
         self.xen_version = xen_version
         self.rootfs = rootfs
@@ -180,35 +194,58 @@ class _Planner:
         self.deploy_real = os.path.realpath(deploy_dir)
         self.images_dir = images_dir
         self.config_dir = config_dir
+        # What rewritten configs refer to: images_dir, unless the files are staged
+        # elsewhere first (a bundle package's images/).
+        self.reference_dir = reference_dir or images_dir
         self.problems = ProblemList()
         self.limits = name_limits(rootfs)
 
-    def where(self, src: _Source, key: str | None = None, index: int | None = None) -> str:
+    def reference(self, destination: str) -> str:
+        return posixpath.join(self.reference_dir, posixpath.basename(destination))
+
+    def where(self, src: GuestSource, key: str | None = None, index: int | None = None) -> str:
         if src.generated or key is None or key not in src.config:
             return src.origin
-        return f"{src.origin}:{src.config.line_of(key, index)}"
+        line = src.config.line_of(key, index)
+        if src.source_config and src.source_config != src.origin:
+            return f"{printable(src.source_config)}:{line}, {src.origin}"
+        return f"{src.origin}:{line}"
 
-    def guest_label(self, name: str | None, src: _Source, key: str | None = None,
+    def guest_label(self, name: str | None, src: GuestSource, key: str | None = None,
                     index: int | None = None) -> str:
         who = f"guest '{snippet(name)}'" if name else "guest"
         return f"{who} ({self.where(src, key, index)})"
 
-    # --- files in the deploy directory
-    def resolve_source(self, ref: str, label: str, what: str) -> str | None:
-        shown, deploy = snippet(ref), self.shown_deploy_dir
+    # --- files in the deploy directory (or the source's own folders)
+    def _home(self, ref: str, src: GuestSource) -> str | None:
+        """The allowed folder ``ref`` lies in (its real path), or None."""
+        base = src.base_dir or self.deploy_dir
+        if not os.path.isabs(ref):
+            return os.path.realpath(base)
+        for folder in (base, *src.search_dirs):
+            real = os.path.realpath(folder)
+            if is_within(os.path.normpath(ref), folder) or is_within(os.path.realpath(ref), real):
+                return real
+        return None
+
+    def resolve_source(self, ref: str, label: str, what: str,
+                       src: GuestSource) -> str | None:
+        shown = snippet(ref)
+        base = src.base_dir or self.deploy_dir
+        deploy = (self.shown_deploy_dir if base == self.deploy_dir else printable(base))
         if "\0" in ref:
             self.problems.append(f"{label}: {what} '{shown}' contains a NUL character: "
                                  "correct the name")
             return None
-        path = ref if os.path.isabs(ref) else os.path.join(self.deploy_dir, ref)
-        if os.path.isabs(ref) and not is_within(os.path.normpath(ref), self.deploy_dir) \
-                and not is_within(os.path.realpath(ref), self.deploy_real):
+        path = ref if os.path.isabs(ref) else os.path.join(base, ref)
+        home = self._home(ref, src)
+        if home is None:
             self.problems.append(
                 f"{label}: {what} '{shown}' is outside the deploy directory {deploy}: "
                 "only files in the deploy directory are bundled; refer to it by its name "
                 "there (or use a /dev/ device path for a disk)")
             return None
-        found = inspect(path, self.deploy_real)
+        found = inspect(path, home)
         problem = found.problem(deploy)
         if found.state == "missing":
             self.problems.append(
@@ -232,22 +269,22 @@ class _Planner:
             return None
         return posixpath.join(self.images_dir, base)
 
-    def plan_copy(self, src: _Source, name: str | None, key: str, index: int | None,
-                  ref: str, what: str) -> FileCopy | None:
+    def plan_copy(self, src: GuestSource, name: str | None, key: str, index: int | None,
+                  ref: str, what: str, writable: bool = False) -> FileCopy | None:
         label = self.guest_label(name, src, key, index)
-        real = self.resolve_source(ref, label, what)
+        real = self.resolve_source(ref, label, what, src)
         dest = self.destination(ref, label, what)
         if real is None or dest is None:
             return None
         st = os.stat(real)
         where = key if index is None else f"{key}[{index}]"
-        return FileCopy(ref, real, dest, where, st.st_size, st.st_blocks * 512)
+        return FileCopy(ref, real, dest, where, st.st_size, st.st_blocks * 512, writable)
 
 
 def _load_entries(planner: _Planner, bundled_guests: str,
-                  settings: SettingsFactory | None) -> list[_Source]:
+                  settings: SettingsFactory | None) -> list[GuestSource]:
     """The generated configs of the ``XEN_BUNDLED_GUESTS`` entries."""
-    sources: list[_Source] = []
+    sources: list[GuestSource] = []
     entries, problems = _parse_bundled_guests(bundled_guests)
     planner.problems.extend(problems)
     for entry in entries:
@@ -277,9 +314,9 @@ def _load_entries(planner: _Planner, bundled_guests: str,
         except ValueError as err:
             planner.problems.append(f"guest '{guest_settings.name}' ({entry.origin}): {err}")
             continue
-        sources.append(_Source(entry.origin, bundle_config_name(guest_settings.name),
-                               parse(text, entry.origin, xen_version=planner.xen_version), True,
-                               None,
+        sources.append(GuestSource(entry.origin, bundle_config_name(guest_settings.name),
+                                   parse(text, entry.origin, xen_version=planner.xen_version),
+                                   True, None,
                                {"disk": "rootfs", "kernel": "kernel", "ramdisk": "ramdisk"}))
     return sources
 
@@ -290,9 +327,9 @@ _CONFIG_FIXES = {
 }
 
 
-def _load_config_files(planner: _Planner, config_glob: str) -> tuple[list[_Source], list[str]]:
+def _load_config_files(planner: _Planner, config_glob: str) -> tuple[list[GuestSource], list[str]]:
     """The deploy-dir configs matching ``config_glob``, read without following links out."""
-    sources: list[_Source] = []
+    sources: list[GuestSource] = []
     config_files: list[str] = []
     pattern = os.path.join(glob.escape(planner.deploy_dir), config_glob)
     for path in sorted(glob.glob(pattern)):
@@ -320,11 +357,11 @@ def _load_config_files(planner: _Planner, config_glob: str) -> tuple[list[_Sourc
             planner.problems.append(f"guest config {shown}: cannot be read: "
                                     f"{err.strerror or err}: check the file")
             continue
-        sources.append(_Source(path, os.path.basename(path), cfg, False, path))
+        sources.append(GuestSource(path, os.path.basename(path), cfg, False, path))
     return sources, config_files
 
 
-def _guest_name(planner: _Planner, src: _Source) -> str | None:
+def _guest_name(planner: _Planner, src: GuestSource) -> str | None:
     name_value = src.config.get("name")
     if name_value is None:
         planner.problems.append(f"{planner.guest_label(None, src)}: the config has no name: "
@@ -340,7 +377,7 @@ def _guest_name(planner: _Planner, src: _Source) -> str | None:
     return None
 
 
-def _plan_files(planner: _Planner, src: _Source, name: str | None,
+def _plan_files(planner: _Planner, src: GuestSource, name: str | None,
                 copies: list[FileCopy], updates: dict[str, Value]) -> None:
     """The single-file keys (kernel, ramdisk, device_tree)."""
     for key in FILE_KEYS:
@@ -354,10 +391,10 @@ def _plan_files(planner: _Planner, src: _Source, name: str | None,
         copy = planner.plan_copy(src, name, key, None, value, f"{src.labels.get(key, key)} file")
         if copy:
             copies.append(copy)
-            updates[key] = copy.destination
+            updates[key] = planner.reference(copy.destination)
 
 
-def _plan_disk(planner: _Planner, src: _Source, name: str | None, index: int, item: Value,
+def _plan_disk(planner: _Planner, src: GuestSource, name: str | None, index: int, item: Value,
                copies: list[FileCopy]) -> Value | None:
     """The rewritten disk entry ``index``, or None when it stays as written."""
     label = planner.guest_label(name, src, "disk", index)
@@ -374,18 +411,19 @@ def _plan_disk(planner: _Planner, src: _Source, name: str | None, index: int, it
     if not target or spec.script is not None or target.startswith("/dev/"):
         return None   # empty cdrom, script-handled or a device
     what = f"{src.labels.get('disk', 'disk')} file" if src.generated else f"disk {index + 1} target"
-    copy = planner.plan_copy(src, name, "disk", index, target, what)
+    writable = "w" in spec.access and not spec.is_cdrom
+    copy = planner.plan_copy(src, name, "disk", index, target, what, writable)
     if copy is None:
         return None
     copies.append(copy)
     try:
-        return spec.with_target(copy.destination).render()
+        return spec.with_target(planner.reference(copy.destination)).render()
     except DiskSpecError as err:
         planner.problems.append(f"{label}: cannot rewrite disk entry {index + 1}: {err}")
         return None
 
 
-def _plan_disks(planner: _Planner, src: _Source, name: str | None,
+def _plan_disks(planner: _Planner, src: GuestSource, name: str | None,
                 copies: list[FileCopy], updates: dict[str, Value]) -> None:
     disks = src.config.get("disk")
     if disks is None:
@@ -404,7 +442,7 @@ def _plan_disks(planner: _Planner, src: _Source, name: str | None,
         updates["disk"] = new_disks
 
 
-def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
+def _plan_guest(planner: _Planner, src: GuestSource) -> PlannedGuest | None:
     problems_before = len(planner.problems)
     name = _guest_name(planner, src)
     copies: list[FileCopy] = []
@@ -425,8 +463,18 @@ def _plan_guest(planner: _Planner, src: _Source) -> PlannedGuest | None:
     src.config.update(updates)
     unique = list({c.destination: c for c in copies}.values())
     return PlannedGuest(name=name, config_name=src.config_name, origin=src.origin,
-                        text=src.config.render(), copies=unique, source_config=src.source_config,
-                        config_dir=planner.config_dir)
+                        text=src.config.render(), copies=unique, autostart=src.autostart,
+                        source_config=src.source_config, config_dir=planner.config_dir,
+                        entry=src.entry, rootfs_file=_installed_name(copies, src.rootfs_ref),
+                        kernel_file=_installed_name(copies, src.kernel_ref))
+
+
+def _installed_name(copies: list[FileCopy], reference: str | None) -> str | None:
+    """The installed file name of the copy of ``reference`` (an entry's rootfs or kernel)."""
+    for copy in copies:
+        if reference is not None and copy.reference == reference:
+            return posixpath.basename(copy.destination)
+    return None
 
 
 # --------------------------------------------------------------- the rootfs side
@@ -560,41 +608,64 @@ def _check_dir_argument(planner: _Planner, value: str, argument: str) -> bool:
     return True
 
 
-def _plan_guests(planner: _Planner, sources: list[_Source]) -> tuple[
+@dataclass
+class _Claims:
+    """What the guests planned so far use: names, configs, destinations, written disks."""
+
+    names: dict[str, str] = field(default_factory=dict)
+    config_names: dict[str, str] = field(default_factory=dict)
+    destinations: dict[str, tuple[FileCopy, PlannedGuest]] = field(default_factory=dict)
+    written_disks: dict[str, tuple[FileCopy, PlannedGuest]] = field(default_factory=dict)
+
+
+def _claim_files(planner: _Planner, claims: _Claims, guest: PlannedGuest, label: str) -> None:
+    for copy in guest.copies:
+        prev = claims.destinations.setdefault(copy.destination, (copy, guest))
+        # Two bundle packages may both carry the shared kernel: same bytes, one copy.
+        if prev[0].source != copy.source and not _same_file(prev[0].source, copy.source):
+            planner.problems.append(
+                f"{label}: {copy.where} '{snippet(copy.reference)}' ({copy.source}) and guest "
+                f"'{prev[1].name}' ({prev[1].origin}) {prev[0].where} "
+                f"'{snippet(prev[0].reference)}' ({prev[0].source}) would both be installed "
+                f"as {snippet(copy.destination)}: rename one of the files")
+        if not copy.writable:
+            continue
+        other = claims.written_disks.setdefault(copy.source, (copy, guest))
+        if other[1] is not guest:
+            planner.problems.append(
+                f"{label}: its disk '{snippet(copy.reference)}' ({copy.source}) is also a "
+                f"writable disk of guest '{other[1].name}' ({other[1].origin}): the same guest "
+                "image is bundled twice (two guests writing one disk corrupt it); bundle it "
+                "through one of these only, or make the disks read-only")
+
+
+def _plan_guests(planner: _Planner, sources: list[GuestSource]) -> tuple[
         list[PlannedGuest], dict[str, tuple[FileCopy, PlannedGuest]]]:
     """Plan every guest; two guests may share neither a name, a config nor a destination."""
     guests: list[PlannedGuest] = []
-    names: dict[str, str] = {}
-    config_names: dict[str, str] = {}
-    destinations: dict[str, tuple[FileCopy, PlannedGuest]] = {}
+    claims = _Claims()
     for src in sources:
         guest = _plan_guest(planner, src)
         if guest is None:
             continue
         label = _label(guest)
-        if guest.name in names:
+        if guest.name in claims.names:
             planner.problems.append(
-                f"{label}: domain name '{guest.name}' is also used by {names[guest.name]}: "
-                "xl cannot run two domains with one name; give one of them another name")
-        names.setdefault(guest.name, label)
-        if guest.config_name in config_names:
+                f"{label}: domain name '{guest.name}' is also used by "
+                f"{claims.names[guest.name]}: xl cannot run two domains with one name; bundle "
+                "the guest once, or give one of them another name")
+        claims.names.setdefault(guest.name, label)
+        if guest.config_name in claims.config_names:
             planner.problems.append(
                 f"{label}: config {guest.config_path} would also be written by "
-                f"{config_names[guest.config_name]}: remove one of them")
-        config_names.setdefault(guest.config_name, label)
-        for copy in guest.copies:
-            prev = destinations.setdefault(copy.destination, (copy, guest))
-            if prev[0].source != copy.source:
-                planner.problems.append(
-                    f"{label}: {copy.where} '{snippet(copy.reference)}' ({copy.source}) and guest "
-                    f"'{prev[1].name}' ({prev[1].origin}) {prev[0].where} "
-                    f"'{snippet(prev[0].reference)}' ({prev[0].source}) would both be installed "
-                    f"as {snippet(copy.destination)}: rename one of the files")
+                f"{claims.config_names[guest.config_name]}: remove one of them")
+        claims.config_names.setdefault(guest.config_name, label)
+        _claim_files(planner, claims, guest, label)
         guests.append(guest)
-    return guests, destinations
+    return guests, claims.destinations
 
 
-def _mark_autostart(planner: _Planner, guests: list[PlannedGuest], sources: list[_Source],
+def _mark_autostart(planner: _Planner, guests: list[PlannedGuest], sources: list[GuestSource],
                     autostart: Iterable[str]) -> None:
     wanted = list(dict.fromkeys(autostart))
     known = {g.name for g in guests}
@@ -605,7 +676,58 @@ def _mark_autostart(planner: _Planner, guests: list[PlannedGuest], sources: list
                 f"autostart names guest '{snippet(name)}', which is not bundled (bundled: "
                 f"{', '.join(sorted(known)) or 'none'}): fix the autostart list")
     for guest in guests:
-        guest.autostart = guest.name in wanted
+        guest.autostart = guest.autostart or guest.name in wanted
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Everything one planning run reads (the arguments of :func:`plan_bundle`)."""
+
+    bundled_guests: str = ""
+    config_glob: str | None = "xen-guest-bundle*.cfg"     # None: no deploy-dir configs
+    settings: SettingsFactory | None = None
+    autostart: tuple[str, ...] = ()
+    recipe_guests: RecipeGuests | None = None
+    bundles_dir: str | None = None
+    xen_version: XenVersion = DEFAULT_XEN_VERSION
+
+
+def _plan(rootfs: str, deploy_dir: str, request: _Request, images_dir: str, config_dir: str,
+          reference_dir: str | None = None) -> BundlePlan:
+    if not os.path.isdir(deploy_dir):
+        raise BundleError([(f"deploy directory {printable(deploy_dir)} does not exist: build "
+                            "the guest images first or fix DEPLOY_DIR_IMAGE")])
+    if not os.path.isdir(rootfs):
+        raise BundleError([f"rootfs {printable(rootfs)} does not exist or is not a directory"])
+    planner = _Planner(os.path.abspath(rootfs), os.path.abspath(deploy_dir),
+                       posixpath.normpath(images_dir), posixpath.normpath(config_dir),
+                       reference_dir, xen_version=request.xen_version)
+    dirs_ok = _check_dir_argument(planner, images_dir, "images_dir")
+    dirs_ok = _check_dir_argument(planner, config_dir, "config_dir") and dirs_ok
+
+    sources = _load_entries(planner, request.bundled_guests, request.settings)
+    if request.recipe_guests is not None:
+        sources += load_recipe_guests(request.recipe_guests, planner.deploy_dir, planner.problems,
+                                      xen_version=planner.xen_version)
+    config_files: list[str] = []
+    if request.config_glob is not None:
+        file_sources, config_files = _load_config_files(planner, request.config_glob)
+        sources += file_sources
+    staged = None
+    if request.bundles_dir is not None:
+        staged = load_installed_bundles(planner.rootfs, request.bundles_dir, planner.problems,
+                                        xen_version=planner.xen_version)
+        sources += staged.sources
+    guests, destinations = _plan_guests(planner, sources)
+    _mark_autostart(planner, guests, sources, request.autostart)
+    if dirs_ok:
+        _check_rootfs(planner, guests, destinations)
+    if planner.problems:
+        raise planner.problems.error()
+    return BundlePlan(rootfs=planner.rootfs, deploy_dir=planner.deploy_dir,
+                      images_dir=planner.images_dir, config_dir=planner.config_dir,
+                      guests=guests, config_files=config_files,
+                      staging_dir=staged.staging_dir if staged else None)
 
 
 def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
@@ -614,41 +736,27 @@ def plan_bundle(rootfs: str, deploy_dir: str, bundled_guests: str = "", *,
                 autostart: Iterable[str] = (),
                 images_dir: str = "/var/lib/xen/images",
                 config_dir: str = "/etc/xen",
-                xen_version: XenVersionLike = DEFAULT_XEN_VERSION) -> BundlePlan:
+                xen_version: XenVersionLike = DEFAULT_XEN_VERSION,
+                recipe_guests: RecipeGuests | None = None,
+                bundles_dir: str | None = None) -> BundlePlan:
     """Validate and plan bundling guests from ``deploy_dir`` into ``rootfs``.
 
     ``bundled_guests`` is the value of ``XEN_BUNDLED_GUESTS``; ``settings(domain)``
     gives the :class:`GuestSettings` of its entries (defaults otherwise); every file
     in ``deploy_dir`` matching ``config_glob`` is bundled as well (sorted by name);
     ``autostart`` lists domain names to link into ``<config_dir>/auto/``;
-    ``xen_version`` is the Xen of the host's xl, whose grammar the configs are
-    checked with (:mod:`xenbundle.xenversion`).  Nothing is written anywhere.
-    Raises :class:`BundleError` listing the first problems
-    (:data:`~xenbundle.errors.MAX_PROBLEMS`) and counting the others.
+    ``xen_version`` is the Xen of the host's xl, whose grammar every config is
+    checked with (:mod:`xenbundle.xenversion`).
+    ``recipe_guests`` adds the guests of ``BUNDLED_XEN_GUESTS`` entries
+    (:class:`~xenbundle.recipeguests.RecipeGuests`); ``bundles_dir`` (e.g.
+    ``/usr/share/xen-guest-bundles``) merges the bundle packages installed there in
+    the rootfs (:mod:`xenbundle.bundles`), whose staging folder the install removes.
+    Nothing is written anywhere.  Raises :class:`BundleError` listing the first
+    problems (:data:`~xenbundle.errors.MAX_PROBLEMS`) and counting the others.
     """
-    if not os.path.isdir(deploy_dir):
-        raise BundleError([(f"deploy directory {printable(deploy_dir)} does not exist: build "
-                            "the guest images first or fix DEPLOY_DIR_IMAGE")])
-    if not os.path.isdir(rootfs):
-        raise BundleError([f"rootfs {printable(rootfs)} does not exist or is not a directory"])
-    planner = _Planner(os.path.abspath(rootfs), os.path.abspath(deploy_dir),
-                       posixpath.normpath(images_dir), posixpath.normpath(config_dir),
-                       xen_version=as_xen_version(xen_version))
-    dirs_ok = _check_dir_argument(planner, images_dir, "images_dir")
-    dirs_ok = _check_dir_argument(planner, config_dir, "config_dir") and dirs_ok
-
-    sources = _load_entries(planner, bundled_guests, settings)
-    file_sources, config_files = _load_config_files(planner, config_glob)
-    sources += file_sources
-    guests, destinations = _plan_guests(planner, sources)
-    _mark_autostart(planner, guests, sources, autostart)
-    if dirs_ok:
-        _check_rootfs(planner, guests, destinations)
-    if planner.problems:
-        raise planner.problems.error()
-    return BundlePlan(rootfs=planner.rootfs, deploy_dir=planner.deploy_dir,
-                      images_dir=planner.images_dir, config_dir=planner.config_dir,
-                      guests=guests, config_files=config_files)
+    request = _Request(bundled_guests, config_glob, settings, tuple(autostart), recipe_guests,
+                       bundles_dir, as_xen_version(xen_version))
+    return _plan(rootfs, deploy_dir, request, images_dir, config_dir)
 
 
 def describe(plan: BundlePlan) -> list[str]:

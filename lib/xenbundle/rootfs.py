@@ -15,7 +15,11 @@ Every directory, file and symlink the bundler puts into the rootfs is made by
   (``rename(2)`` would silently replace it, and Python has no ``renameat2``), then
   the temporary name is removed.  On a file system without hard links the final
   name is checked to be free and the file renamed.
-* **Symlinks** are made with ``symlink(2)``, which never replaces either.
+* **Symlinks** are made with ``symlink(2)``, which never replaces either; **hard
+  links** (to a regular file this writer reaches the same way) with ``link(2)``.
+* **Removal** (:meth:`RootfsWriter.remove_tree`, for the bundle staging folder)
+  walks the same way and unlinks entries through folder descriptors opened with
+  ``O_NOFOLLOW``: a symlink is removed as a link, never followed.
 
 Each object is recorded (folder descriptor, name, device and inode) only after
 it was created, and :meth:`RootfsWriter.rollback` removes exactly those, newest
@@ -165,6 +169,27 @@ class _Created:
     is_dir: bool
 
 
+_MAX_DEPTH = 64
+
+
+def _remove_entry(parent: int, name: str, shown: str, depth: int) -> None:
+    """Remove ``name`` in folder ``parent``: a folder with its content, anything else unlinked."""
+    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    if depth > _MAX_DEPTH:
+        raise BundleError([(f"{printable(shown)} is nested more than {_MAX_DEPTH} folders "
+                            "deep: refusing to remove it; remove it from the rootfs by hand")])
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        for child in os.listdir(fd):
+            _remove_entry(fd, child, f"{shown}/{child}", depth + 1)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
 def _refuse(shown: str, why: str) -> BundleError:
     return BundleError([(f"{shown} {why}: refusing to write through or replace it (the "
                          "bundler only writes below real folders and never replaces anything); "
@@ -296,6 +321,22 @@ class RootfsWriter:
         os.unlink(temporary, dir_fd=dir_fd)
         self._forget(dir_fd, temporary)
 
+    def hardlink(self, existing: str, path: str) -> None:
+        """Create ``path`` as a hard link to the regular file ``existing`` (both in-rootfs)."""
+        source_folder, source_name = posixpath.split(existing)
+        source_fd = self.folder(source_folder)
+        st = os.stat(source_name, dir_fd=source_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse(existing, "is not a regular file to link to")
+        folder, name = posixpath.split(path)
+        dir_fd = self.folder(folder)
+        try:
+            os.link(source_name, name, src_dir_fd=source_fd, dst_dir_fd=dir_fd,
+                    follow_symlinks=False)
+        except FileExistsError as err:
+            raise _refuse(path, "already exists in the rootfs") from err
+        self._record(dir_fd, name, path, st)
+
     def symlink(self, target: str, path: str) -> None:
         """Create symlink ``path`` -> ``target``; an existing name is refused."""
         folder, name = posixpath.split(path)
@@ -314,7 +355,52 @@ class RootfsWriter:
             return False
         return True
 
-    # --- what was created
+    # --- removal
+    def _existing_folder(self, path: str) -> int | None:
+        """A descriptor of the existing folder ``path`` (never made), or None if missing."""
+        fd = self._root_fd
+        walked = ""
+        for part in path.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                raise ValueError(f"{printable(path)}: '..' is not allowed")
+            walked += "/" + part
+            cached = self._dirs.get(walked)
+            if cached is None:
+                try:
+                    cached = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    return None
+                except OSError as err:
+                    if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise self._not_a_folder(fd, part, walked) from err
+                    raise
+                self._dirs[walked] = cached
+            fd = cached
+        return fd
+
+    def remove_tree(self, path: str) -> None:
+        """Remove ``path`` and, if it is a folder, everything below it; never follow a link.
+
+        A missing ``path`` is fine; a symlink on the way to it is refused.  What is
+        removed is not recorded: :meth:`rollback` cannot bring it back.
+        """
+        path = posixpath.normpath(path)
+        folder, name = posixpath.split(path)
+        if not name or name in (".", ".."):
+            raise ValueError(f"{printable(path)}: refusing to remove the rootfs itself")
+        parent = self._existing_folder(folder)
+        if parent is None:
+            return
+        for cached in [p for p in self._dirs if p == path or p.startswith(path + "/")]:
+            os.close(self._dirs.pop(cached))
+        try:
+            _remove_entry(parent, name, path, 0)
+        except FileNotFoundError:
+            if self._exists(parent, name):
+                raise
+
     def _record(self, dir_fd: int, name: str, shown: str, st: os.stat_result) -> None:
         self._created.append(_Created(dir_fd, name, shown, st.st_dev, st.st_ino,
                                       stat.S_ISDIR(st.st_mode)))

@@ -13,7 +13,11 @@ datastore, so that they can be tested without BitBake:
   waits for;
 * :func:`third_party_inputs` - the deploy-dir files no awaited task writes, for
   ``do_rootfs[file-checksums]``;
-* :func:`guest_settings` and :func:`settings_vardeps` - the per-guest settings;
+* :func:`entry_recipes` and :func:`entry_inputs` - the same for the recipe entries
+  of ``BUNDLED_XEN_GUESTS`` (host images) and ``XEN_GUEST_BUNDLES`` (bundle recipes);
+* :func:`import_task_depends` - the native tools a bundle recipe's imports need;
+* :func:`settings_vardeps` and :func:`entry_vardeps` - the signature dependencies
+  of the per-guest settings (:mod:`xenbundle.settings` resolves the settings);
 * :func:`parse_yes_no` and :func:`is_yes` - BitBake's yes/no words.
 """
 
@@ -26,27 +30,35 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .deploydir import inspect
-from .errors import BundleError, snippet
-from .guests import GuestSettings, bundle_config_name, parse_bundled_guests
+from .deploydir import inspect, read_regular_file
+from .disk import DiskSpecError, parse_disk
+from .entries import parse_guest_entries
+from .guests import bundle_config_name, parse_bundled_guests
 from .plan import plan_bundle
+from .settings import ENTRY_VARIABLES, PLAIN_VARIABLES, SETTINGS, Variables, vardeps
+from .xlcfg import XlConfigError, decode, parse
 
 __all__ = [
     "AUTO_BUNDLE_OVERRIDE_PREFIX",
     "CONFIG_GLOB",
     "SETTING_VARIABLES",
+    "EntryContext",
     "ThirdPartyInputs",
     "auto_bundled_recipes",
     "built_guest_recipes",
     "config_inputs",
-    "guest_settings",
+    "entry_inputs",
+    "entry_recipes",
+    "entry_vardeps",
     "image_output_recipe",
+    "import_task_depends",
     "is_built_file",
     "is_yes",
     "parse_yes_no",
     "rootfs_task_depends",
     "settings_vardeps",
     "third_party_inputs",
+    "uses_shared_kernel",
 ]
 
 #: Deploy-dir configs that are bundled (third-party and auto-bundled ones).
@@ -57,8 +69,15 @@ CONFIG_GLOB = "xen-guest-bundle*.cfg"
 AUTO_BUNDLE_OVERRIDE_PREFIX = "XEN_GUEST_AUTO_BUNDLE:pn-"
 
 #: The variables holding per-guest settings, in :class:`GuestSettings` order.
-SETTING_VARIABLES: tuple[str, ...] = (
-    "XEN_GUEST_MEMORY", "XEN_GUEST_VCPUS", "XEN_GUEST_VIF", "XEN_GUEST_EXTRA")
+SETTING_VARIABLES: tuple[str, ...] = tuple(s.variable for s in SETTINGS)
+
+#: Native tools each import type needs (the bundle recipe's do_compile waits for them).
+IMPORT_TOOL_DEPENDS: dict[str, tuple[str, ...]] = {
+    "rootfs_dir": ("e2fsprogs-native:do_populate_sysroot",),
+    "qcow2": ("qemu-system-native:do_populate_sysroot",),
+    "ext4": (),
+    "raw": (),
+}
 
 # Image types oe-core deploys a root filesystem as; conversions (".qcow2",
 # ".zst", ...) may follow.
@@ -136,18 +155,21 @@ def auto_bundled_recipes(overrides: Mapping[str, str | None]) -> set[str]:
 
 def built_guest_recipes(bundled_guests: str, *, guest_images: Iterable[str] = (),
                         auto_bundle_overrides: Mapping[str, str | None] | None = None,
-                        external: Iterable[str] = (), image_suffix: str = "") -> list[str]:
+                        external: Iterable[str] = (), image_suffix: str = "",
+                        entry_recipes: Iterable[str] = ()) -> list[str]:
     """Guest image recipes the host's ``do_rootfs`` must wait for, sorted.
 
     These are ``guest_images`` (``XEN_GUEST_IMAGES``), the recipes auto-bundling is
-    switched on for (:func:`auto_bundled_recipes` of ``auto_bundle_overrides``), and
-    the recipes that the rootfs names of ``bundled_guests`` (``XEN_BUNDLED_GUESTS``)
+    switched on for (:func:`auto_bundled_recipes` of ``auto_bundle_overrides``),
+    ``entry_recipes`` (:func:`entry_recipes` of ``BUNDLED_XEN_GUESTS``) and the
+    recipes that the rootfs names of ``bundled_guests`` (``XEN_BUNDLED_GUESTS``)
     point at (:func:`image_output_recipe`), except those whose rootfs name or
     recipe is in ``external`` (``XEN_GUEST_EXTERNAL``).  Malformed
     ``XEN_BUNDLED_GUESTS`` entries are left out: the bundling step reports them.
     """
     excluded = set(external)
     recipes = set(guest_images) | auto_bundled_recipes(auto_bundle_overrides or {})
+    recipes |= {recipe for recipe in entry_recipes if recipe not in excluded}
     for entry in parse_bundled_guests(bundled_guests, lenient=True):
         recipe = image_output_recipe(entry.rootfs, image_suffix)
         if recipe and entry.rootfs not in excluded and recipe not in excluded:
@@ -262,52 +284,142 @@ def third_party_inputs(deploy_dir: str, bundled_guests: str, built_recipes: Iter
                             configs=tuple(configs))
 
 
-def guest_settings(domain: str, values: Mapping[str, str | None],
-                   domain_values: Mapping[str, str | None]) -> GuestSettings:
-    """The :class:`GuestSettings` of ``domain`` from the ``XEN_GUEST_*`` settings.
+def settings_vardeps(variables: Variables, reserved: Iterable[str]) -> list[str]:
+    """Signature dependencies of the settings: each variable, its ``*_DEFAULT`` and varflags.
 
-    ``values`` maps each of :data:`SETTING_VARIABLES` to the variable's value (the
-    default of every guest) and ``domain_values`` to the value of its varflag named
-    after the domain, ``None`` when that is unset; a set varflag wins.  Values are
-    stripped; the vif setting is a whitespace-separated list.  Raises
-    :class:`BundleError` naming the variable (or ``VAR[domain]``) and the domain
-    when memory or vcpus is not a positive whole number.
+    See :func:`xenbundle.settings.vardeps` (BitBake hashes no arbitrary varflag).
     """
-    def value(var: str) -> str:
-        flag = domain_values.get(var)
-        return (flag if flag is not None else values.get(var) or "").strip()
-
-    def number(var: str, example: str) -> int:
-        text = value(var)
-        where = f"{var}[{domain}]" if domain_values.get(var) is not None else var
-        if not text.isdigit() or int(text, 10) <= 0:
-            raise BundleError([
-                (f"guest '{domain}': {where} = \"{snippet(text)}\" is not a positive whole "
-                 f"number; set it to e.g. \"{example}\"")])
-        return int(text, 10)
-
-    return GuestSettings(
-        name=domain,
-        memory=number("XEN_GUEST_MEMORY", "512"),
-        vcpus=number("XEN_GUEST_VCPUS", "1"),
-        vif=tuple(value("XEN_GUEST_VIF").split()),
-        extra=value("XEN_GUEST_EXTRA"),
-    )
+    names = [name for s in SETTINGS for name in (s.variable, s.default_variable)]
+    return vardeps(variables, names, reserved)
 
 
-def settings_vardeps(flags: Mapping[str, Iterable[str]], reserved: Iterable[str]) -> list[str]:
-    """Signature dependencies of the settings: each variable and its per-domain varflags.
+def entry_vardeps(variables: Variables, variable: str, reserved: Iterable[str]) -> list[str]:
+    """Signature dependencies of a task that bundles the entries of ``variable``.
 
-    ``flags`` maps each setting variable to the names of its varflags.  BitBake
-    hashes a variable's value but not arbitrary varflags, so every ``VAR[domain]``
-    is listed: changing one guest's setting then changes the task signature.
-    Varflags in ``reserved`` (BitBake's own) and internal ones (leading ``_``) are
-    not domains and are left out.  Order: each variable, then its varflags sorted.
+    The entry variable, the settings (:func:`settings_vardeps`), the plain variables
+    of the entry forms and every varflag of the entry-keyed variables.
     """
-    reserved_names = set(reserved)
-    deps: list[str] = []
-    for var, names in flags.items():
-        deps.append(var)
-        deps.extend(f"{var}[{flag}]" for flag in sorted(names)
-                    if not flag.startswith("_") and flag not in reserved_names)
-    return deps
+    return ([variable] + settings_vardeps(variables, reserved)
+            + vardeps(variables, PLAIN_VARIABLES + ENTRY_VARIABLES, reserved))
+
+
+# ----------------------------------------------------------------- recipe entries
+
+def _entry_flag(variables: Variables, name: str, entry: str) -> str | None:
+    value = variables.flag(name, entry)
+    return value.strip() if value and value.strip() else None
+
+
+def entry_recipes(variables: Variables, variable: str) -> list[str]:
+    """The recipes whose ``do_image_complete`` the entries of ``variable`` wait for.
+
+    Every well-formed entry without the ``external`` tag and without an import
+    (``XEN_GUEST_SOURCE_TYPE[<entry>]``: its image comes from a fetched file).
+    Malformed entries are left out: the task reports them.
+    """
+    return [entry.name for entry in
+            parse_guest_entries(variables.value(variable), variable, lenient=True)
+            if not entry.external and not _entry_flag(variables, "XEN_GUEST_SOURCE_TYPE", entry.name)]
+
+
+def uses_shared_kernel(variables: Variables, variable: str) -> bool:
+    """True when an entry of ``variable`` boots ``KERNEL_IMAGETYPE`` of the deploy directory.
+
+    That is every entry without ``XEN_GUEST_KERNEL[<entry>]``; the task then waits
+    for ``virtual/kernel:do_deploy``.
+    """
+    return any(not _entry_flag(variables, "XEN_GUEST_KERNEL", entry.name)
+               for entry in parse_guest_entries(variables.value(variable), variable, lenient=True))
+
+
+def import_task_depends(variables: Variables, variable: str) -> list[str]:
+    """The native tool tasks the imports of the entries of ``variable`` need, sorted."""
+    depends: set[str] = set()
+    for entry in parse_guest_entries(variables.value(variable), variable, lenient=True):
+        depends.update(IMPORT_TOOL_DEPENDS.get(
+            _entry_flag(variables, "XEN_GUEST_SOURCE_TYPE", entry.name) or "", ()))
+    return sorted(depends)
+
+
+def _custom_config_inputs(path: str, deploy_dir: str) -> list[str]:
+    """Deploy-dir files a ``XEN_GUEST_CONFIG_FILE`` refers to besides its first disk and kernel.
+
+    Those two are replaced by the entry's rootfs and kernel; a config that cannot be
+    read gives nothing (the bundling step reports it).
+    """
+    try:
+        cfg = parse(decode(read_regular_file(os.path.realpath(path))), path)
+    except (OSError, XlConfigError):
+        return []
+    refs = [v for v in (cfg.get(k) for k in ("ramdisk", "device_tree")) if isinstance(v, str)]
+    disks = cfg.get("disk")
+    for item in (disks[1:] if isinstance(disks, list) else []):
+        try:
+            target = parse_disk(item).target if isinstance(item, str) else None
+        except DiskSpecError:
+            continue
+        if target and not target.startswith("/dev/"):
+            refs.append(target)
+    return [os.path.normpath(os.path.join(deploy_dir, r)) for r in refs if r]
+
+
+@dataclass(frozen=True)
+class EntryContext:
+    """What :func:`entry_inputs` needs besides the variables."""
+
+    deploy_dir: str
+    machine: str
+    unpack_dir: str | None
+    image_suffix: str
+    kernel_imagetype: str
+    built_recipes: tuple[str, ...]
+
+
+def _entry_files(variables: Variables, entry: str, ctx: EntryContext) -> list[str]:
+    """The files an entry may read from the deploy directory or UNPACKDIR.
+
+    The default rootfs names of an awaited recipe are that recipe's output.
+    """
+    rootfs = _entry_flag(variables, "XEN_GUEST_ROOTFS", entry)
+    fstype = (_entry_flag(variables, "XEN_GUEST_IMAGE_FSTYPE", entry)
+              or (variables.value("XEN_GUEST_IMAGE_FSTYPE") or "ext4").strip())
+    names = [rootfs] if rootfs else [] if entry in ctx.built_recipes else [
+        f"{entry}-{ctx.machine}.{fstype}", f"{entry}-{ctx.machine}.rootfs.{fstype}"]
+    kernel = _entry_flag(variables, "XEN_GUEST_KERNEL", entry)
+    if kernel and kernel != "none":
+        names.append(kernel)
+        if ctx.unpack_dir and not os.path.isabs(kernel):
+            names.append(os.path.join(ctx.unpack_dir, kernel))
+    return [os.path.join(ctx.deploy_dir, name) for name in names]
+
+
+def entry_inputs(variables: Variables, variable: str, ctx: EntryContext) -> ThirdPartyInputs:
+    """Files the entries of ``variable`` read that no awaited task writes.
+
+    For ``do_rootfs[file-checksums]`` (hosts) or ``do_install[file-checksums]``
+    (bundle recipes), like :func:`third_party_inputs`: each ``XEN_GUEST_CONFIG_FILE``
+    (listed in ``configs`` too: its content decides part of the list) and the
+    deploy-dir files it refers to, and the rootfs and kernel files of each entry,
+    except files of ``ctx.built_recipes`` and the kernel (:func:`is_built_file`).
+    Imported guests read fetched files, which the fetcher tracks.
+    """
+    def built(path: str) -> bool:
+        return is_built_file(path, ctx.built_recipes, image_suffix=ctx.image_suffix,
+                             kernel_imagetype=ctx.kernel_imagetype)
+
+    files: set[str] = set()
+    configs: list[str] = []
+    for entry in parse_guest_entries(variables.value(variable), variable, lenient=True):
+        name = entry.name
+        config = _entry_flag(variables, "XEN_GUEST_CONFIG_FILE", name)
+        if config:
+            path = config if os.path.isabs(config) else os.path.join(ctx.unpack_dir or "", config)
+            configs.append(path)
+            files.add(path)
+            files.update(f for f in _custom_config_inputs(path, ctx.deploy_dir) if not built(f))
+        if _entry_flag(variables, "XEN_GUEST_SOURCE_TYPE", name):
+            continue
+        files.update(f for f in _entry_files(variables, name, ctx) if not built(f))
+    usable = tuple(sorted(f for f in files if "\0" not in f and inspect(
+        f, os.path.realpath(os.path.dirname(f))).state in ("file", "missing", "dangling")))
+    return ThirdPartyInputs(files=usable, configs=tuple(c for c in configs if c in usable))

@@ -154,6 +154,7 @@ def deploy(project):
     os.symlink(real, dep / (GUEST_LINK + ".ext4"))
     (dep / "Image--6.6-r0-qemuarm64-20261126.bin").write_bytes(b"\x00ARM64 kernel" * 1000)
     os.symlink("Image--6.6-r0-qemuarm64-20261126.bin", dep / "Image")
+    make_sparse(dep / "pair-guest-qemuarm64.rootfs.ext4", 16 * MiB, b"pair guest disk")
     make_sparse(dep / "vendor-appliance.img", 32 * MiB, b"third party disk")
     (dep / "vendor-kernel").write_bytes(b"vendor kernel")
     (dep / "xen-guest-bundle-vendor.cfg").write_text(
@@ -172,9 +173,10 @@ def test_host_bundles_all_three_forms(project, deploy):
     shutil.copy(cfg, deploy)
     before = deploy_listing(deploy)
 
-    d = project.parse("xen-image-minimal", HOST, f"""\
-        XEN_BUNDLED_GUESTS = "{GUEST_LINK}.ext4:Image"
-        XEN_GUEST_MEMORY[xen-guest-image-minimal-qemuarm64] = "384"
+    d = project.parse("xen-image-minimal", HOST, """\
+        XEN_BUNDLED_GUESTS = "pair-guest-qemuarm64.rootfs.ext4:Image"
+        XEN_GUEST_EXTERNAL = "pair-guest"
+        XEN_GUEST_MEMORY[pair-guest-qemuarm64] = "384"
         XEN_GUEST_AUTOSTART = "vendor"
         """)
     rootfs = d.getVar("IMAGE_ROOTFS")
@@ -185,8 +187,8 @@ def test_host_bundles_all_three_forms(project, deploy):
     etc_xen = os.path.join(rootfs, "etc/xen")
     configs = sorted(n for n in os.listdir(etc_xen) if n.endswith(".cfg"))
     assert configs == [
+        "xen-guest-bundle-pair-guest-qemuarm64.cfg",
         "xen-guest-bundle-vendor.cfg",
-        "xen-guest-bundle-xen-guest-image-minimal-qemuarm64.cfg",
         "xen-guest-bundle-xen-guest-image-minimal-qemuarm64.rootfs.cfg",
     ]
     images = os.path.join(rootfs, "var/lib/xen/images")
@@ -195,14 +197,14 @@ def test_host_bundles_all_three_forms(project, deploy):
         assert not os.path.islink(path)
 
     # Form 1: generated from XEN_BUNDLED_GUESTS with the per-domain varflag.
-    generated = read_settings(os.path.join(etc_xen, "xen-guest-bundle-xen-guest-image-minimal-qemuarm64.cfg"))
-    assert generated["name"] == "xen-guest-image-minimal-qemuarm64"
+    generated = read_settings(os.path.join(etc_xen, "xen-guest-bundle-pair-guest-qemuarm64.cfg"))
+    assert generated["name"] == "pair-guest-qemuarm64"
     assert generated["memory"] == "384"
     assert generated["kernel"].startswith("/var/lib/xen/images/")
     disk_target = generated["disk"][0].split(",")[0].split(":", 1)[1]
     assert disk_target.startswith("/var/lib/xen/images/")
     copied = os.path.join(rootfs, disk_target.lstrip("/"))
-    assert os.path.getsize(copied) == 64 * MiB
+    assert os.path.getsize(copied) == 16 * MiB
     assert os.stat(copied).st_blocks * 512 < 1 * MiB, "the guest disk must stay sparse"
 
     # Form 2: the hand-written config keeps comments and unknown keys.

@@ -37,7 +37,7 @@ memory = 512
 vcpus = 1
 kernel = "Image"
 extra = "root=/dev/xvda ro console=hvc0 ip=dhcp"
-disk = [ 'file:xen-guest-image-minimal-qemuarm64.rootfs.ext4,xvda,rw' ]
+disk = [ 'file:auto-guest-qemuarm64.rootfs.ext4,xvda,rw' ]
 vif = ['bridge=xenbr0']
 """
 
@@ -77,6 +77,7 @@ def deploy(tmp_path: Path) -> Path:
     (d / "xen-guest-image-minimal-qemuarm64.rootfs.ext4").symlink_to(
         "xen-guest-image-minimal-qemuarm64.rootfs-2024.ext4")
     sparse_file(d / "web.ext4", 64 * MiB, (0,))
+    sparse_file(d / "auto-guest-qemuarm64.rootfs.ext4", 16 * MiB, (0,))
     sparse_file(d / "data,1.qcow2", 8 * MiB, (0,))
     (d / "initrd.img").write_bytes(b"initrd")
     (d / "guest.dtb").write_bytes(b"dtb")
@@ -132,12 +133,12 @@ def test_all_three_forms_install_and_leave_deploy_dir_untouched(deploy, rootfs):
 
     # Form 3: auto-bundle config.
     auto = parse((rootfs / "etc/xen/xen-guest-bundle-auto.cfg").read_text()).settings()
-    assert auto["disk"] == ["file:/var/lib/xen/images/xen-guest-image-minimal-qemuarm64.rootfs.ext4,xvda,rw"]
+    assert auto["disk"] == ["file:/var/lib/xen/images/auto-guest-qemuarm64.rootfs.ext4,xvda,rw"]
 
     images = rootfs / "var/lib/xen/images"
     assert sorted(os.listdir(images)) == sorted([
         "Image", "initrd.img", "guest.dtb", "web.ext4", "data,1.qcow2",
-        "xen-guest-image-minimal-qemuarm64.rootfs.ext4"])
+        "xen-guest-image-minimal-qemuarm64.rootfs.ext4", "auto-guest-qemuarm64.rootfs.ext4"])
     assert (images / "Image").read_bytes() == b"kernel" * 100
     # Autostart link, relative.
     link = rootfs / "etc/xen/auto/xen-guest-bundle-web.cfg"

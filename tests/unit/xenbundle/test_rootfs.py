@@ -159,3 +159,68 @@ def test_name_limits_and_length_problems(root):
     assert "is 256 bytes" in length_problem(str(root), "/var/" + "é" * 128, (name_max, path_max))
     deep = "/" + "/".join(["d" * 200] * 21)
     assert "PATH_MAX (4096 bytes)" in length_problem(str(root), deep, (name_max, path_max))
+
+
+# ------------------------------------------------------------------ hard links, removal
+
+
+def test_hard_links_are_made_and_rolled_back(root):
+    writer = RootfsWriter(str(root))
+    writer.write_file("/bin/sh", write(b"shell"), 0o755)
+    writer.hardlink("/bin/sh", "/bin/ash")
+    assert os.stat(root / "bin/sh").st_ino == os.stat(root / "bin/ash").st_ino
+    with pytest.raises(BundleError, match="already exists"):
+        writer.hardlink("/bin/sh", "/bin/ash")
+    writer.symlink("sh", "/bin/link")
+    with pytest.raises(BundleError, match="is not a regular file to link to"):
+        writer.hardlink("/bin/link", "/bin/other")
+    assert writer.rollback() == []
+    writer.close()
+    assert listing(root) == ["etc"]
+
+
+def test_remove_tree_never_follows_links(root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    staging = root / "usr/share/xen-guest-bundles/b"
+    (staging / "images").mkdir(parents=True)
+    (staging / "images/disk").write_text("disk")
+    os.symlink(outside, staging / "link-to-dir")
+    os.symlink(outside / "keep", staging / "images/link-to-file")
+    os.mkfifo(staging / "fifo")
+    writer = RootfsWriter(str(root))
+    writer.remove_tree("/usr/share/xen-guest-bundles")
+    writer.remove_tree("/usr/share/nothing-here")
+    writer.close()
+    assert listing(root) == ["etc", "usr", "usr/share"]
+    assert (outside / "keep").read_text() == "keep"
+
+
+def test_remove_tree_refuses_a_link_on_the_way(root, tmp_path):
+    (tmp_path / "elsewhere/share/x").mkdir(parents=True)
+    (root / "usr").symlink_to(tmp_path / "elsewhere")
+    writer = RootfsWriter(str(root))
+    with pytest.raises(BundleError, match="is a symlink"):
+        writer.remove_tree("/usr/share/x")
+    writer.close()
+    assert (tmp_path / "elsewhere/share/x").is_dir()
+
+
+def test_remove_tree_refuses_the_root(root):
+    writer = RootfsWriter(str(root))
+    with pytest.raises(ValueError, match="refusing to remove the rootfs itself"):
+        writer.remove_tree("/")
+    writer.close()
+
+
+def test_remove_tree_stops_at_absurd_depth(root):
+    deep = root / "d"
+    path = deep
+    for _ in range(70):
+        path = path / "x"
+    path.mkdir(parents=True)
+    writer = RootfsWriter(str(root))
+    with pytest.raises(BundleError, match="nested more than 64 folders deep"):
+        writer.remove_tree("/d")
+    writer.close()

@@ -10,19 +10,25 @@ import os
 
 import pytest
 from xenbundle import BundleError, GuestSettings
+from xenbundle.settings import MappingVariables, guest_settings
 from xenbundle.wiring import (
     SETTING_VARIABLES,
+    EntryContext,
     auto_bundled_recipes,
     built_guest_recipes,
     config_inputs,
-    guest_settings,
+    entry_inputs,
+    entry_recipes,
+    entry_vardeps,
     image_output_recipe,
+    import_task_depends,
     is_built_file,
     is_yes,
     parse_yes_no,
     rootfs_task_depends,
     settings_vardeps,
     third_party_inputs,
+    uses_shared_kernel,
 )
 
 SUFFIX = "-qemuarm64.rootfs"          # IMAGE_MACHINE_SUFFIX + IMAGE_NAME_SUFFIX
@@ -230,57 +236,64 @@ def test_config_inputs_of_a_missing_deploy_dir_are_empty(tmp_path):
 # ----------------------------------------------------------------- guest settings
 
 
-DEFAULTS = {"XEN_GUEST_MEMORY": "512", "XEN_GUEST_VCPUS": "1", "XEN_GUEST_VIF": "bridge=xenbr0",
-            "XEN_GUEST_EXTRA": "root=/dev/xvda ro console=hvc0 ip=dhcp"}
-UNSET = {var: None for var in SETTING_VARIABLES}
+def settings_of(values=None, flags=None, domain="web", entry=None):
+    """guest_settings of plain mappings (the classes read the datastore the same way)."""
+    return guest_settings(MappingVariables(values, flags), domain, entry)
 
 
-def test_settings_from_the_variables():
-    assert guest_settings("web", DEFAULTS, UNSET) == GuestSettings(name="web")
+def test_settings_from_the_defaults():
+    assert settings_of() == GuestSettings(name="web")
 
 
 def test_domain_varflags_win_and_are_stripped():
-    flags = dict(UNSET, XEN_GUEST_MEMORY=" 768 ", XEN_GUEST_VCPUS="2",
-                 XEN_GUEST_VIF="bridge=xenbr0,mac=00:16:3e:00:00:01 bridge=xenbr1",
-                 XEN_GUEST_EXTRA="root=/dev/xvda rw console=hvc0")
-    settings = guest_settings("web", DEFAULTS, flags)
-    assert (settings.memory, settings.vcpus) == (768, 2)
+    flags = {"XEN_GUEST_MEMORY": {"web": " 768 "}, "XEN_GUEST_VCPUS": {"web": "2"},
+             "XEN_GUEST_VIF": {"web": "bridge=xenbr0,mac=00:16:3e:00:00:01 bridge=xenbr1"},
+             "XEN_GUEST_EXTRA": {"web": "root=/dev/xvda rw console=hvc0"},
+             "XEN_GUEST_DISK_DEVICE": {"web": "xvdb"}}
+    settings = settings_of({"XEN_GUEST_MEMORY": "256"}, flags)
+    assert (settings.memory, settings.vcpus, settings.vdev) == (768, 2, "xvdb")
     assert settings.vif == ("bridge=xenbr0,mac=00:16:3e:00:00:01", "bridge=xenbr1")
     assert settings.extra == "root=/dev/xvda rw console=hvc0"
 
 
 def test_an_empty_varflag_overrides_the_variable():
-    settings = guest_settings("web", DEFAULTS, dict(UNSET, XEN_GUEST_VIF=""))
-    assert settings.vif == ()
+    assert settings_of(flags={"XEN_GUEST_VIF": {"web": ""}}).vif == ()
 
 
-def test_unset_variables_are_empty_settings():
-    settings = guest_settings("web", dict(DEFAULTS, XEN_GUEST_VIF=None, XEN_GUEST_EXTRA=None), UNSET)
+def test_empty_variables_are_empty_settings():
+    settings = settings_of({"XEN_GUEST_VIF": "", "XEN_GUEST_EXTRA": ""})
     assert settings.vif == () and settings.extra == ""
 
 
 @pytest.mark.parametrize("values, flags, message", [
-    (dict(DEFAULTS, XEN_GUEST_VCPUS="two"), UNSET,
+    ({"XEN_GUEST_VCPUS": "two"}, None,
      'guest \'web\': XEN_GUEST_VCPUS = "two" is not a positive whole number; set it to e.g. "1"'),
-    (DEFAULTS, dict(UNSET, XEN_GUEST_MEMORY="lots"),
+    (None, {"XEN_GUEST_MEMORY": {"web": "lots"}},
      'guest \'web\': XEN_GUEST_MEMORY[web] = "lots" is not a positive whole number; set it to e.g. "512"'),
-    (dict(DEFAULTS, XEN_GUEST_MEMORY="0"), UNSET, 'XEN_GUEST_MEMORY = "0" is not a positive'),
-    (dict(DEFAULTS, XEN_GUEST_MEMORY=None), UNSET, 'XEN_GUEST_MEMORY = "" is not a positive'),
-    (dict(DEFAULTS, XEN_GUEST_MEMORY="-5"), UNSET, 'XEN_GUEST_MEMORY = "-5" is not a positive'),
+    ({"XEN_GUEST_MEMORY": "0"}, None, 'XEN_GUEST_MEMORY = "0" is not a positive'),
+    ({"XEN_GUEST_MEMORY": ""}, None, 'XEN_GUEST_MEMORY = "" is not a positive'),
+    ({"XEN_GUEST_MEMORY": "-5"}, None, 'XEN_GUEST_MEMORY = "-5" is not a positive'),
+    ({"XEN_GUEST_MEMORY_DEFAULT": "x"}, None, 'XEN_GUEST_MEMORY_DEFAULT = "x" is not a positive'),
+    ({"XEN_GUEST_DISK_DEVICE": "xvd a"}, None, 'XEN_GUEST_DISK_DEVICE = "xvd a" is not a virtual disk'),
 ])
-def test_bad_numbers_name_variable_and_domain(values, flags, message):
+def test_bad_values_name_variable_and_domain(values, flags, message):
     with pytest.raises(BundleError) as info:
-        guest_settings("web", values, flags)
+        settings_of(values, flags)
     assert len(info.value.problems) == 1
     assert message in info.value.problems[0]
 
 
-def test_settings_vardeps_list_domains_not_bitbake_flags():
-    flags = {"XEN_GUEST_MEMORY": ["web", "doc", "_content", "db"], "XEN_GUEST_VCPUS": [],
-             "XEN_GUEST_VIF": ["vardeps"], "XEN_GUEST_EXTRA": ["db"]}
-    assert settings_vardeps(flags, ["doc", "vardeps"]) == [
+def test_settings_vardeps_list_defaults_and_guests_not_bitbake_flags():
+    variables = MappingVariables(flags={
+        "XEN_GUEST_MEMORY": {"web": "1", "doc": "x", "_content": "x", "db": "2"},
+        "XEN_GUEST_VIF": {"vardeps": "x"}, "XEN_GUEST_EXTRA": {"db": "x"}})
+    assert settings_vardeps(variables, ["doc", "vardeps"]) == [
         "XEN_GUEST_MEMORY", "XEN_GUEST_MEMORY[db]", "XEN_GUEST_MEMORY[web]",
-        "XEN_GUEST_VCPUS", "XEN_GUEST_VIF", "XEN_GUEST_EXTRA", "XEN_GUEST_EXTRA[db]"]
+        "XEN_GUEST_MEMORY_DEFAULT", "XEN_GUEST_VCPUS", "XEN_GUEST_VCPUS_DEFAULT",
+        "XEN_GUEST_VIF", "XEN_GUEST_VIF_DEFAULT", "XEN_GUEST_EXTRA", "XEN_GUEST_EXTRA[db]",
+        "XEN_GUEST_EXTRA_DEFAULT", "XEN_GUEST_DISK_DEVICE", "XEN_GUEST_DISK_DEVICE_DEFAULT"]
+    assert SETTING_VARIABLES == ("XEN_GUEST_MEMORY", "XEN_GUEST_VCPUS", "XEN_GUEST_VIF",
+                                 "XEN_GUEST_EXTRA", "XEN_GUEST_DISK_DEVICE")
 
 
 @pytest.mark.timeout(60)
@@ -298,3 +311,69 @@ def test_third_party_inputs_leave_out_fifos_and_folders(tmp_path):
     assert inputs.configs == (str(dep / "xen-guest-bundle-vendor.cfg"),)
     assert [os.path.basename(p) for p in inputs.files] == [
         "vendor-kernel", "vendor.img", "xen-guest-bundle-vendor.cfg"]
+
+
+# ----------------------------------------------------------------- recipe entries
+
+
+def entries(value, flags=None, variable="BUNDLED_XEN_GUESTS"):
+    return MappingVariables({variable: value}, flags)
+
+
+def test_entry_recipes_skip_external_imported_and_malformed():
+    variables = entries("web:autostart vendor:external alpine bad:tag web2 :x",
+                        {"XEN_GUEST_SOURCE_TYPE": {"alpine": "rootfs_dir"}})
+    assert entry_recipes(variables, "BUNDLED_XEN_GUESTS") == ["web", "web2"]
+
+
+def test_entry_recipes_join_the_other_awaited_recipes():
+    recipes = built_guest_recipes("", guest_images=["listed"], external=["web2"],
+                                  entry_recipes=["web", "web2"])
+    assert recipes == ["listed", "web"]
+
+
+def test_shared_kernel_and_import_tools():
+    variables = entries("a b c d", {
+        "XEN_GUEST_KERNEL": {"a": "vmlinuz", "b": "none", "c": "bzImage", "d": "  "},
+        "XEN_GUEST_SOURCE_TYPE": {"a": "qcow2", "b": "rootfs_dir", "c": "raw"}},
+        "XEN_GUEST_BUNDLES")
+    assert uses_shared_kernel(variables, "XEN_GUEST_BUNDLES")   # d: an empty flag is unset
+    assert import_task_depends(variables, "XEN_GUEST_BUNDLES") == [
+        "e2fsprogs-native:do_populate_sysroot", "qemu-system-native:do_populate_sysroot"]
+    assert not uses_shared_kernel(entries("a", {"XEN_GUEST_KERNEL": {"a": "none"}}),
+                                  "BUNDLED_XEN_GUESTS")
+
+
+def test_entry_vardeps_name_every_entry_flag():
+    variables = entries("web", {"XEN_GUEST_ROOTFS": {"web": "x.ext4"},
+                                "XEN_GUEST_NAME": {"web": "w"}, "XEN_GUEST_MEMORY": {"w": "1"}})
+    deps = entry_vardeps(variables, "BUNDLED_XEN_GUESTS", ["doc"])
+    for name in ("BUNDLED_XEN_GUESTS", "XEN_GUEST_ROOTFS[web]", "XEN_GUEST_NAME[web]",
+                 "XEN_GUEST_MEMORY[w]", "XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_IMAGE_SIZE_DEFAULT",
+                 "XEN_GUEST_KERNEL", "XEN_GUEST_CONFIG_FILE", "XEN_GUEST_SOURCE_TYPE",
+                 "XEN_GUEST_SOURCE_FILE", "XEN_GUEST_IMAGE_SIZE", "XEN_GUEST_MEMORY_DEFAULT"):
+        assert name in deps
+
+
+def test_entry_inputs_are_third_party_files_and_custom_configs(tmp_path):
+    dep, unpack = tmp_path / "deploy", tmp_path / "sources"
+    dep.mkdir()
+    unpack.mkdir()
+    (dep / "vendor-qemuarm64.rootfs.ext4").write_bytes(b"v")
+    (dep / "vendor-kernel").write_bytes(b"k")
+    (dep / "extra.img").write_bytes(b"e")
+    (unpack / "web.cfg").write_text('name = "web"\ndisk = ["file:x,xvda,rw", "file:extra.img,xvdb,rw"]\n'
+                                    'ramdisk = "initrd"\n')
+    variables = entries("web vendor:external", {
+        "XEN_GUEST_KERNEL": {"vendor": "vendor-kernel"},
+        "XEN_GUEST_CONFIG_FILE": {"web": "web.cfg"}})
+    ctx = EntryContext(deploy_dir=str(dep), machine="qemuarm64", unpack_dir=str(unpack),
+                       image_suffix=SUFFIX, kernel_imagetype=KERNEL, built_recipes=("web",))
+    inputs = entry_inputs(variables, "BUNDLED_XEN_GUESTS", ctx)
+    assert inputs.configs == (str(unpack / "web.cfg"),)
+    assert inputs.files == tuple(sorted([
+        str(dep / "extra.img"), str(dep / "initrd"), str(dep / "vendor-kernel"),
+        str(dep / "vendor-qemuarm64.ext4"), str(dep / "vendor-qemuarm64.rootfs.ext4"),
+        str(unpack / "vendor-kernel"), str(unpack / "web.cfg")]))
+    assert [e.split(":")[-1] for e in inputs.file_checksums()] == [
+        "True", "False", "True", "False", "True", "False", "True"]

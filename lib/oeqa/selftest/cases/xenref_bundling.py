@@ -19,15 +19,23 @@ machine; docs/testing-with-oe.md says what they cost. What they check:
 * bad input (a malformed ``XEN_BUNDLED_GUESTS`` entry, a kernel that does not exist) stops the
   build with the message the bundling engine writes (taken from ``xenbundle`` itself, so the test
   follows the engine's wording);
-* the host image grows with the bundled guests.
+* the host image grows with the bundled guests;
+* meta-virtualization's interface: a ``BUNDLED_XEN_GUESTS`` recipe entry is built first and
+  installed as ``/etc/xen/<recipe>.cfg`` with its varflags, and two values for one guest from
+  the two key forms stop the build; bundle packages (this layer's ``xen-ref-guest-bundle-minimal``,
+  meta-virtualization's ``example-xen-guest-bundle``, and ``xen-ref-alpine-bundle`` importing a
+  local minirootfs archive) are installed with ``IMAGE_INSTALL`` and merged by the host, whose
+  image then has no ``/usr/share/xen-guest-bundles`` any more.
 
 The host rootfs is read from the host's ``IMAGE_ROOTFS`` (oe-selftest refuses to run with
 rm_work, so the folder is still there after the build).
 """
 
 import glob
+import io
 import os
 import sys
+import tarfile
 import tempfile
 
 from oeqa.selftest.case import OESelftestTestCase
@@ -39,8 +47,11 @@ LAYER_LIB = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.p
 if LAYER_LIB not in sys.path:
     sys.path.append(LAYER_LIB)
 
+from xenbundle.bundles import BUNDLES_DIR
 from xenbundle.disk import parse_disk
 from xenbundle.errors import BundleError
+from xenbundle.recipeguests import RecipeGuests
+from xenbundle.settings import MappingVariables
 from xenbundle.xlcfg import parse_file as parse_xl_config_file
 
 HOST = "xen-image-minimal"
@@ -54,8 +65,8 @@ INIT_MANAGER = "systemd"
 """
 
 
-class XenRefBundlingTests(OESelftestTestCase):
-    """Build a guest and the host with each bundling form and inspect the host rootfs."""
+class XenRefBundlingBase(OESelftestTestCase):
+    """Helpers of the bundling cases: configuration, image variables, checks of the host rootfs."""
 
     def configure(self, extra=""):
         self.write_config(BASE_CONFIG + extra)
@@ -92,6 +103,30 @@ class XenRefBundlingTests(OESelftestTestCase):
             if suffix and not suffix.startswith(("sigdata", "siginfo")):
                 stamps.append((os.path.getmtime(path), suffix.split(".")[0]))
         return [taskhash for _, taskhash in sorted(stamps)]
+
+    def expected_problems(self, bundled_guests):
+        """The engine's own messages for a XEN_BUNDLED_GUESTS value (with the real deploy dir)."""
+        from xenbundle import plan_bundle
+        deploy = self.guest_vars()["DEPLOY_DIR_IMAGE"]
+        with tempfile.TemporaryDirectory() as empty_rootfs:
+            try:
+                plan_bundle(empty_rootfs, deploy, bundled_guests=bundled_guests,
+                            config_glob="xen-guest-bundle-none-*.cfg")
+            except BundleError as err:
+                return err.problems
+        self.fail(f"xenbundle accepts XEN_BUNDLED_GUESTS = {bundled_guests!r}; the test input is not bad")
+
+    def assert_build_stops_with(self, bundled_guests):
+        self.configure(f'XEN_BUNDLED_GUESTS = "{bundled_guests}"\n')
+        result = bitbake(HOST, ignore_status=True)
+        self.assertNotEqual(result.status, 0, f"the build accepted XEN_BUNDLED_GUESTS = {bundled_guests!r}")
+        output = " ".join(result.output.split())
+        for problem in self.expected_problems(bundled_guests):
+            self.assertIn(" ".join(problem.split()), output)
+
+
+class XenRefBundlingTests(XenRefBundlingBase):
+    """Build a guest and the host with each bundling form and inspect the host rootfs."""
 
     def test_auto_bundled_guest_is_installed(self):
         """XEN_GUEST_AUTO_BUNDLE: the guest deploys its config, the host installs it."""
@@ -162,26 +197,6 @@ class XenRefBundlingTests(OESelftestTestCase):
         self.assertNotEqual(after[-1], before[-1],
                             f"changing {GUEST} did not change {HOST}:do_rootfs's task hash")
 
-    def expected_problems(self, bundled_guests):
-        """The engine's own messages for a XEN_BUNDLED_GUESTS value (with the real deploy dir)."""
-        from xenbundle import plan_bundle
-        deploy = self.guest_vars()["DEPLOY_DIR_IMAGE"]
-        with tempfile.TemporaryDirectory() as empty_rootfs:
-            try:
-                plan_bundle(empty_rootfs, deploy, bundled_guests=bundled_guests,
-                            config_glob="xen-guest-bundle-none-*.cfg")
-            except BundleError as err:
-                return err.problems
-        self.fail(f"xenbundle accepts XEN_BUNDLED_GUESTS = {bundled_guests!r}; the test input is not bad")
-
-    def assert_build_stops_with(self, bundled_guests):
-        self.configure(f'XEN_BUNDLED_GUESTS = "{bundled_guests}"\n')
-        result = bitbake(HOST, ignore_status=True)
-        self.assertNotEqual(result.status, 0, f"the build accepted XEN_BUNDLED_GUESTS = {bundled_guests!r}")
-        output = " ".join(result.output.split())
-        for problem in self.expected_problems(bundled_guests):
-            self.assertIn(" ".join(problem.split()), output)
-
     def test_malformed_bundled_guests_stops_the_build(self):
         self.configure()
         bitbake(GUEST)
@@ -208,5 +223,95 @@ class XenRefBundlingTests(OESelftestTestCase):
         self.assertGreater(guest_bytes, 0, f"no guest files in {IMAGES_DIR}")
         bundled_size = os.path.getsize(os.path.realpath(image))
         self.assertGreaterEqual(bundled_size - plain_size, guest_bytes,
-                                "the host image grew by %d bytes for %d bytes of bundled guests"
-                                % (bundled_size - plain_size, guest_bytes))
+                                f"the host image grew by {bundled_size - plain_size} bytes for "
+                                f"{guest_bytes} bytes of bundled guests")
+
+
+def minirootfs_archive(path):
+    """A tiny root filesystem archive (a stand-in for Alpine's minirootfs: no internet here)."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, kind, data, mode in (("./", tarfile.DIRTYPE, b"", 0o755),
+                                       ("./bin", tarfile.DIRTYPE, b"", 0o755),
+                                       ("./bin/sh", tarfile.REGTYPE, b"#!shell\n", 0o755),
+                                       ("./etc/hostname", tarfile.REGTYPE, b"alpine\n", 0o644)):
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.mode = kind, len(data), mode
+            archive.addfile(info, io.BytesIO(data) if data else None)
+
+
+class XenRefCompatTests(XenRefBundlingBase):
+    """meta-virtualization's interface: BUNDLED_XEN_GUESTS entries and bundle packages."""
+
+    def assert_staging_removed(self, rootfs):
+        self.assertFalse(os.path.exists(os.path.join(rootfs, BUNDLES_DIR.lstrip("/"))),
+                         f"{BUNDLES_DIR} must not be left in the host image")
+
+    def test_recipe_entry_is_built_first_and_installed(self):
+        """BUNDLED_XEN_GUESTS alone makes the host build the guest and bundle it."""
+        self.configure(f'BUNDLED_XEN_GUESTS = "{GUEST}:autostart"\n'
+                       f'XEN_GUEST_MEMORY[{GUEST}] = "256"\n')
+        bitbake(HOST)   # not the guest first: do_rootfs waits for its do_image_complete
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        installed = os.path.join(rootfs, "etc/xen", f"{GUEST}.cfg")
+        config = self.assert_guest_installed(rootfs, installed)
+        self.assertEqual(config.get("memory"), "256")
+        self.assertEqual(os.readlink(os.path.join(rootfs, "etc/xen/auto", f"{GUEST}.cfg")),
+                         f"../{GUEST}.cfg")
+
+    def test_recipe_entry_with_two_values_stops_the_build(self):
+        flags = {"XEN_GUEST_NAME": {GUEST: "mini"}, "XEN_GUEST_MEMORY": {GUEST: "256", "mini": "512"}}
+        self.configure(f'BUNDLED_XEN_GUESTS = "{GUEST}"\nXEN_GUEST_NAME[{GUEST}] = "mini"\n'
+                       f'XEN_GUEST_MEMORY[{GUEST}] = "256"\nXEN_GUEST_MEMORY[mini] = "512"\n')
+        result = bitbake(HOST, ignore_status=True)
+        self.assertNotEqual(result.status, 0, "the build accepted two memory values for one guest")
+        variables = MappingVariables({"BUNDLED_XEN_GUESTS": GUEST}, flags)
+        expected = self.expected_entry_problems(variables)
+        output = " ".join(result.output.split())
+        for problem in expected:
+            self.assertIn(" ".join(problem.split()), output)
+
+    def expected_entry_problems(self, variables):
+        """The engine's own messages for these entries (with the real deploy dir)."""
+        from xenbundle import plan_bundle
+        guest = self.guest_vars()
+        recipe_guests = RecipeGuests(variables, machine=get_bb_vars(["MACHINE"], HOST)["MACHINE"],
+                                     kernel_imagetype=guest["KERNEL_IMAGETYPE"])
+        with tempfile.TemporaryDirectory() as empty_rootfs:
+            try:
+                plan_bundle(empty_rootfs, guest["DEPLOY_DIR_IMAGE"], recipe_guests=recipe_guests,
+                            config_glob="xen-guest-bundle-none-*.cfg")
+            except BundleError as err:
+                return [p for p in err.problems if "two values for one guest" in p]
+        self.fail("xenbundle accepts the entries; the test input is not bad")
+
+    def assert_bundle_merged(self, package, config_name, domain):
+        self.configure(f'IMAGE_INSTALL:append:pn-{HOST} = " {package}"\n')
+        bitbake(HOST)
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        config = self.assert_guest_installed(rootfs, os.path.join(rootfs, "etc/xen", config_name))
+        self.assertEqual(config.get("name"), domain)
+        self.assertTrue(os.path.islink(os.path.join(rootfs, "etc/xen/auto", config_name)))
+        self.assert_staging_removed(rootfs)
+
+    def test_our_bundle_package_is_merged(self):
+        self.assert_bundle_merged("xen-ref-guest-bundle-minimal", f"{GUEST}.cfg", GUEST)
+
+    def test_meta_virtualization_bundle_package_is_merged(self):
+        self.assert_bundle_merged("example-xen-guest-bundle", f"{GUEST}.cfg", GUEST)
+
+    def test_imported_minirootfs_bundle_is_merged(self):
+        """xen-ref-alpine-bundle with its archive replaced by a local file:// one."""
+        package = "xen-ref-alpine-bundle"
+        arch = get_bb_vars(["TARGET_ARCH"], package)["TARGET_ARCH"]
+        folder = tempfile.mkdtemp(prefix="xenref-selftest-")
+        self.track_for_cleanup(folder)
+        name = f"alpine-minirootfs-3.23.3-{arch}.tar.gz"
+        minirootfs_archive(os.path.join(folder, name))
+        self.configure(f'IMAGE_INSTALL:append:pn-{HOST} = " {package}"\n'
+                       f'SRC_URI:pn-{package} = "file://{name};unpack=0"\n'
+                       f'FILESEXTRAPATHS:prepend:pn-{package} := "{folder}:"\n')
+        bitbake(HOST)
+        rootfs = self.host_vars()["IMAGE_ROOTFS"]
+        config = self.assert_guest_installed(rootfs, os.path.join(rootfs, "etc/xen/alpine.cfg"))
+        self.assertEqual(config.get("disk"), ["file:/var/lib/xen/images/alpine.img,xvda,rw"])
+        self.assert_staging_removed(rootfs)

@@ -502,12 +502,13 @@ def check_create(run: GuestRun) -> str:
 
 
 def check_unpause(run: GuestRun) -> str:
-    """``xl unpause`` exits 0 and the domain runs (running or blocked)."""
+    """``xl unpause`` exits 0; the domain is no longer paused, nor crashed or dying."""
     config = run.need_config()
     _, listing = run_parts(run.host.console, [f"xl unpause {shlex.quote(config.name)}", "xl list"],
                            run.options.xl_timeout)
     run.domain = next((d for d in parse_xl_list(listing) if d.name == config.name), None)
-    if run.domain is None or not run.domain.in_state("rb") or run.domain.in_state("cd"):
+    # "------" is fine: runnable, waiting for a CPU
+    if run.domain is None or run.domain.in_state("pcd"):
         raise _fail("unpause", f"after 'xl unpause', {config.name} is "
                                f"{run.domain.state if run.domain else 'not listed'}")
     return f"state {run.domain.state}"
@@ -612,8 +613,14 @@ def check_state(run: GuestRun) -> str:
     config = run.need_config()
     bridges = sorted(set(config.vif_bridges))
     commands = ["xl list"] + [f"ls /sys/class/net/{shlex.quote(b)}/brif" for b in bridges]
-    listing, *ports = run_parts(run.host.console, commands, run.options.command_timeout)
-    domain = next((d for d in parse_xl_list(listing) if d.name == config.name), None)
+    end = time.monotonic() + run.options.command_timeout
+    for pause in backoff():
+        listing, *ports = run_parts(run.host.console, commands, run.options.command_timeout)
+        domain = next((d for d in parse_xl_list(listing) if d.name == config.name), None)
+        # "------" (runnable, waiting for a CPU) passes over; anything else is final
+        if domain is None or domain.in_state("rbpcd") or time.monotonic() + pause > end:
+            break
+        time.sleep(pause)
     if domain is None or not domain.in_state("rb") or domain.in_state("cd"):
         raise _fail("state", f"{config.name} is {domain.state if domain else 'not listed'}")
     run.domain = domain
@@ -686,7 +693,7 @@ GUEST_STEPS: tuple[Step[GuestRun], ...] = (
     Step("config", "the config parses, names the guest, which does not exist yet", check_config, "prepare"),
     Step("create", "xl create -p exits 0, the domain is listed, Xen's free memory dropped by its memory",
          check_create, "start"),
-    Step("unpause", "xl unpause exits 0 and the domain runs", check_unpause, "boot"),
+    Step("unpause", "xl unpause exits 0; the domain is not paused, crashed or dying", check_unpause, "boot"),
     Step("console", "xl console reaches the guest's own shell", check_console),
     Step("cmdline", "/proc/cmdline equals the config's (cmdline, or root= + extra, as xl builds it)", check_cmdline),
     Step("root device", "/ is the root= device, which is the first disk's vdev; the disk holds the expected guest",

@@ -81,6 +81,8 @@ class FakeXen:
     faults: set[str] = field(default_factory=set)
     http: FakeHttp | None = None
     log: list[str] = field(default_factory=list)
+    pending_block: set[str] = field(default_factory=set)
+    listed_once: set[str] = field(default_factory=set)
 
     def add_config(self, name: str, memory: int = 128, text: str | None = None) -> str:
         path = f"/etc/xen/xen-guest-bundle-{name}.cfg"
@@ -117,6 +119,11 @@ class FakeXen:
         return 0, "".join(f"{k:<23}: {values[k]}\n" for k in keys)
 
     def _list(self, _: re.Match[str]) -> tuple[int, str]:
+        for name in list(self.pending_block):  # a runnable guest blocks at its next listing but one
+            if self.guests[name].state == "------" and name in self.listed_once:
+                self.guests[name].state = "-b----"
+                self.pending_block.discard(name)
+            self.listed_once.add(name)
         rows = [f"{'Domain-0':<40}{0:>6}{self.dom0_mem:>6}     2     r-----     100.0"]
         rows += [f"{g.name:<40}{g.domid:>6}{g.memory:>6}     1     {g.state}       1.0" for g in self.guests.values()]
         return 0, "Name                                        ID   Mem VCPUs\tState\tTime(s)\n" + "\n".join(rows) + "\n"
@@ -145,7 +152,9 @@ class FakeXen:
         guest = self.guests.get(m[1])
         if guest is None:
             return 1, f"unpause failed (domain {m[1]})\n"
-        guest.state = "-----c" if "crashed" in self.faults else "-b----"
+        guest.state = "-----c" if "crashed" in self.faults else "------"  # runnable, then blocked
+        if "crashed" not in self.faults:
+            self.pending_block.add(guest.name)
         return 0, ""
 
     def _destroy(self, m: re.Match[str]) -> tuple[int, str]:

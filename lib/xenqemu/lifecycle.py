@@ -20,8 +20,11 @@ host steps run before the guests, the guest steps and the final host steps.  A n
 function and one entry in a plan (``LifecyclePlan(host=HOST_STEPS + (autostart,), ...)``).
 
 Concurrency: guests whose memory fits into Xen's free memory together are created paused one
-after the other ("start" stage), unpaused together ("boot"), so they boot in parallel, then
-checked one at a time ("check"; there is one serial console).
+after the other ("start" stage), then checked one at a time (one serial console): each next
+guest is unpaused ("boot") as soon as the previous one is detached, so its boot overlaps the
+previous guest's state check, destroy and memory check (dom0's work).  At most two guests run at
+once: on a 2-core TCG host, more guests booting together only slowed each other down (measured:
+docs/harness.md).
 """
 
 from __future__ import annotations
@@ -364,14 +367,18 @@ class Step(Generic[C]):
     """A named check with one pass rule.  ``check(context)`` returns a detail for the report.
 
     Guest steps have a ``stage``: "prepare" steps run for every guest before any guest is
-    created; then, per batch of guests, the "start" steps of every guest, the "boot" steps of
-    every guest, and the "check" steps guest after guest.
+    created; then, per batch of guests, the "start" steps of every guest, then guest after guest
+    its "boot" and "check" steps, where a check step with ``boot_next`` runs the next guest's
+    "boot" steps as soon as it passed.
     """
 
     name: str
     rule: str
     check: Callable[[C], str]
     stage: str = "check"
+    #: once this step has passed, the next guest of the batch is unpaused (its boot overlaps the
+    #: rest of this guest's steps)
+    boot_next: bool = False
 
 
 @dataclass(frozen=True)
@@ -701,7 +708,7 @@ GUEST_STEPS: tuple[Step[GuestRun], ...] = (
     Step("network", "an IPv4 address (DHCP) on the subnet of dom0's bridge", check_network),
     Step("http", "a file of random content fetched over HTTP from the caller's server has the right SHA-256",
          check_http),
-    Step("detach", "Ctrl-] returns to dom0's shell", check_detach),
+    Step("detach", "Ctrl-] returns to dom0's shell", check_detach, boot_next=True),
     Step("state", "xl list shows it running or blocked, each vif a port of its bridge", check_state),
     Step("destroy", "xl destroy exits 0", check_destroy),
     Step("gone", "the domain is no longer listed", check_gone),
@@ -817,14 +824,35 @@ def _run_guests(host: HostRun, steps: Sequence[Step[GuestRun]], recorder: _Recor
     memories = [run.config.max_memory_mib if run.config else 0 for run in ready]
     free = host.free_memory() if ready else 0
     for batch in plan_batches(memories, free, host.options.concurrent):
-        members = [ready[i] for i in batch]
         host.free_baseline = host.free_memory()
-        for stage in ("start", "boot", "check"):
-            members = [run for run in members if _run_stage(run, steps, stage, recorder)]
+        _run_batch([ready[i] for i in batch], steps, recorder)
 
 
-def _run_stage(run: GuestRun, steps: Sequence[Step[GuestRun]], stage: str, recorder: _Recorder) -> bool:
-    """Run the guest's steps of ``stage``; on a failure clean up and report the rest as not run."""
+def _run_batch(members: Sequence[GuestRun], steps: Sequence[Step[GuestRun]], recorder: _Recorder) -> None:
+    """Start every member, then check them one by one, each next one booting during the previous one's end."""
+    started = [run for run in members if _run_stage(run, steps, "start", recorder)]
+    booted = 0
+
+    def boot_next() -> None:
+        nonlocal booted
+        while booted < len(started):
+            booted += 1
+            if _run_stage(started[booted - 1], steps, "boot", recorder):
+                return
+
+    for index, run in enumerate(started):
+        if index >= booted:
+            boot_next()
+        if not run.failed:
+            _run_stage(run, steps, "check", recorder, after=lambda step: boot_next() if step.boot_next else None)
+
+
+def _run_stage(run: GuestRun, steps: Sequence[Step[GuestRun]], stage: str, recorder: _Recorder,
+               after: Callable[[Step[GuestRun]], None] | None = None) -> bool:
+    """Run the guest's steps of ``stage``; on a failure clean up and report the rest as not run.
+
+    ``after(step)`` is called after each step that passed (or was skipped).
+    """
     for index, step in enumerate(steps):
         if step.stage != stage:
             continue
@@ -834,6 +862,8 @@ def _run_stage(run: GuestRun, steps: Sequence[Step[GuestRun]], stage: str, recor
             if not recorder.closed:
                 _clean_up(run)
             return False
+        if after is not None:
+            after(step)
     return True
 
 

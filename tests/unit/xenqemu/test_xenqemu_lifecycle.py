@@ -313,11 +313,25 @@ def test_guests_that_fit_are_created_together_then_checked_one_by_one() -> None:
     xen = host_with("alpha", "beta", "gamma")
     report = run(xen)
     assert report.ok, report.summary()
-    creates = [i for i, c in enumerate(xen.log) if c.startswith("xl create -p")]
-    unpauses = [i for i, c in enumerate(xen.log) if c.startswith("xl unpause")]
-    attaches = [i for i, c in enumerate(xen.log) if c.startswith("attach")]
-    assert len(creates) == 3 and max(creates) < min(unpauses), "all three are created (paused) first"
-    assert len(unpauses) == 3 and max(unpauses) < min(attaches), "then all boot together"
+    events = [c for c in xen.log if c.startswith(("xl create -p", "xl unpause", "attach", "detach", "xl destroy"))]
+    assert [e.split()[-1].rsplit("-", 1)[-1].removesuffix(".cfg") if e.startswith("xl create") else
+            " ".join(e.split()[:2]) if e.startswith("xl") else e for e in events] == [
+        "alpha", "beta", "gamma",                                   # all created (paused) first
+        "xl unpause", "attach alpha", "detach alpha",               # alpha boots and is checked
+        "xl unpause", "xl destroy",                                  # beta boots while alpha is destroyed
+        "attach beta", "detach beta", "xl unpause", "xl destroy",
+        "attach gamma", "detach gamma", "xl destroy"]
+    unpaused = [c.split()[-1] for c in xen.log if c.startswith("xl unpause")]
+    assert unpaused == ["alpha", "beta", "gamma"]
+
+
+def test_a_guest_that_fails_early_lets_the_next_one_boot() -> None:
+    xen = host_with("alpha", "beta")
+    xen.faults.add("console-fails")
+    report = run(xen)
+    assert [report.failed_step(n).step for n in ("alpha", "beta")] == ["console", "console"]  # type: ignore[union-attr]
+    assert [c.split()[-1] for c in xen.log if c.startswith("xl unpause")] == ["alpha", "beta"]
+    assert xen.guests == {}
 
 
 def test_sequential_run_finishes_each_guest_before_the_next() -> None:

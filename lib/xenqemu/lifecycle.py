@@ -328,7 +328,8 @@ class GuestRun:
     domain: Domain | None = None
     shell: ConsoleChannel | None = None
     free_before_destroy: int | None = None
-    #: ``xl info`` output read together with the last ``xl list`` (saves a round trip)
+    #: ``xl list`` and ``xl info`` output read right after ``xl destroy`` (saves round trips)
+    listing_after_destroy: str = ""
     info_after_destroy: str = ""
     failed: bool = False
 
@@ -642,7 +643,10 @@ def check_state(run: GuestRun) -> str:
 def check_destroy(run: GuestRun) -> str:
     """``xl destroy`` exits 0."""
     config = run.need_config()
-    info, _ = run_parts(run.host.console, ["xl info", f"xl destroy {shlex.quote(config.name)}"], run.options.xl_timeout)
+    # the listing and free memory right after it are read in the same round trip for the next steps
+    info, _, run.listing_after_destroy, run.info_after_destroy = run_parts(
+        run.host.console, ["xl info", f"xl destroy {shlex.quote(config.name)}", "xl list", "xl info"],
+        run.options.xl_timeout)
     run.free_before_destroy = free_memory_of(parse_xl_info(info))
     run.host.free_now = None
     return f"free memory before: {run.free_before_destroy} MiB"
@@ -652,15 +656,21 @@ def check_gone(run: GuestRun) -> str:
     """The domain is no longer listed (polled, backing off from 0.1 s)."""
     name = run.need_config().name
     end = time.monotonic() + run.options.xl_timeout
-    for pause in backoff():
-        listing, run.info_after_destroy = run_parts(run.host.console, ["xl list", "xl info"], run.options.xl_timeout)
-        if not any(d.name == name for d in parse_xl_list(listing)):
-            run.host.alive.discard(name)
-            return "not listed"
-        if time.monotonic() + pause > end:
-            break
-        time.sleep(pause)
-    raise _fail("gone", f"{name} still listed {run.options.xl_timeout:.0f}s after 'xl destroy'")
+    listing = run.listing_after_destroy or _list_and_info(run)
+    pauses = backoff()
+    while any(d.name == name for d in parse_xl_list(listing)):
+        if time.monotonic() > end:
+            raise _fail("gone", f"{name} still listed {run.options.xl_timeout:.0f}s after 'xl destroy'")
+        time.sleep(next(pauses))
+        listing = _list_and_info(run)
+    run.host.alive.discard(name)
+    return "not listed"
+
+
+def _list_and_info(run: GuestRun) -> str:
+    """``xl list`` (returned) and ``xl info`` (kept for the memory step) in one round trip."""
+    listing, run.info_after_destroy = run_parts(run.host.console, ["xl list", "xl info"], run.options.xl_timeout)
+    return listing
 
 
 def check_memory(run: GuestRun) -> str:

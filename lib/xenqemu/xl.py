@@ -304,31 +304,37 @@ class Xl:
         The memory check compares ``xl info`` ``free_memory`` before and after with the domain's
         ``xl list`` memory (allowing ``slack_mib`` for per-domain overhead still in use).
         ``domain`` is the domain as last listed, when the caller has it (saves an ``xl list``).
-        Queries share console round trips with ``xl destroy`` and polls back off from 0.1 s.
+        ``xl info``, ``xl destroy``, ``xl list`` and ``xl info`` share one console round trip
+        (``xl destroy`` returns when the domain is gone); only a domain still listed or memory
+        not yet back is polled, backing off from 0.1 s.
         """
         quoted = shlex.quote(name)
         if domain is None:
             domain = self.find(name)
             if domain is None:
                 raise XlError(f"cannot destroy {name!r}: no such domain in 'xl list'")
+        before: int | None = None
         if check_memory:
-            free_before = free_memory_of(parse_xl_info(run_parts(
-                self.channel, ["xl info", f"xl destroy {quoted}"], timeout)[0]))
+            info, _, listing, after = run_parts(self.channel, ["xl info", f"xl destroy {quoted}", "xl list", "xl info"],
+                                                timeout)
+            before = free_memory_of(parse_xl_info(info))
         else:
-            self._xl(f"destroy {quoted}", timeout=timeout)
+            _, listing = run_parts(self.channel, [f"xl destroy {quoted}", "xl list"], timeout)
+            after = ""
         end = time.monotonic() + timeout
         pauses = backoff()
-        while True:
-            listing, info = run_parts(self.channel, ["xl list", "xl info"], timeout) if check_memory \
-                else (self._xl("list", timeout=timeout), "")
-            still = any(d.name == name for d in parse_xl_list(listing))
-            back = not check_memory or free_memory_of(parse_xl_info(info)) - free_before >= domain.mem - slack_mib
-            if not still and back:
-                return
+        while not self._destroyed(name, listing, after, before, domain.mem - slack_mib):
             if time.monotonic() > end:
-                if still:
+                if any(d.name == name for d in parse_xl_list(listing)):
                     raise XlError(f"domain {name!r} still listed {timeout:.0f}s after 'xl destroy'")
-                free_after = free_memory_of(parse_xl_info(info))
-                raise XlError(f"memory of {name!r} not returned: free_memory {free_before} -> {free_after} MiB, "
-                              f"expected about +{domain.mem} MiB")
+                raise XlError(f"memory of {name!r} not returned: free_memory {before} -> "
+                              f"{free_memory_of(parse_xl_info(after))} MiB, expected about +{domain.mem} MiB")
             time.sleep(next(pauses))
+            listing, after = run_parts(self.channel, ["xl list", "xl info"], timeout) if check_memory \
+                else (self._xl("list", timeout=timeout), "")
+
+    @staticmethod
+    def _destroyed(name: str, listing: str, info: str, free_before: int | None, wanted_mib: int) -> bool:
+        if any(d.name == name for d in parse_xl_list(listing)):
+            return False
+        return free_before is None or free_memory_of(parse_xl_info(info)) - free_before >= wanted_mib

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "warm": "bench_warm.py",
     "boot": "bench_boot.py",
     "guest": "bench_guest.py",
+    "oeqa": "bench_oeqa.py",
     "sparse": "bench_sparse_copy.py",
 }
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -63,10 +64,10 @@ def run_one(name: str, target: str, runs: int) -> list[dict[str, object]]:
 def markdown(results: list[dict[str, object]], before: dict[str, str], after: dict[str, str], runs: int) -> str:
     """The results table with the machine facts."""
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `bench/run_all.py --runs {runs}` on: "
-        f"{before['nproc']} CPUs ({before['cpu'] or 'unknown CPU'}), Linux {before['kernel']}, "
-        f"{before['qemu']}; load average {before['loadavg']} before, {after['loadavg']} after "
-        "(1, 5, 15 min).",
+        (f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `bench/run_all.py --runs {runs}` on: "
+         f"{before['nproc']} CPUs ({before['cpu'] or 'unknown CPU'}), Linux {before['kernel']}, "
+         f"{before['qemu']}; load average {before['loadavg']} before, {after['loadavg']} after "
+         "(1, 5, 15 min)."),
         "",
         "| benchmark | ratio | goal | ours: median (raw) | baseline: median (raw) |",
         "|---|---|---|---|---|",

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "warm": "bench_warm.py",
     "boot": "bench_boot.py",
     "guest": "bench_guest.py",
+    "oeqa": "bench_oeqa.py",
     "sparse": "bench_sparse_copy.py",
     "badcfg": "bench_bad_config.py",
 }

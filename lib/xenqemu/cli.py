@@ -4,48 +4,73 @@ Commands (TARGET is a ``<image>.qemuboot.conf`` or a YAML target)::
 
     xenqemu boot TARGET                  boot to an interactive dom0 console (Ctrl-] quits)
     xenqemu run TARGET -- CMD [ARGS...]  boot, run one command, print its output, exit with its status
-    xenqemu lifecycle TARGET [--guest CFG ...]
-                                         the standard guest lifecycle check, exit 0/1 with a summary
+    xenqemu lifecycle TARGET [--guest CFG ...] [--junit FILE]
+                                         the guest lifecycle check (xenqemu.lifecycle), exit 0/1
 
 Every command prints one progress line per boot phase and the run directory, and accepts
 ``--print-cmdline`` (print the QEMU command line and exit), ``--run-dir BASE``,
 ``--timeout-scale X``, ``--password PW``, ``--hostfwd H:G``, ``--qemu PATH``, ``--xen-append ARGS``,
 and for a warm start ``--warm`` (start from a saved snapshot of the booted host, building it the
 first time), ``--snapshot-cache DIR`` and ``--rebuild-snapshot``.
+
+SIGINT and SIGTERM end any command the same way: QEMU is stopped at once (QMP ``quit``, no
+poweroff), one line says so and where the logs are, and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import select
 import shlex
+import signal
+import subprocess
 import sys
 import termios
 import time
 import tty
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable
+from types import FrameType
+from typing import Callable, TextIO
 
 from .boot import BootError, BootTimeouts
 from .cmdline import RunPaths, build_argv, format_argv
 from .console import ConsoleChannel, ConsoleError
+from .errors import XenqemuError
+from .lifecycle import (
+    LifecycleOptions,
+    LifecycleReport,
+    LoopbackHttpServer,
+    Outcome,
+    StepResult,
+    run_lifecycle,
+)
 from .machine import MachineError, QemuMachine
 from .target import Target, TargetError, load_target
-from .xl import Xl, XlError
 
-__all__ = ["LifecycleStep", "build_parser", "lifecycle_check", "main"]
+__all__ = ["Interrupted", "build_parser", "main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _progress_printer(stream=sys.stderr) -> Callable[[str, str, float], None]:  # type: ignore[no-untyped-def]
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (SIGINT); ``status`` is the exit status (128 + signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.status = 128 + signum
+
+
+def _progress_printer(stream: TextIO = sys.stderr) -> Callable[[str, str, float], None]:
     def progress(phase: str, description: str, elapsed: float) -> None:
         print(f"xenqemu: [{elapsed:7.1f}s] {description}", file=stream, flush=True)
     return progress
+
+
+def _say(message: str) -> None:
+    print(f"xenqemu: {message}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,16 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="boot, run one command, exit with its status")
     run.add_argument("cmd", nargs="*", help="-- COMMAND [ARGS...] (everything after --)")
     run.add_argument("--timeout", type=float, default=600.0, help="command timeout in seconds")
-    life = sub.add_parser("lifecycle", parents=[common], help="standard guest lifecycle check")
+    _lifecycle_arguments(sub.add_parser("lifecycle", parents=[common], help="the guest lifecycle check"))
+    return parser
+
+
+def _lifecycle_arguments(life: argparse.ArgumentParser) -> None:
     life.add_argument("--guest", action="append", default=[], metavar="CFG",
                       help="guest config path in dom0 (repeatable; default: every /etc/xen/*.cfg)")
-    life.add_argument("--guest-timeout", type=float, default=600.0, help="guest boot timeout in seconds")
-    return parser
+    life.add_argument("--guest-timeout", type=float, default=600.0, help="guest boot timeout in seconds "
+                      "(multiplied by --timeout-scale, like every lifecycle timeout)")
+    life.add_argument("--no-network", action="store_true",
+                      help="do not check addresses and HTTP (default: checked when the target has a network)")
+    life.add_argument("--no-http", action="store_true",
+                      help="no HTTP fetch from the guests (default: a server on 127.0.0.1, seen as 10.0.2.2)")
+    life.add_argument("--hostname-is-name", action="store_true",
+                      help="each guest's /etc/hostname must be its domain name (true for the reference target)")
+    life.add_argument("--expect-hostname", action="append", default=[], metavar="DOMAIN=HOSTNAME",
+                      help="the /etc/hostname a guest's disk holds (repeatable)")
+    life.add_argument("--sequential", action="store_true",
+                      help="one guest at a time (default: create the guests that fit into Xen's free memory "
+                      "together)")
+    life.add_argument("--junit", metavar="FILE", default=None,
+                      help="write a JUnit XML report (one test case per step and guest)")
 
 
 def _machine(args: argparse.Namespace, target: Target) -> QemuMachine:
     def warn(message: str) -> None:
-        print(f"xenqemu: WARNING: {message}", file=sys.stderr, flush=True)
+        _say(f"WARNING: {message}")
 
     if args.rebuild_snapshot and not args.warm:
         raise ValueError("--rebuild-snapshot needs --warm")
@@ -127,125 +169,151 @@ def _interact(machine: QemuMachine) -> None:
         print("\r\nxenqemu: leaving the console, powering off", file=sys.stderr, flush=True)
 
 
-@dataclass
-class LifecycleStep:
-    """One checked step of the lifecycle check."""
-
-    guest: str
-    step: str
-    ok: bool
-    seconds: float
-    detail: str = ""
-
-
-@dataclass
-class _Report:
-    steps: list[LifecycleStep] = field(default_factory=list)
-
-    def check(self, guest: str, step: str, action: Callable[[], str]) -> bool:
-        started = time.monotonic()
-        try:
-            detail = action() or ""
-            ok = True
-        except (ConsoleError, XlError, AssertionError) as err:
-            detail, ok = str(err), False
-        seconds = time.monotonic() - started
-        self.steps.append(LifecycleStep(guest, step, ok, seconds, detail))
-        word = "PASS" if ok else "FAIL"
-        first = detail.strip().splitlines()[0] if detail.strip() else ""
-        print(f"xenqemu: {word} {guest}: {step} ({seconds:.1f}s){(' - ' + first) if first else ''}",
-              file=sys.stderr, flush=True)
-        if not ok and "\n" in detail.strip():
-            print("    " + detail.strip().replace("\n", "\n    "), file=sys.stderr, flush=True)
-        return ok
+def _hostnames(args: argparse.Namespace) -> Callable[[str], str | None] | None:
+    given = {}
+    for item in args.expect_hostname:
+        domain, sep, hostname = item.partition("=")
+        if not sep or not domain or not hostname:
+            raise ValueError(f"--expect-hostname {item!r}: write DOMAIN=HOSTNAME")
+        given[domain] = hostname
+    if not given and not args.hostname_is_name:
+        return None
+    return lambda name: given.get(name, name if args.hostname_is_name else None)
 
 
-_EXTRA = re.compile(r"""^\s*extra\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.MULTILINE)
+def lifecycle_options(args: argparse.Namespace, target: Target, http: LoopbackHttpServer | None) -> LifecycleOptions:
+    """The lifecycle check's options from the command line (timeouts scaled like the boot's)."""
+    scale = args.timeout_scale
+    return LifecycleOptions(guests=tuple(args.guest), network=target.network and not args.no_network, http=http,
+                            expected_hostname=_hostnames(args), password=args.password,
+                            concurrent=not args.sequential, guest_boot_timeout=args.guest_timeout * scale,
+                            command_timeout=120.0 * scale, dhcp_timeout=300.0 * scale, memory_timeout=120.0 * scale,
+                            xl_timeout=300.0 * scale)
 
 
-def lifecycle_check(console: ConsoleChannel, guests: Sequence[str] = (), guest_timeout: float = 600.0,
-                    password: str | None = None) -> list[LifecycleStep]:
-    """The standard lifecycle check on a booted host; returns every step with its outcome.
-
-    dom0: ``xl info`` and ``xl list`` (Domain-0 present).  Then for each guest config (default:
-    every ``/etc/xen/*.cfg``): ``xl create -c`` reaches the guest shell, the guest's
-    ``/proc/cmdline`` holds the config's ``extra``, detach, ``xl list`` shows it running or
-    blocked, ``xl destroy`` removes it and its memory comes back.
-    """
-    xl = Xl(console, guest_boot_timeout=guest_timeout)
-    report = _Report()
-
-    def info() -> str:
-        data = xl.info()
-        assert "free_memory" in data, "xl info has no free_memory"
-        return f"Xen {data.get('xen_version', '?')}, free_memory {data['free_memory']} MiB"
-
-    def dom0_listed() -> str:
-        domains = xl.list()
-        assert any(d.name == "Domain-0" and d.id == 0 for d in domains), f"no Domain-0 in xl list: {domains}"
-        return ", ".join(f"{d.name}({d.mem} MiB)" for d in domains)
-
-    report.check("dom0", "xl info", info)
-    report.check("dom0", "xl list shows Domain-0", dom0_listed)
-    configs = list(guests)
-    if not configs:
-        found = console.run("ls -1 /etc/xen/*.cfg 2>/dev/null", timeout=120)
-        configs = [line.strip() for line in found.output.splitlines() if line.strip().endswith(".cfg")]
-        if not configs:
-            report.steps.append(LifecycleStep("dom0", "find guest configs in /etc/xen", False, 0.0,
-                                              "no /etc/xen/*.cfg: bundle a guest or pass --guest"))
-            print("xenqemu: FAIL dom0: no guest configs in /etc/xen (pass --guest CFG)", file=sys.stderr)
-    for config in configs:
-        label = Path(config).name
-        try:
-            name = xl.config_name(config)
-            text = console.run(f"cat {shlex.quote(config)}", timeout=120).output
-        except (ConsoleError, XlError) as err:
-            report.steps.append(LifecycleStep(label, "read config", False, 0.0, str(err)))
-            print(f"xenqemu: FAIL {label}: read config - {err}", file=sys.stderr)
-            continue
-        extra_match = _EXTRA.findall(text)
-        extra = (extra_match[-1][0] or extra_match[-1][1]) if extra_match else ""
-        state = {"cmdline": ""}
-
-        def create_and_check() -> str:
-            with xl.create(config, console=True, password=password, boot_timeout=guest_timeout) as guest:
-                result = guest.run("cat /proc/cmdline", timeout=120)
-                state["cmdline"] = result.output.strip()
-            return f"guest shell reached, detached; cmdline: {state['cmdline']}"
-
-        if not report.check(name, "xl create -c, guest shell, detach", create_and_check):
-            _cleanup(console, xl, name)
-            continue
-        report.check(name, "guest kernel command line matches extra",
-                     lambda: _assert(extra in state["cmdline"],
-                                     f"/proc/cmdline {state['cmdline']!r} lacks extra {extra!r}"))
-        report.check(name, "xl list shows it running or blocked",
-                     lambda: str(xl.wait_state(name, ("r", "b"), timeout=120)))
-        report.check(name, "xl destroy, gone, memory back", lambda: (xl.destroy(name), "")[1])
-        _cleanup(console, xl, name)
-    return report.steps
+def _print_result(result: StepResult) -> None:
+    _say(result.line())
+    if result.outcome is Outcome.FAIL and "\n" in result.detail.strip():
+        print("    " + result.detail.strip().replace("\n", "\n    "), file=sys.stderr, flush=True)
 
 
-def _assert(condition: bool, message: str) -> str:
-    if not condition:
-        raise AssertionError(message)
-    return ""
+def _lifecycle(args: argparse.Namespace, machine: QemuMachine, console: ConsoleChannel) -> int:
+    network = machine.target.network and not args.no_network
+    with (LoopbackHttpServer() if network and not args.no_http else nullcontext()) as http:
+        if http is not None:
+            _say(f"HTTP server on 127.0.0.1:{http.port} (10.0.2.2:{http.port} from the guests)")
+        report = run_lifecycle(console, lifecycle_options(args, machine.target, http), on_result=_print_result)
+    for line in report.summary().splitlines():
+        _say(("  " if line.startswith("FAILED") else "summary: ") + line)
+    _write_junit(args, report, machine)
+    return EXIT_OK if report.ok else EXIT_FAIL
 
 
-def _cleanup(console: ConsoleChannel, xl: Xl, name: str) -> None:
+def _write_junit(args: argparse.Namespace, report: LifecycleReport, machine: QemuMachine | None) -> None:
+    if not getattr(args, "junit", None):
+        return
+    properties = {"target": str(args.target)}
+    if machine is not None:
+        properties["run_dir"] = str(machine.run_dir)
+        properties.update({f"boot: {p.description}": f"{p.elapsed:.1f}" for p in machine.phases})
     try:
-        console.sync(timeout=30)
-    except ConsoleError:
-        try:
-            console.resync()
-        except ConsoleError:
-            return
+        Path(args.junit).write_text(report.junit_xml(properties=properties), encoding="utf-8")
+    except OSError as err:
+        _say(f"cannot write the JUnit report {args.junit}: {err.strerror}")
+        return
+    _say(f"JUnit report {args.junit}")
+
+
+def _boot_failure_report(err: Exception, seconds: float) -> LifecycleReport:
+    return LifecycleReport([StepResult("dom0", "boot", Outcome.FAIL, seconds, str(err) or type(err).__name__,
+                                       "the host boots to a dom0 shell")], seconds)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted` (like SIGINT raises KeyboardInterrupt) while inside."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        if xl.find(name) is not None:
-            xl.destroy(name, check_memory=False)
-    except (ConsoleError, XlError):
-        pass
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _quit_at_once(machine: QemuMachine) -> None:
+    """Stop QEMU now: QMP quit, no poweroff in dom0 (the machine's stop() then only tidies up)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not break the clean-up
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process = machine.process
+    if process is None or process.poll() is not None:
+        return
+    try:
+        machine.qmp("quit", timeout=2.0)
+    except Exception:  # noqa: BLE001 - QEMU may close the socket before answering; then kill it
+        process.kill()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _command(args: argparse.Namespace, machine: QemuMachine, console: ConsoleChannel, started: float) -> int:
+    if args.command == "boot":
+        _say("dom0 shell ready; Ctrl-] quits (and powers off)")
+        _interact(machine)
+        return EXIT_OK
+    if args.command == "run":
+        cmd = args.cmd
+        result = console.run(" ".join(shlex.quote(c) for c in cmd) if len(cmd) > 1 else cmd[0], timeout=args.timeout)
+        sys.stdout.write(result.output)
+        sys.stdout.flush()
+        return result.status
+    status = _lifecycle(args, machine, console)
+    boot = machine.phases[-1].elapsed if machine.phases else 0.0
+    _say(f"wall time {time.monotonic() - started:.1f}s (boot {boot:.1f}s); logs in {machine.run_dir}")
+    return status
+
+
+def _session(args: argparse.Namespace, machine: QemuMachine) -> int:
+    """Boot and do the command; QEMU is stopped when it returns or raises (at once when interrupted)."""
+    started = time.monotonic()
+    with machine:
+        try:
+            try:
+                console = machine.boot()
+            except (BootError, MachineError, ConsoleError) as err:
+                _write_junit(args, _boot_failure_report(err, time.monotonic() - started), machine)
+                raise
+            return _command(args, machine, console, started)
+        except KeyboardInterrupt:
+            _quit_at_once(machine)
+            raise
+
+
+def _prepare(args: argparse.Namespace) -> Target | int:
+    """Load the target, or handle --print-cmdline and usage errors (returns the exit status then)."""
+    try:
+        target = load_target(args.target)
+    except TargetError as err:
+        _say(str(err))
+        return EXIT_USAGE
+    if args.command == "run" and not args.cmd:
+        _say("run needs a command: xenqemu run TARGET -- COMMAND")
+        return EXIT_USAGE
+    if not args.print_cmdline:
+        return target
+    try:
+        argv_list = build_argv(target, RunPaths.in_dir(Path("<run-dir>")), hostfwd=args.hostfwd,
+                               xen_cmdline_extra=args.xen_append, qemu_binary=args.qemu)
+    except (TargetError, ValueError) as err:
+        _say(str(err))
+        return EXIT_USAGE
+    print(format_argv(argv_list))
+    for note in target.notes:
+        print(f"# note: {note}")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,60 +327,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         args.cmd = list(args.cmd) + command_words
-    try:
-        target = load_target(args.target)
-    except TargetError as err:
-        print(f"xenqemu: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.command == "run":
-        cmd = args.cmd
-        if not cmd:
-            print("xenqemu: run needs a command: xenqemu run TARGET -- COMMAND", file=sys.stderr)
-            return EXIT_USAGE
-    if args.print_cmdline:
+    machine: QemuMachine | None = None
+    with _signals_interrupt():
         try:
-            argv_list = build_argv(target, RunPaths.in_dir(Path("<run-dir>")), hostfwd=args.hostfwd,
-                                   xen_cmdline_extra=args.xen_append, qemu_binary=args.qemu)
-        except (TargetError, ValueError) as err:
-            print(f"xenqemu: {err}", file=sys.stderr)
-            return EXIT_USAGE
-        print(format_argv(argv_list))
-        for note in target.notes:
-            print(f"# note: {note}")
-        return EXIT_OK
-    try:
-        machine = _machine(args, target)
-    except (TargetError, ValueError, MachineError) as err:
-        print(f"xenqemu: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    print(f"xenqemu: run directory {machine.run_dir}", file=sys.stderr, flush=True)
-    try:
-        with machine:
-            console = machine.boot()
-            if args.command == "boot":
-                print("xenqemu: dom0 shell ready; Ctrl-] quits (and powers off)", file=sys.stderr, flush=True)
-                _interact(machine)
-                return EXIT_OK
-            if args.command == "run":
-                result = console.run(" ".join(shlex.quote(c) for c in cmd) if len(cmd) > 1 else cmd[0],
-                                     timeout=args.timeout)
-                sys.stdout.write(result.output)
-                sys.stdout.flush()
-                return result.status
-            steps = lifecycle_check(console, args.guest, args.guest_timeout, args.password)
-            failed = [s for s in steps if not s.ok]
-            print(f"xenqemu: summary: {len(steps) - len(failed)} of {len(steps)} checks passed"
-                  f"{'' if failed else ' - lifecycle OK'}", file=sys.stderr)
-            for step in failed:
-                print(f"xenqemu:   FAILED {step.guest}: {step.step}", file=sys.stderr)
-            print(f"xenqemu: logs in {machine.run_dir}", file=sys.stderr)
-            return EXIT_FAIL if failed or not steps else EXIT_OK
-    except (BootError, MachineError, ConsoleError) as err:
-        print(f"xenqemu: FAILED: {err}\nxenqemu: logs in {machine.run_dir}", file=sys.stderr)
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        print(f"\nxenqemu: interrupted; QEMU stopped. Logs in {machine.run_dir}", file=sys.stderr)
-        return 130
+            target = _prepare(args)
+            if isinstance(target, int):
+                return target
+            try:
+                if args.command == "lifecycle":
+                    _hostnames(args)  # a malformed --expect-hostname is a usage error, before booting
+                machine = _machine(args, target)
+            except (TargetError, ValueError, MachineError) as err:
+                _say(str(err))
+                return EXIT_USAGE
+            _say(f"run directory {machine.run_dir}")
+            return _session(args, machine)
+        except (XenqemuError, BootError, MachineError, ConsoleError) as err:
+            _say(f"FAILED: {err}" + (f"\nxenqemu: logs in {machine.run_dir}" if machine else ""))
+            return EXIT_FAIL
+        except KeyboardInterrupt as interrupt:
+            where = f"QEMU stopped. Logs in {machine.run_dir}" if machine else "nothing was started"
+            print(f"\nxenqemu: interrupted; {where}", file=sys.stderr, flush=True)
+            return interrupt.status if isinstance(interrupt, Interrupted) else 130
 
 
 if __name__ == "__main__":

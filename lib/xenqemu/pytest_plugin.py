@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,8 @@ from typing import Any
 import pytest
 
 from .boot import BootTimeouts, serial_tail
-from .console import ConsoleChannel
+from .console import ConsoleChannel, ConsoleError
+from .errors import XenqemuError
 from .machine import QemuMachine
 from .target import TargetError, load_target
 from .warm import WarmStartWarning
@@ -127,7 +128,7 @@ class GuestFactory:
             try:
                 if self.host.xl.find(name) is not None:
                     self.host.xl.destroy(name)
-            except Exception as err:  # report all, then fail
+            except (XenqemuError, ConsoleError) as err:  # report all, then fail
                 errors.append(f"{name}: {err}")
         self.created.clear()
         if errors:
@@ -184,7 +185,7 @@ _host_key = pytest.StashKey[QemuMachine]()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
     """Attach the run directory and the serial log's tail to failed tests that used the host."""
     outcome = yield
     report = outcome.get_result()
@@ -196,7 +197,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
         return
     report.sections.append((
         "xenqemu",
-        f"run directory: {machine.run_dir}\n"
-        f"(serial.log, console.log, transcript.log, qmp-events.jsonl, qemu-stderr.log)\n"
-        f"last lines of the serial log:\n{serial_tail(machine.paths.serial_log)}",
+        (f"run directory: {machine.run_dir}\n"
+         "(serial.log, console.log, transcript.log, qmp-events.jsonl, qemu-stderr.log)\n"
+         f"last lines of the serial log:\n{serial_tail(machine.paths.serial_log)}"),
     ))

@@ -4,23 +4,22 @@
 build only checks its inputs) and points the harness's ``--xenqemu-target`` at its
 ``qemuboot.conf`` and turns on ``--xenqemu-warm``; ``xen_host`` then is the harness plugin's
 session fixture (one start per session, from the harness's saved snapshot of the booted target:
-the first session, or the first after the target changed, boots cold and saves it). ``http_server`` serves files on 127.0.0.1 only; the guests reach it as 10.0.2.2.
+the first session, or the first after the target changed, boots cold and saves it).
+``http_server`` is the lifecycle check's :class:`~xenqemu.lifecycle.LoopbackHttpServer`: files of
+random content on 127.0.0.1 only; the guests reach it as 10.0.2.2.
 Timings of the build, the boot phases and every lifecycle step are printed at the end of the run
 and written to ``e2e-timings.json`` in the harness's run directory.
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from xenqemu.lifecycle import LoopbackHttpServer
 from xenreftarget import build_target
 
 _TIMINGS: dict[str, object] = {}
@@ -66,51 +65,11 @@ def xen_host(reference_target, xen_host, e2e_timings):  # type: ignore[no-untype
     return xen_host
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    served: list[tuple[str, str]] = []
-
-    def log_message(self, format: str, *args) -> None:  # type: ignore[override]
-        pass
-
-    def do_GET(self) -> None:
-        type(self).served.append((self.client_address[0], self.path))
-        super().do_GET()
-
-
-class HttpServer:
-    """A static file server on 127.0.0.1 (never a public address) for the guests' fetches."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        handler = functools.partial(_Handler, directory=str(root))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def publish(self, label: str) -> tuple[str, str, str]:
-        """A new file with unique content: returns (path, content, URL as the guest sees it)."""
-        token = uuid.uuid4().hex
-        path = f"/{label}-{token[:8]}.txt"
-        content = f"meta-xen-ref {label} {token}\n"
-        (self.root / path.lstrip("/")).write_text(content)
-        return path, content, f"http://10.0.2.2:{self.port}{path}"
-
-    def served(self) -> list[tuple[str, str]]:
-        """(client address, path) of every GET so far."""
-        return list(_Handler.served)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="session")
-def http_server(tmp_path_factory) -> Iterator[HttpServer]:  # type: ignore[no-untyped-def]
-    """The session's HTTP server on 127.0.0.1."""
-    server = HttpServer(tmp_path_factory.mktemp("www"))
-    yield server
-    server.close()
+def http_server() -> Iterator[LoopbackHttpServer]:
+    """The session's HTTP server on 127.0.0.1 (the guests reach it as 10.0.2.2)."""
+    with LoopbackHttpServer() as server:
+        yield server
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

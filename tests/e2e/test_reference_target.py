@@ -1,22 +1,29 @@
 """End-to-end: the reference Xen target in QEMU, every bundled guest through its whole lifecycle.
 
-One boot per session (the harness's ``xen_host``); guests run one after the other. The tests
-run in file order and the last one powers the host off and checks that no QEMU is left.
+One boot per session (the harness's ``xen_host``). The lifecycle check is the harness's one
+implementation (:mod:`xenqemu.lifecycle`, what ``xenqemu lifecycle`` runs), with every check the
+reference target allows: network, an HTTP fetch from the test's server, and the hostname each
+guest disk holds. The tests run in file order and the last one powers the host off and checks
+that no QEMU is left.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
-from reftarget_lifecycle import (
-    LifecycleFailure,
-    expectation_from_config,
-    run_guest_lifecycle,
+from xenqemu.lifecycle import (
+    GuestConfig,
+    LifecycleOptions,
+    LifecycleReport,
+    Outcome,
+    run_lifecycle,
 )
-from xenqemu.cli import lifecycle_check
 from xenreftarget import GUESTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -67,17 +74,43 @@ def test_dom0_runs_the_toolstack_and_the_bridge(xen_host, reference_target):
         assert os.path.basename(guest["config"]) in listing
 
 
+def _lifecycle(xen_host, configs, http_server, log=None, **options) -> LifecycleReport:  # type: ignore[no-untyped-def]
+    """The lifecycle check with everything the reference target lets it check."""
+    settings = {"guests": tuple(configs), "http": http_server, "expected_hostname": lambda name: name}
+    settings.update(options)
+    return run_lifecycle(xen_host.console, LifecycleOptions(**settings),  # type: ignore[arg-type]
+                         on_result=(lambda r: log(f"  {r.line()}")) if log else None)
+
+
+def _reporter_log(request):  # type: ignore[no-untyped-def]
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    return (lambda m: reporter.write_line(m)) if reporter else None
+
+
 @pytest.mark.parametrize("name", GUEST_NAMES)
 def test_guest_lifecycle(name, xen_host, reference_target, http_server, e2e_timings, request):
     guest = _guest(reference_target, name)
-    path, content, url = http_server.publish(name)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     started = time.monotonic()
-    timings = run_guest_lifecycle(xen_host, guest["config"], url, content, expected_guest_name=name,
-                                  log=lambda m: reporter.write_line(f"  {m}") if reporter else None)
+    report = _lifecycle(xen_host, [guest["config"]], http_server, _reporter_log(request), concurrent=False)
     e2e_timings[f"lifecycle {name} (s)"] = round(time.monotonic() - started, 1)
-    e2e_timings[f"lifecycle {name} steps"] = timings
-    assert ("127.0.0.1", path) in http_server.served(), "the host's HTTP server saw no fetch"
+    e2e_timings[f"lifecycle {name} steps"] = {r.step: round(r.seconds, 1) for r in report.of(name)}
+    assert report.ok, report.summary()
+    assert [r.outcome for r in report.of(name)] == [Outcome.PASS] * len(report.of(name)), \
+        "the reference target allows every check: nothing may be skipped"
+    assert any(client == "127.0.0.1" and path.startswith(f"/{name[:16]}-") for client, path in http_server.requests()), \
+        "the host's HTTP server saw no fetch"
+
+
+def test_all_guests_together_as_the_main_job_does(xen_host, reference_target, http_server, e2e_timings, request):
+    """What ``xenqemu lifecycle`` runs: every bundled config, created together as memory allows."""
+    started = time.monotonic()
+    report = _lifecycle(xen_host, [g["config"] for g in reference_target.guests], http_server,
+                        _reporter_log(request))
+    e2e_timings["lifecycle all guests together (s)"] = round(time.monotonic() - started, 1)
+    assert report.ok, report.summary()
+    assert sorted(report.subjects()) == sorted(["dom0", *GUEST_NAMES])
+    assert all(r.outcome is Outcome.PASS for r in report.results)
+    assert [d.name for d in xen_host.xl.list()] == ["Domain-0"]
 
 
 def test_detached_create_then_xl_console(xen_host, xen_guest, reference_target, e2e_timings):
@@ -111,20 +144,16 @@ def test_config_with_a_wrong_disk_path_fails_the_lifecycle_check(xen_host, refer
     guest = _guest(reference_target, "thirdparty-guest")
     disk = next(f for f in guest["files"] if f.endswith(".ext4"))
     broken = _broken_copy(xen_host, guest["config"], disk, "/var/lib/xen/images/missing.ext4", "disk")
-    _, content, url = http_server.publish("broken-disk")
-    with pytest.raises(LifecycleFailure) as failure:
-        run_guest_lifecycle(xen_host, broken, url, content, expected_guest_name=guest["name"])
-    assert failure.value.step == "create -c to guest shell", str(failure.value)
+    report = _lifecycle(xen_host, [broken], http_server)
+    failed = report.failed_step(guest["name"])
+    assert failed is not None and failed.step == "create", report.summary()
+    assert all(r.outcome is Outcome.NOT_RUN for r in report.of(guest["name"])[2:])
     assert xen_host.xl.find(guest["name"]) is None, "the failed guest must not stay behind"
-    # the harness's own standard lifecycle check (xenqemu lifecycle) reports it as well
-    steps = lifecycle_check(xen_host.console, [broken])
-    failed = [step for step in steps if not step.ok]
-    assert failed and failed[0].step.startswith("xl create -c"), [(s.step, s.ok) for s in steps]
-    assert all(step.ok for step in steps if step.guest == "dom0")
-    assert xen_host.xl.find(guest["name"]) is None
+    # the dom0 checks of the same run (what xenqemu lifecycle reports first) all passed
+    assert all(r.outcome is Outcome.PASS for r in report.of("dom0"))
     # the bundled config itself is untouched and still names the real disk
     text = xen_host.console.run(f"cat {guest['config']}", timeout=60).output
-    assert expectation_from_config(text).disk_target == disk
+    assert GuestConfig.from_text(text, guest["config"]).disk_target == disk
 
 
 def test_config_pointing_at_another_guests_disk_fails_the_lifecycle_check(xen_host, reference_target,
@@ -134,12 +163,52 @@ def test_config_pointing_at_another_guests_disk_fails_the_lifecycle_check(xen_ho
     own_disk = next(f for f in guest["files"] if f.endswith(".ext4"))
     other_disk = next(f for f in other["files"] if f.endswith(".ext4"))
     broken = _broken_copy(xen_host, guest["config"], own_disk, other_disk, "swapped")
-    _, content, url = http_server.publish("broken-swap")
-    with pytest.raises(LifecycleFailure) as failure:
-        run_guest_lifecycle(xen_host, broken, url, content, expected_guest_name=guest["name"])
-    assert failure.value.step == "guest root device", str(failure.value)
-    assert other["name"] in failure.value.detail
+    report = _lifecycle(xen_host, [broken], http_server)
+    failed = report.failed_step(guest["name"])
+    assert failed is not None and failed.step == "root device", report.summary()
+    assert other["name"] in failed.detail
     assert xen_host.xl.find(guest["name"]) is None
+
+
+def test_sigterm_stops_xenqemu_and_its_qemu_at_once(reference_target, tmp_path):
+    """SIGTERM to a running ``xenqemu`` ends it like Ctrl-C: one line, QEMU stopped, status 143."""
+    command = [sys.executable, "-m", "xenqemu.cli", "run", "--warm", "--run-dir", str(tmp_path),
+               str(reference_target.qemuboot_conf), "--", "sleep 600"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "shell ready" in line:
+            break
+    assert any("shell ready" in line for line in lines), "".join(lines)
+    run_dir = next(line.split("run directory ", 1)[1].strip() for line in lines if "run directory" in line)
+    time.sleep(1.0)  # "sleep 600" is running in dom0 now
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    status = process.wait(timeout=60)
+    stopped_in = time.monotonic() - started
+    assert status == 143, rest
+    assert f"xenqemu: interrupted; QEMU stopped. Logs in {run_dir}" in rest.splitlines()
+    assert "Traceback" not in rest
+    assert stopped_in < 20, f"QEMU was not stopped at once ({stopped_in:.1f}s)"
+    assert _qemu_processes_of(run_dir) == []
+
+
+def _qemu_processes_of(run_dir: str) -> list[str]:
+    """PIDs of QEMU processes whose command line names ``run_dir``."""
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                    argv = stream.read().decode(errors="replace")
+            except OSError:
+                continue
+            if "qemu-system" in argv and run_dir in argv:
+                leftovers.append(entry)
+    return leftovers
 
 
 def test_zz_clean_poweroff_leaves_no_qemu(xen_host, e2e_timings):
@@ -153,16 +222,7 @@ def test_zz_clean_poweroff_leaves_no_qemu(xen_host, e2e_timings):
     assert code == 0, f"QEMU exited with {code} after poweroff"
     assert machine.stop() == 0
     assert not os.path.exists(f"/proc/{pid}"), f"QEMU {pid} is still there"
-    leftovers = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as stream:
-                    argv = stream.read().decode(errors="replace")
-            except OSError:
-                continue
-            if "qemu-system" in argv and str(machine.run_dir) in argv:
-                leftovers.append(entry)
+    leftovers = _qemu_processes_of(str(machine.run_dir))
     assert leftovers == [], f"QEMU processes of this run left: {leftovers}"
     serial = machine.paths.serial_log.read_text(errors="replace")
     assert "Requesting system poweroff" in serial and "Dom0 halted" in serial

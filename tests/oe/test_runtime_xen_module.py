@@ -133,39 +133,39 @@ def test_console_traffic_goes_to_the_runner_log(xen_module, runner: FakeRunner) 
 
 
 def test_failure_inside_the_session_still_returns_to_the_login_shell(xen_module, runner: FakeRunner) -> None:
-    with pytest.raises(AssertionError):
-        with xen_module.runner_serial_console(runner, timeout=30) as shell:
-            shell.run("true", timeout=30)
-            raise AssertionError("a failed check")
+    with pytest.raises(AssertionError), xen_module.runner_serial_console(runner, timeout=30) as shell:
+        shell.run("true", timeout=30)
+        raise AssertionError("a failed check")
     assert not runner.thread.serial_lock.locked()
     runner.server_socket.sendall(b"echo BACK-$((2+3))\n")
     assert b"BACK-5" in read_available(runner.server_socket, b"BACK-5")
 
 
 def test_a_runner_without_console_is_reported(xen_module) -> None:
-    with pytest.raises(RuntimeError, match="no logged-in serial console"):
-        with xen_module.runner_serial_console(SimpleNamespace(server_socket=None, thread=None)):
-            pass
+    with pytest.raises(RuntimeError, match="no logged-in serial console"), \
+            xen_module.runner_serial_console(SimpleNamespace(server_socket=None, thread=None)):
+        pass
 
 
-@pytest.mark.parametrize("cmdline, expected", [
-    ("dom0_mem=384M,max:384M bootscrub=0 console=dtuart", 384),
-    ("console=dtuart dom0_mem=max:512M,1G", 1024),
-    ("dom0_mem=524288K", 512),
-    ("dom0_mem=min:128M,max:256M", None),
-    ("bootscrub=0 console=dtuart", None),
-])
-def test_dom0_memory_from_the_xen_command_line(xen_module, cmdline: str, expected) -> None:
-    assert xen_module.dom0_memory_mib(cmdline) == expected
+def test_lifecycle_steps_run_through_the_adapter(xen_module, runner: FakeRunner, tmp_path: Path) -> None:
+    """The suite's cases run the harness's lifecycle steps over the runner's console (shared, not copied)."""
+    (tmp_path / "xen-guest-bundle-a.cfg").write_text('name = "a"\n')
+    (tmp_path / "xen-guest-bundle-b.cfg").write_text('name = "b"\n')
+    plan = xen_module.LifecyclePlan(xen_module.host_steps("guest configs"), ())
+    with xen_module.runner_serial_console(runner, timeout=30) as shell:
+        report = xen_module.run_lifecycle(shell, xen_module.lifecycle_options(
+            config_glob=f"{tmp_path}/xen-guest-bundle*.cfg"), plan)
+        assert report.ok, report.summary()
+        assert report.results[0].detail == f"{tmp_path}/xen-guest-bundle-a.cfg, {tmp_path}/xen-guest-bundle-b.cfg"
+        empty = xen_module.run_lifecycle(shell, xen_module.lifecycle_options(
+            config_glob=f"{tmp_path}/none*.cfg"), plan)
+    assert not empty.ok and "nothing matches" in empty.results[0].detail
+    assert not runner.thread.serial_lock.locked()
 
 
-def test_address_and_root_helpers(xen_module) -> None:
-    output = "3: xenbr0    inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic xenbr0\\  valid_lft"
-    assert xen_module.ipv4_addresses(output) == [("10.0.2.15", 24)]
-    assert xen_module.ipv4_addresses("") == []
-    assert xen_module.same_subnet("10.0.2.16", "10.0.2.15", 24)
-    assert not xen_module.same_subnet("10.0.3.16", "10.0.2.15", 24)
-    assert xen_module.kernel_root_device("console=hvc0 root=/dev/xvda rw") == "/dev/xvda"
-    assert xen_module.kernel_root_device("console=hvc0") is None
-    with pytest.raises(ValueError):
-        xen_module.parse_size_mib("lots")
+def test_the_suite_takes_host_steps_by_name(xen_module) -> None:
+    assert [s.name for s in xen_module.host_steps("dom0", "toolstack")] == ["toolstack", "dom0"]
+    with pytest.raises(ValueError, match="no host step named nope"):
+        xen_module.host_steps("nope")
+    options = xen_module.lifecycle_options(network=False)
+    assert options.config_glob == "/etc/xen/xen-guest-bundle*.cfg" and not options.network

@@ -211,13 +211,15 @@ WantedBy=sysinit.target
 
 
 def getty_dropin() -> str:
-    """Drop-in for ``serial-getty@hvc0.service``: the login prompt means ``xl`` works.
+    """Drop-in for ``serial-getty@hvc0.service``: the login prompt means dom0 has finished booting.
 
-    ``Type=simple`` instead of ``idle``: with status output off there is nothing for the
-    prompt to wait for, and ``idle`` delays it by up to 5 s while xendomains starts guests.
+    After the toolstack and xendomains, as busybox's rcS did before its getty: at the prompt
+    ``xl`` works, the autostarted guests exist and ``systemctl is-system-running`` says
+    ``running`` (so does a warm-start snapshot, which the harness takes at the shell).
+    ``Type=simple`` instead of ``idle``: with status output off there is nothing to wait for.
     """
     return _HEADER + f"""[Unit]
-After={' '.join(TOOLSTACK_UNITS)}
+After={' '.join(TOOLSTACK_UNITS)} xendomains.service
 
 [Service]
 Type=simple

@@ -9,6 +9,7 @@ kernel (kmod reads foreign-architecture modules fine).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -20,33 +21,29 @@ from pathlib import Path
 from . import initscripts
 from .cpio import console_node, write_initramfs
 from .errors import ReferenceTargetError
-from .packages import XEN_VERSION, extract_deb
+from .packages import extract_deb
 
 #: Modules the initrd loads so that dom0 (virtio-blk) and guests (xen-blkfront) find an ext4 root.
-INITRD_MODULES: tuple = ("virtio_mmio", "virtio_blk", "crc32c_generic", "ext4",
+INITRD_MODULES: tuple[str, ...] = ("virtio_mmio", "virtio_blk", "crc32c_generic", "ext4",
                          "xen-blkfront", "xen-netfront")
-#: Modules dom0 loads at start-up: Xen devices, backends, loop for file: disks, the bridge, the NIC.
-DOM0_MODULES: tuple = ("virtio_mmio", "xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd",
-                       "xenfs", "xen-blkback", "xen-netback", "loop", "bridge", "virtio_net")
-
-#: Paths (relative, after merging /usr) left out of both root file systems.
-_EXCLUDED_PREFIXES: tuple = (
+#: Paths (relative, after merging /usr; ``*`` matches within one path segment) left out of the
+#: root file systems: documentation, boot files, Debian's sysvinit scripts and defaults (systemd
+#: and our units start Xen), Python parts of Xen's tools (no Python in dom0), udev's hardware
+#: database sources (the compiled database is not built; udev works without it).
+_EXCLUDED_PREFIXES: tuple[str, ...] = (
     "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
     "usr/share/bug", "usr/share/bash-completion", "usr/share/python3", "usr/share/initramfs-tools",
-    "usr/share/i18n", "usr/lib/aarch64-linux-gnu/gconv", f"usr/lib/xen-{XEN_VERSION}/lib/python",
-    "usr/lib/aarch64-linux-gnu/audit", "boot", "etc/init.d", "etc/default", "usr/share/xen-utils-common",
+    "usr/share/i18n", "usr/share/zsh", "usr/lib/*-linux-gnu*/gconv", "usr/lib/xen-*/lib/python",
+    "usr/lib/*-linux-gnu*/audit", "boot", "etc/init.d", "etc/default", "usr/share/xen-utils-common",
+    "usr/lib/udev/hwdb.d",
 )
-#: Packages of which only some files are installed.
-_ONLY_FILES: Mapping[str, tuple] = {"util-linux": ("usr/bin/flock",)}
-#: Packages that are not installed into dom0's root file system.
-_NOT_IN_DOM0: tuple = (f"xen-hypervisor-{XEN_VERSION}-arm64",)
 
 
 class AssembleError(ReferenceTargetError):
     """A step of the assembly failed; the message names the step and the file."""
 
 
-def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess:
+def _run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(cmd), check=False, text=True, capture_output=True)
     if result.returncode != 0:
         raise AssembleError(f"{' '.join(cmd)} failed: {(result.stderr or result.stdout).strip()}")
@@ -63,8 +60,14 @@ def merged_usr_path(rel: str) -> str:
 
 
 def is_excluded(rel: str) -> bool:
-    """Whether a (merged) path belongs to the documentation/boot parts left out of the images."""
-    return any(rel == prefix or rel.startswith(prefix + "/") for prefix in _EXCLUDED_PREFIXES)
+    """Whether a (merged) path belongs to the parts left out of the images (see above)."""
+    parts = rel.split("/")
+    for prefix in _EXCLUDED_PREFIXES:
+        pattern = prefix.split("/")
+        if len(parts) >= len(pattern) and all(
+                fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, pattern)):
+            return True
+    return False
 
 
 def parse_show_depends(output: str, modules_dir: str) -> list[str]:
@@ -140,15 +143,12 @@ def unpack_kernel(deb: Path, dest: Path) -> KernelTree:
 
 def install_package_tree(package: str, unpacked: Path, root: Path) -> None:
     """Copy one unpacked package into ``root`` (merged /usr, documentation left out)."""
-    only = _ONLY_FILES.get(package)
     for dirpath, dirnames, filenames in os.walk(unpacked):
         dirnames.sort()
         for name in sorted(dirnames + filenames):
             src = Path(dirpath) / name
             rel = merged_usr_path(src.relative_to(unpacked).as_posix())
             if is_excluded(rel):
-                continue
-            if only is not None and rel not in only:
                 continue
             dst = root / rel
             if src.is_symlink():
@@ -157,15 +157,15 @@ def install_package_tree(package: str, unpacked: Path, root: Path) -> None:
                     dst.unlink()
                 os.symlink(os.readlink(src), dst)
             elif src.is_dir():
-                if only is None:
+                if not dst.is_symlink():
                     dst.mkdir(parents=True, exist_ok=True)
             else:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
 
 
-def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
-    """The skeleton shared by dom0 and guests: folders, merged-/usr links, accounts, init files."""
+def base_layout(root: Path) -> None:
+    """The folders and merged-/usr links shared by dom0 and guests (before packages are unpacked)."""
     for folder in ("usr/bin", "usr/sbin", "usr/lib", "etc/init.d", "etc/xen-ref", "dev", "proc",
                    "sys", "run", "tmp", "root", "home", "mnt", "var/log", "var/lib",
                    "usr/share/udhcpc"):
@@ -177,6 +177,10 @@ def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
         path = root / link
         if not path.is_symlink():
             os.symlink(target, path)
+
+
+def base_config(root: Path, hostname: str = "qemuarm64", init: str = "busybox init") -> None:
+    """The configuration files shared by dom0 and guests (after packages, so that they win)."""
     files = {
         # root has an empty password, as in the Yocto image with debug-tweaks/empty-root-password.
         "etc/passwd": "root::0:0:root:/root:/bin/sh\n",
@@ -184,7 +188,6 @@ def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
         "etc/hostname": f"{hostname}\n",
         "etc/hosts": f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n",
         "etc/shells": "/bin/sh\n/bin/bash\n",
-        "etc/inittab": initscripts.inittab(),
         # The prompt a Yocto image shows, root@<host>:~#, which oe-core's QemuRunner waits for.
         # The static busybox cannot look accounts up (getpwuid fails), so \\u is empty and \\w
         # never abbreviates $HOME: the prompt spells out root and compares $PWD with $HOME itself.
@@ -192,24 +195,40 @@ def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
                         "export PS1='root@\\h:$(if [ \"$PWD\" = \"$HOME\" ]; then echo \"~\"; "
                         "else echo \"$PWD\"; fi)\\$ '\n"),
         "etc/issue": "meta-xen-ref reference target (Debian bookworm arm64) \\n \\l\n\n",
-        "etc/fstab": "# mounts are done by /etc/init.d/rcS\n",
+        "etc/fstab": f"# the root file system is mounted by the initrd; the rest by {init}\n",
         "etc/resolv.conf": "",
     }
     for rel, text in files.items():
-        (root / rel).write_text(text)
+        path = root / rel
+        if path.is_symlink():
+            path.unlink()
+        path.write_text(text)
     script = root / initscripts.UDHCPC_SCRIPT.lstrip("/")
     script.write_text(initscripts.udhcpc_script())
     script.chmod(0o755)
 
 
-def install_busybox(busybox_unpacked: Path, root: Path) -> None:
-    """Install the static busybox and the links needed before ``busybox --install`` runs."""
+def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
+    """A busybox-init root file system's skeleton: folders, links, accounts, init files."""
+    base_layout(root)
+    base_config(root, hostname)
+    (root / "etc/inittab").write_text(initscripts.inittab())
+
+
+def install_busybox(busybox_unpacked: Path, root: Path, init: bool = True) -> None:
+    """Install the static busybox and the links needed before ``busybox --install`` runs.
+
+    With ``init`` busybox is also ``/sbin/init``; without, only ``sh`` and ``login`` link to it.
+    """
     binary = busybox_unpacked / "bin" / "busybox"
     if not binary.is_file():
         raise AssembleError(f"{busybox_unpacked}: no bin/busybox")
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(binary, root / "usr/bin/busybox")
-    for rel, target in (("usr/bin/sh", "busybox"), ("usr/sbin/init", "../bin/busybox")):
+    links = [("usr/bin/sh", "busybox"), ("usr/bin/login", "busybox")]
+    if init:
+        links.append(("usr/sbin/init", "../bin/busybox"))
+    for rel, target in links:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink() or path.exists():
@@ -240,29 +259,6 @@ def install_modules(kernel: KernelTree, names: Sequence[str], root: Path) -> lis
             shutil.copy2(kernel.modules_dir / index, dest_dir / index)
     _run(["depmod", "-b", str(root / "usr"), kernel.release])
     return order
-
-
-def dom0_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) -> None:
-    """Lay out dom0's root file system (before the guests are bundled into it)."""
-    base_tree(root)
-    for name, unpacked in packages.items():
-        if name in _NOT_IN_DOM0 or name == "busybox-static":
-            continue
-        install_package_tree(name, unpacked, root)
-    install_busybox(packages["busybox-static"], root)
-    # Debian's /usr/sbin/xl etc. go through a version-detecting wrapper; point at the tools directly.
-    xen_bin = root / initscripts.XEN_BIN_DIR.lstrip("/")
-    for tool in sorted(p.name for p in xen_bin.iterdir()):
-        link = root / "usr/sbin" / tool
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink(f"../lib/xen-{XEN_VERSION}/bin/{tool}", link)
-    for folder in ("var/lib/xen/images", "etc/xen/auto", "var/log/xen"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    order = install_modules(kernel, DOM0_MODULES, root)
-    (root / initscripts.MODULE_LIST.lstrip("/")).write_text(initscripts.module_list_file(order))
-    write_executable(root / "etc/init.d/rcS", initscripts.dom0_rcs())
-    write_executable(root / "etc/init.d/rcK", initscripts.dom0_rck())
 
 
 def guest_tree(packages: Mapping[str, Path], root: Path) -> None:

@@ -2,13 +2,16 @@
 
 Stand-in notice: this target replaces the bitbake-built ``xen-image-minimal`` and
 ``xen-guest-image-minimal`` (a full build takes hours and needs the internet) with images
-assembled from Debian bookworm's arm64 packages. Everything after the build is real: the Xen
-hypervisor, dom0's kernel and ``xl`` toolstack, the guests, and the bundling, which goes through
-:func:`xenbundle.bundle_guests`, the function the host image's ``do_rootfs`` hook calls.
+assembled from Debian's packages (bookworm arm64 today; the suite and architecture are
+parameters, :class:`xenreftarget.packages.Distro`). Everything after the build is real: the Xen
+hypervisor, dom0's kernel, systemd and ``xl`` toolstack, the guests, and the bundling, which
+goes through :func:`xenbundle.bundle_guests`, the function the host image's ``do_rootfs`` hook
+calls.
 
 Layout of the cache folder::
 
     <cache>/debs/             downloaded .deb files (kept between builds, verified by checksum)
+    <cache>/apt/<suite>-<arch>/  the private apt state (lists, cache, sources derived from the machine's)
     <cache>/builds/<id>/      one finished build: a deploy-like folder (see docs/reference-target.md)
     <cache>/target            symlink to the current build, swapped atomically
     <cache>/lock              serialises concurrent builds
@@ -33,11 +36,12 @@ from typing import Any, Callable
 
 from xenboot import XenBoot, XenHostBoot, write_qemuboot
 
-from . import assemble, stamp
+from . import assemble, dom0, stamp
+from .apt import PrivateApt
 from .errors import ReferenceTargetError
+from .initscripts import SHUTDOWN_MARKER
 from .packages import (
-    XEN_VERSION,
-    Apt,
+    Distro,
     PackageError,
     PackageRecord,
     extract_deb,
@@ -80,10 +84,12 @@ class GuestSpec:
     name: str            #: domain name
     disk: str            #: the guest's root file system in the deploy folder
     config: str = ""     #: config file in the deploy folder (forms 2 and 3)
+    autostart: bool = False  #: named in XEN_GUEST_AUTOSTART: xendomains starts it at boot
 
 
-#: The three guests: one per bundling form, each with its own disk file and domain name.
-GUESTS: tuple = (
+#: The guests: one per bundling form, each with its own disk file and domain name, and one that
+#: starts at boot (the others are created by the lifecycle check with ``xl create -c``).
+GUESTS: tuple[GuestSpec, ...] = (
     # The bundler names an entry's domain after its rootfs file.
     GuestSpec("XEN_BUNDLED_GUESTS", f"xen-guest-image-minimal-{MACHINE}",
               f"xen-guest-image-minimal-{MACHINE}.rootfs.ext4"),
@@ -92,6 +98,8 @@ GUESTS: tuple = (
     GuestSpec("auto-bundle", "xen-guest-image-auto",
               f"xen-guest-image-auto-{MACHINE}.rootfs.ext4",
               f"xen-guest-bundle-xen-guest-image-auto-{MACHINE}.rootfs.cfg"),
+    GuestSpec("XEN_BUNDLED_GUESTS", f"xen-guest-image-autostart-{MACHINE}",
+              f"xen-guest-image-autostart-{MACHINE}.rootfs.ext4", autostart=True),
 )
 
 
@@ -192,16 +200,22 @@ def current_reference_target(cache_dir: Path | None = None) -> ReferenceTarget:
                            manifest.get("guests", []), manifest)
 
 
-def _settings_for_key(boot: XenHostBoot) -> dict[str, Any]:
+def _settings_for_key(boot: XenHostBoot, distro: Distro) -> dict[str, Any]:
     return {"boot": json.dumps(asdict(boot), sort_keys=True),
+            "distro": f"{distro.suite}/{distro.arch}",
             "guests": json.dumps([asdict(g) for g in GUESTS])}
 
 
+_DEFAULT_DISTRO = Distro()
+
+
 def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = print,
-                 apt: Apt | None = None, boot: XenHostBoot = REFERENCE_BOOT) -> ReferenceTarget:
+                 apt: PrivateApt | None = None, boot: XenHostBoot = REFERENCE_BOOT,
+                 distro: Distro = _DEFAULT_DISTRO) -> ReferenceTarget:
     """Build (or reuse) the reference target in ``cache_dir`` and return it.
 
     Reuses the current build when its key matches and its files are intact, unless ``force``.
+    Packages come from a private apt state in ``<cache>/apt`` (see :mod:`xenreftarget.apt`).
     """
     cache_dir = Path(cache_dir or default_cache_dir()).absolute()
     if any(ch.isspace() for ch in str(cache_dir)):
@@ -210,16 +224,15 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
     missing = missing_host_tools()
     if missing:
         raise BuildError("host tools missing:\n  " + "\n  ".join(missing))
-    apt = apt or Apt(log=log)
     with _locked(cache_dir, log):
         try:
-            apt.ensure_architecture()
+            apt = apt or PrivateApt(cache_dir / "apt", distro, log=log)
             apt.ensure_lists()
             records = apt.resolve()
         except PackageError as err:
             raise BuildError(str(err)) from None
         inputs = stamp.build_inputs(records, stamp.source_digest(source_folders()),
-                                    _settings_for_key(boot))
+                                    _settings_for_key(boot, distro))
         key = stamp.input_key(inputs)
         current = cache_dir / "target"
         fresh, reason = stamp.check_current(current, key)
@@ -232,7 +245,7 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
         elif old and reason == "inputs changed":
             reason = "; ".join(stamp.describe_changes(old.get("inputs", {}), inputs)[:8])
         log(f"building the reference target ({reason})")
-        deploy = _build(cache_dir, records, inputs, key, boot, apt, log)
+        deploy = _build(cache_dir, records, inputs, key, boot, apt, log, distro)
         _publish(cache_dir, deploy, log)
         target = current_reference_target(cache_dir)
         target.rebuilt = True
@@ -240,7 +253,7 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
 
 
 def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, Any], key: str,
-           boot: XenHostBoot, apt: Apt, log: Log) -> Path:
+           boot: XenHostBoot, apt: PrivateApt, log: Log, distro: Distro) -> Path:
     builds = cache_dir / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=builds))
@@ -253,7 +266,7 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
                 debs = apt.download(records, cache_dir / "debs")
             except PackageError as err:
                 raise BuildError(str(err)) from None
-        guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log)
+        guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log, distro)
         with timer.step("qemuboot.conf"):
             write_qemuboot(deploy / QEMUBOOT_CONF, boot.variables())
             os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)
@@ -263,6 +276,10 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
             "inputs": inputs,
             "files": stamp.file_records(deploy),
             "guests": guests,
+            "autostart": [g["name"] for g in guests if g.get("autostart")],
+            "dom0_init": "systemd",
+            "distro": {"suite": distro.suite, "arch": distro.arch, "xen": distro.xen_version},
+            "shutdown_marker": SHUTDOWN_MARKER,
             "kernel_release": _kernel_release(records),
             "timings_s": dict(timer.steps, total=timer.total),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -297,20 +314,12 @@ def _publish(cache_dir: Path, final: Path, log: Log) -> None:
 
 
 def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: dict[str, Path],
-              boot: XenHostBoot, timer: _Timer, log: Log) -> list[dict[str, Any]]:
-    kernel_name = next(r.name for r in records if r.name.startswith("linux-image-"))
-    packages: dict[str, Path] = {}
+              boot: XenHostBoot, timer: _Timer, log: Log, distro: Distro) -> list[dict[str, Any]]:
     with timer.step("unpack"):
-        for record in records:
-            if record.name == kernel_name:
-                continue
-            dest = work / "pkgs" / record.name
-            extract_deb(debs[record.name], dest)
-            packages[record.name] = dest
-        kernel = assemble.unpack_kernel(debs[kernel_name], work / "kernel")
+        packages, kernel = _unpack(work, records, debs)
 
     with timer.step("boot files"):
-        xen = packages[f"xen-hypervisor-{XEN_VERSION}-arm64"] / "boot" / f"xen-{XEN_VERSION}-arm64"
+        xen = packages[distro.hypervisor_package] / distro.hypervisor_path
         shutil.copy2(xen, deploy / XEN_BINARY)
         shutil.copy2(kernel.image, deploy / KERNEL)
         assemble.initrd_tree(packages, kernel, work / "initrd")
@@ -318,31 +327,47 @@ def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: 
         boot.check_layout((deploy / KERNEL).stat().st_size, (deploy / INITRD).stat().st_size)
 
     with timer.step("guest images"):
-        for spec in GUESTS:
-            tree = work / "guests" / spec.name
-            assemble.guest_tree(packages, tree)
-            (tree / "etc/hostname").write_text(f"{spec.name}\n")
-            (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
-            (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
-            assemble.make_ext4(tree, deploy / spec.disk, label=spec.name[:16],
-                               size_bytes=GUEST_DISK_BYTES)
-        for spec in GUESTS:
-            if spec.form == "deploy-config":
-                text = deploy_config_text(spec, "A third-party guest: a config dropped into the deploy folder.")
-                (deploy / spec.config).write_text(text)
-            elif spec.form == "auto-bundle":
-                (deploy / spec.config).write_text(_auto_bundle_config(spec))
+        _guest_images(work / "guests", deploy, packages)
 
     with timer.step("dom0 tree"):
-        dom0 = work / "dom0"
-        assemble.dom0_tree(packages, kernel, dom0)
+        dom0_root = work / "dom0"
+        dom0.dom0_tree(packages, kernel, dom0_root, distro)
 
     with timer.step("bundle guests"):
-        installed = _bundle(dom0, deploy, log)
+        installed = _bundle(dom0_root, deploy, log)
 
     with timer.step("dom0 image"):
-        assemble.make_ext4(dom0, deploy / HOST_ROOTFS, label="xen-dom0")
+        assemble.make_ext4(dom0_root, deploy / HOST_ROOTFS, label="xen-dom0")
     return installed
+
+
+def _unpack(work: Path, records: Sequence[PackageRecord],
+            debs: dict[str, Path]) -> tuple[dict[str, Path], assemble.KernelTree]:
+    kernel_name = next(r.name for r in records if r.name.startswith("linux-image-"))
+    packages: dict[str, Path] = {}
+    for record in records:
+        if record.name != kernel_name:
+            packages[record.name] = work / "pkgs" / record.name
+            extract_deb(debs[record.name], packages[record.name])
+    return packages, assemble.unpack_kernel(debs[kernel_name], work / "kernel")
+
+
+def _guest_images(work: Path, deploy: Path, packages: dict[str, Path]) -> None:
+    """Each guest's disk (busybox, its name, the shutdown marker script) and deploy configs."""
+    for spec in GUESTS:
+        tree = work / spec.name
+        assemble.guest_tree(packages, tree)
+        (tree / "etc/hostname").write_text(f"{spec.name}\n")
+        (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
+        (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
+        assemble.make_ext4(tree, deploy / spec.disk, label=spec.name[:16],
+                           size_bytes=GUEST_DISK_BYTES)
+    for spec in GUESTS:
+        if spec.form == "deploy-config":
+            text = deploy_config_text(spec, "A third-party guest: a config dropped into the deploy folder.")
+            (deploy / spec.config).write_text(text)
+        elif spec.form == "auto-bundle":
+            (deploy / spec.config).write_text(_auto_bundle_config(spec))
 
 
 def _auto_bundle_config(spec: GuestSpec) -> str:
@@ -355,8 +380,12 @@ def _auto_bundle_config(spec: GuestSpec) -> str:
     return xenbundle.guests.auto_bundle_config(guest_settings(spec.name), spec.disk, KERNEL)
 
 
-def _bundle(dom0: Path, deploy: Path, log: Log) -> list[dict[str, Any]]:
-    """Bundle the guests into dom0's tree with the layer's engine, in all three forms at once."""
+def _bundle(dom0_root: Path, deploy: Path, log: Log) -> list[dict[str, Any]]:
+    """Bundle the guests into dom0's tree with the layer's engine, all forms in one call.
+
+    Guests marked ``autostart`` are passed as ``XEN_GUEST_AUTOSTART`` does: their configs are
+    linked into ``/etc/xen/auto``, where xendomains starts them at boot.
+    """
     try:
         import xenbundle
     except ImportError as err:
@@ -368,13 +397,17 @@ def _bundle(dom0: Path, deploy: Path, log: Log) -> list[dict[str, Any]]:
         return guest_settings(domain_name)
 
     try:
-        result = xenbundle.bundle_guests(dom0, deploy, bundled_guests=entries,
+        result = xenbundle.bundle_guests(str(dom0_root), str(deploy), bundled_guests=entries,
                                          config_glob="xen-guest-bundle*.cfg", settings=settings,
-                                         autostart=(), log=log)
+                                         autostart=[g.name for g in GUESTS if g.autostart], log=log)
     except xenbundle.BundleError as err:
         raise BuildError(f"bundling the guests failed:\n{err}") from None
+    disks = {g.name: g.disk for g in GUESTS}
     # Origins name files in the temporary build folder: keep them relative to the deploy folder.
     return [{"name": g.name, "config": "/" + str(g.config).lstrip("/"),
              "files": ["/" + str(f).lstrip("/") for f in g.files],
+             "disk": next(("/" + f.lstrip("/") for f in g.files if f.endswith("/" + disks.get(g.name, "?"))), ""),
+             "autostart": g.autostart_link is not None,
+             "autostart_link": "/" + g.autostart_link if g.autostart_link else None,
              "origin": str(g.origin).replace(str(deploy) + os.sep, "")}
             for g in result.guests]

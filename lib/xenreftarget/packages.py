@@ -1,12 +1,13 @@
-"""Debian arm64 packages of the reference target: which ones, and how to fetch them with apt.
+"""Debian packages of the reference target: which ones, for which suite and architecture.
 
-The package list follows the measured facts in ``research/xen-on-qemu.md``: the hypervisor, the
-Xen toolstack and its libraries, glibc, libgcc_s (``xl`` aborts on console detach without it),
-bash (the hotplug scripts are bash), util-linux (for ``flock``), busybox-static, and the kernel
-package that the ``linux-image-arm64`` meta-package depends on.
+:class:`Distro` names a Debian suite and architecture (bookworm/arm64 today; others are added
+by extending :data:`XEN_BY_SUITE` and :data:`TRIPLET_BY_ARCH`) and derives the package names
+from them: the root packages whose dependency closure makes dom0 (the hypervisor, Xen's
+toolstack, systemd, udev, bash, util-linux, busybox-static), the stand-ins (packages only
+maintainer scripts or unused tools need, declared installed instead of unpacked) and the
+kernel meta-package. :mod:`xenreftarget.apt` resolves and fetches them in a private apt state.
 
-Everything goes through the machine's own apt configuration: no mirror address is written or
-chosen here. The parsing helpers are pure functions so that they can be tested without apt.
+The parsing helpers are pure functions so that they can be tested without apt.
 """
 
 from __future__ import annotations
@@ -16,45 +17,22 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .errors import ReferenceTargetError
 
-ARCH = "arm64"
-XEN_VERSION = "4.17"
-KERNEL_META_PACKAGE = "linux-image-arm64"
+#: The Xen generation each supported Debian suite ships.
+XEN_BY_SUITE: Mapping[str, str] = {"bookworm": "4.17"}
+#: The GNU triplet of each supported Debian architecture (its multiarch library folder).
+TRIPLET_BY_ARCH: Mapping[str, str] = {"arm64": "aarch64-linux-gnu"}
+#: Combinations that have been built and booted; others fail with a clear message.
+SUPPORTED: tuple[tuple[str, str], ...] = (("bookworm", "arm64"),)
 
-#: Packages unpacked into the images (the kernel package is resolved separately).
-BASE_PACKAGES: tuple = (
-    f"xen-hypervisor-{XEN_VERSION}-arm64",
-    f"xen-utils-{XEN_VERSION}",
-    "xen-utils-common",
-    "xenstore-utils",
-    f"libxenmisc{XEN_VERSION}",
-    "libxencall1",
-    "libxenevtchn1",
-    "libxenforeignmemory1",
-    "libxengnttab1",
-    "libxenstore4",
-    "libxentoollog1",
-    "libxendevicemodel1",
-    "libxenhypfs1",
-    "libxentoolcore1",
-    "libyajl2",
-    "libfdt1",
-    "libuuid1",
-    "zlib1g",
-    "libc6",
-    "libgcc-s1",
-    "libtinfo6",
-    "bash",
-    "util-linux",
-    "busybox-static",
-)
+#: The default distribution's Xen version (kept for callers that predate :class:`Distro`).
+XEN_VERSION = "4.17"
 
 
 class PackageError(ReferenceTargetError):
@@ -77,6 +55,70 @@ class PackageRecord:
     def deb_name(self) -> str:
         """File name of the .deb in the package cache (the pool file's base name)."""
         return os.path.basename(self.filename)
+
+
+@dataclass(frozen=True)
+class Distro:
+    """A Debian suite and architecture, and the package names that follow from them."""
+
+    suite: str = "bookworm"
+    arch: str = "arm64"
+
+    def check(self) -> None:
+        """Fail with the supported combinations when this one has not been made to work yet."""
+        if (self.suite, self.arch) not in SUPPORTED:
+            known = ", ".join(f"{s}/{a}" for s, a in SUPPORTED)
+            raise PackageError(f"Debian {self.suite}/{self.arch} is not supported by the reference "
+                               f"target builder yet (supported: {known})")
+
+    @property
+    def xen_version(self) -> str:
+        """The Xen generation of the suite, e.g. ``4.17``."""
+        return XEN_BY_SUITE[self.suite]
+
+    @property
+    def triplet(self) -> str:
+        """The multiarch triplet, e.g. ``aarch64-linux-gnu``."""
+        return TRIPLET_BY_ARCH[self.arch]
+
+    @property
+    def hypervisor_package(self) -> str:
+        """The package holding the Xen binary."""
+        return f"xen-hypervisor-{self.xen_version}-{self.arch}"
+
+    @property
+    def hypervisor_path(self) -> str:
+        """The Xen binary inside :attr:`hypervisor_package`."""
+        return f"boot/xen-{self.xen_version}-{self.arch}"
+
+    @property
+    def xen_bin_dir(self) -> str:
+        """Debian's private folder of the Xen tools (``xl``, ``xenstored``, ...)."""
+        return f"/usr/lib/xen-{self.xen_version}/bin"
+
+    @property
+    def kernel_meta_package(self) -> str:
+        """The meta-package whose Depends names the current kernel package."""
+        return f"linux-image-{self.arch}"
+
+    def root_packages(self) -> tuple[str, ...]:
+        """The packages whose dependency closure (without Recommends) is unpacked.
+
+        libgcc-s1 is named although libc6 pulls it in: glibc loads it with dlopen (``xl`` aborts
+        on console detach and on destroy without it), which no dependency expresses.
+        """
+        return (self.hypervisor_package, f"xen-utils-{self.xen_version}", "xen-utils-common",
+                "xenstore-utils", "libgcc-s1", "bash", "util-linux", "busybox-static",
+                "systemd", "systemd-sysv", "udev", "kmod")
+
+    def stand_ins(self) -> Mapping[str, str]:
+        """Packages declared installed instead of unpacked, each with the reason."""
+        return {
+            "python3": "only pygrub and Xen's Python tools need it; the target runs neither",
+            "ucf": "manages xen-utils-common's conffiles from maintainer scripts, which never run here",
+            "debconf": "answers maintainer scripts' questions; no maintainer script runs here",
+            "adduser": "udev's maintainer script creates groups; the builder writes the accounts",
+        }
 
 
 def parse_control_stanzas(text: str) -> list[dict[str, str]]:
@@ -154,19 +196,19 @@ def parse_depends(field: str) -> list[list[str]]:
     return groups
 
 
-def kernel_package_from_depends(depends_field: str) -> str:
-    """Name the versioned kernel package that ``linux-image-arm64`` depends on.
+def kernel_package_from_depends(depends_field: str, arch: str = "arm64") -> str:
+    """Name the versioned kernel package that ``linux-image-<arch>`` depends on.
 
     >>> kernel_package_from_depends("linux-image-6.1.0-56-arm64 (= 6.1.192-2)")
     'linux-image-6.1.0-56-arm64'
     """
     for group in parse_depends(depends_field):
         for name in group:
-            if re.fullmatch(r"linux-image-\d[\w.+-]*-arm64(-unsigned)?", name):
+            if re.fullmatch(rf"linux-image-\d[\w.+-]*-{re.escape(arch)}(-unsigned)?", name):
                 return name
     raise PackageError(
-        f"{KERNEL_META_PACKAGE} depends on no versioned kernel image (Depends: {depends_field!r}); "
-        "check the machine's apt sources for bookworm arm64")
+        f"linux-image-{arch} depends on no versioned kernel image (Depends: {depends_field[:200]!r}); "
+        f"check that the machine's Debian apt source serves {arch}")
 
 
 def sha256_file(path: Path) -> str:
@@ -178,102 +220,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-Runner = Callable[..., subprocess.CompletedProcess]
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
-def _run(cmd: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), check=False, text=True, capture_output=True, **kwargs)
-
-
-class Apt:
-    """The few apt and dpkg operations the builder needs, on the machine's own configuration."""
-
-    def __init__(self, run: Runner = _run, lists_dir: Path = Path("/var/lib/apt/lists"),
-                 log: Callable[[str], None] = print) -> None:
-        self._run = run
-        self.lists_dir = lists_dir
-        self.log = log
-
-    def _check(self, cmd: Sequence[str], what: str, **kwargs) -> str:
-        result = self._run(cmd, **kwargs)
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout or "").strip().splitlines()[-5:]
-            raise PackageError(f"{what} failed ({' '.join(cmd)}): " + " | ".join(detail))
-        return result.stdout
-
-    def ensure_architecture(self) -> None:
-        """Add arm64 to dpkg's foreign architectures when it is not there yet."""
-        foreign = self._check(["dpkg", "--print-foreign-architectures"], "listing dpkg architectures")
-        if ARCH not in foreign.split():
-            self.log(f"adding the {ARCH} architecture to dpkg")
-            self._check(["dpkg", "--add-architecture", ARCH], f"dpkg --add-architecture {ARCH}")
-
-    def lists_present(self) -> bool:
-        """Whether apt already has package lists for arm64 (any source)."""
-        if not self.lists_dir.is_dir():
-            return False
-        return any(f"binary-{ARCH}_Packages" in entry.name for entry in self.lists_dir.iterdir())
-
-    def ensure_lists(self) -> None:
-        """Run ``apt-get update`` only when no arm64 package list is present."""
-        if not self.lists_present():
-            self.log("apt has no arm64 package lists: running apt-get update")
-            self._check(["apt-get", "update"], "apt-get update")
-
-    def show(self, names: Iterable[str]) -> dict[str, PackageRecord]:
-        """Candidate records of ``names`` (arm64), failing with the names apt does not know."""
-        names = list(names)
-        result = self._run(["apt-cache", "show", "--no-all-versions"] + [f"{n}:{ARCH}" for n in names])
-        records = parse_package_records(result.stdout or "")
-        unknown = [n for n in names if n not in records]
-        if unknown:
-            raise PackageError(
-                f"apt knows no {ARCH} candidate for: {', '.join(unknown)}. The machine's apt sources "
-                "must serve Debian bookworm for arm64 (then run 'apt-get update').")
-        return {n: records[n] for n in names}
-
-    def resolve(self) -> list[PackageRecord]:
-        """Records of all packages the target needs, the kernel package resolved via the meta-package."""
-        meta = self.show([KERNEL_META_PACKAGE])[KERNEL_META_PACKAGE]
-        kernel = kernel_package_from_depends(meta.depends)
-        records = self.show(list(BASE_PACKAGES) + [kernel])
-        return [records[n] for n in list(BASE_PACKAGES) + [kernel]]
-
-    def download(self, records: Sequence[PackageRecord], debs_dir: Path) -> dict[str, Path]:
-        """Make sure each record's .deb is in ``debs_dir`` with the index's checksum.
-
-        Files already there with the right checksum are kept; the others are fetched with
-        ``apt-get download`` into a temporary folder and moved in only once verified.
-        """
-        debs_dir.mkdir(parents=True, exist_ok=True)
-        paths: dict[str, Path] = {}
-        wanted = []
-        for record in records:
-            path = debs_dir / record.deb_name
-            if path.is_file() and sha256_file(path) == record.sha256:
-                paths[record.name] = path
-            else:
-                wanted.append(record)
-        if not wanted:
-            return paths
-        self.log(f"downloading {len(wanted)} arm64 packages with apt-get download")
-        with tempfile.TemporaryDirectory(dir=debs_dir, prefix=".download-") as tmp:
-            self._check(["apt-get", "download"] + [f"{r.name}:{ARCH}={r.version}" for r in wanted],
-                        "apt-get download", cwd=tmp)
-            fetched = {p.name.split("_", 1)[0]: p for p in Path(tmp).glob("*.deb")}
-            for record in wanted:
-                got = fetched.get(record.name)
-                if got is None:
-                    raise PackageError(f"apt-get download did not deliver {record.name} {record.version}")
-                digest = sha256_file(got)
-                if digest != record.sha256:
-                    raise PackageError(
-                        f"{record.name} {record.version}: checksum {digest} differs from apt's index "
-                        f"({record.sha256}); run 'apt-get update' and retry")
-                target = debs_dir / record.deb_name
-                os.replace(got, target)
-                paths[record.name] = target
-        return paths
+def _run(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=False, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload, no-any-return]
 
 
 def extract_deb(deb: Path, dest: Path, run: Runner = _run) -> None:

@@ -8,13 +8,10 @@ from xenreftarget import build, stamp
 
 
 class FakeApt:
-    """Stands in for apt: fixed records, downloads are empty files."""
+    """Stands in for the private apt state: fixed records, downloads are empty files."""
 
     def __init__(self, records):
         self.records = records
-
-    def ensure_architecture(self):
-        pass
 
     def ensure_lists(self):
         pass
@@ -36,14 +33,15 @@ def assembled(monkeypatch):
     """Replace the real assembly with one that writes small files and counts its calls."""
     calls = []
 
-    def fake_assemble(work, deploy, records, debs, boot, timer, log):
+    def fake_assemble(work, deploy, records, debs, boot, timer, log, distro):
         calls.append(deploy)
         if getattr(fake_assemble, "fail", False):
             (deploy / build.KERNEL).write_bytes(b"half")
             raise RuntimeError("mkfs.ext4 killed")
         (deploy / build.KERNEL).write_bytes(b"kernel")
         (deploy / build.HOST_ROOTFS).write_bytes(b"rootfs")
-        return [{"name": "g1", "config": "/etc/xen/g1.cfg", "files": [], "origin": "x"}]
+        return [{"name": "g1", "config": "/etc/xen/g1.cfg", "files": [], "origin": "x", "autostart": False},
+                {"name": "g2", "config": "/etc/xen/g2.cfg", "files": [], "origin": "y", "autostart": True}]
 
     monkeypatch.setattr(build, "_assemble", fake_assemble)
     monkeypatch.setattr(build, "missing_host_tools", list)
@@ -67,6 +65,10 @@ def test_first_build_publishes_a_complete_deploy_folder(tmp_path, assembled):
     assert os.readlink(link / build.QEMUBOOT_CONF_LINK) == build.QEMUBOOT_CONF
     manifest = stamp.read_manifest(link)
     assert manifest["guests"][0]["name"] == "g1"
+    assert manifest["autostart"] == ["g2"]
+    assert manifest["dom0_init"] == "systemd"
+    assert manifest["shutdown_marker"] == "/var/log/xen-ref-shutdown"
+    assert manifest["distro"] == {"suite": "bookworm", "arch": "arm64", "xen": "4.17"}
     assert manifest["kernel_release"] == "6.1.0-56-arm64"
     assert set(manifest["files"]) == {build.KERNEL, build.HOST_ROOTFS, build.QEMUBOOT_CONF}
 
@@ -147,6 +149,41 @@ def test_every_guest_has_its_own_disk_and_name():
     assert len({g.disk for g in build.GUESTS}) == len(build.GUESTS)
     assert len({g.name for g in build.GUESTS}) == len(build.GUESTS)
     assert {g.form for g in build.GUESTS} == {"XEN_BUNDLED_GUESTS", "deploy-config", "auto-bundle"}
+
+
+def test_one_dedicated_guest_starts_at_boot():
+    autostart = [g for g in build.GUESTS if g.autostart]
+    assert len(autostart) == 1 and autostart[0].form == "XEN_BUNDLED_GUESTS"
+    # one guest per bundling form is left for the lifecycle check's xl create -c
+    assert {g.form for g in build.GUESTS if not g.autostart} == {
+        "XEN_BUNDLED_GUESTS", "deploy-config", "auto-bundle"}
+
+
+def test_the_bundler_links_the_autostart_guest_and_the_manifest_says_so(tmp_path):
+    deploy, root = tmp_path / "deploy", tmp_path / "dom0"
+    deploy.mkdir()
+    root.mkdir()
+    for name in (build.KERNEL, build.INITRD) + tuple(g.disk for g in build.GUESTS):
+        (deploy / name).write_bytes(b"x" * 4096)
+    for spec in build.GUESTS:
+        if spec.form == "deploy-config":
+            (deploy / spec.config).write_text(build.deploy_config_text(spec, "test"))
+        elif spec.form == "auto-bundle":
+            (deploy / spec.config).write_text(build._auto_bundle_config(spec))
+    guests = {g["name"]: g for g in build._bundle(root, deploy, log=lambda m: None)}
+    assert set(guests) == {g.name for g in build.GUESTS}
+    for spec in build.GUESTS:
+        guest = guests[spec.name]
+        assert guest["autostart"] is spec.autostart
+        assert guest["disk"] == f"/var/lib/xen/images/{spec.disk}"
+        assert (root / guest["disk"].lstrip("/")).is_file()
+        if spec.autostart:
+            link = root / guest["autostart_link"].lstrip("/")
+            assert guest["autostart_link"].startswith("/etc/xen/auto/")
+            assert os.readlink(link) == "../" + os.path.basename(guest["config"])
+        else:
+            assert guest["autostart_link"] is None
+    assert len(list((root / "etc/xen/auto").iterdir())) == 1
 
 
 def test_third_party_config_carries_ramdisk_extra_vif_and_memory():

@@ -1,13 +1,8 @@
-"""Package list, apt index parsing, kernel resolution and the download cache."""
-
-import hashlib
-from pathlib import Path
+"""Package names per suite and architecture, apt index parsing, kernel resolution, host tools."""
 
 import pytest
-from reftarget_helpers import record
-from xenreftarget import packages
 from xenreftarget.packages import (
-    Apt,
+    Distro,
     PackageError,
     kernel_package_from_depends,
     missing_host_tools,
@@ -71,97 +66,38 @@ def test_kernel_package_missing_is_explained():
         kernel_package_from_depends("linux-base, initramfs-tools")
 
 
-def test_package_list_has_what_dom0_needs_at_run_time():
-    for name in ("libgcc-s1", "bash", "util-linux", "busybox-static", "xen-utils-4.17",
-                 "xen-hypervisor-4.17-arm64", "xenstore-utils"):
-        assert name in packages.BASE_PACKAGES
+def test_kernel_package_follows_the_architecture():
+    assert kernel_package_from_depends("linux-image-6.1.0-56-amd64 (= 6.1.192-2)", "amd64") == \
+        "linux-image-6.1.0-56-amd64"
+    with pytest.raises(PackageError, match="linux-image-amd64 depends on no"):
+        kernel_package_from_depends("linux-image-6.1.0-56-arm64", "amd64")
 
 
-def test_architecture_added_only_when_missing(runner):
-    runner.on(["dpkg", "--print-foreign-architectures"], stdout="i386\n")
-    runner.on(["dpkg", "--add-architecture"])
-    Apt(run=runner, log=lambda m: None).ensure_architecture()
-    assert ["dpkg", "--add-architecture", "arm64"] in runner.calls
-
-    present = type(runner)()
-    present.on(["dpkg", "--print-foreign-architectures"], stdout="i386\narm64\n")
-    Apt(run=present, log=lambda m: None).ensure_architecture()
-    assert present.calls == [["dpkg", "--print-foreign-architectures"]]
-
-
-def test_apt_update_only_without_arm64_lists(runner, tmp_path):
-    runner.on(["apt-get", "update"])
-    apt = Apt(run=runner, lists_dir=tmp_path, log=lambda m: None)
-    (tmp_path / "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4").touch()
-    apt.ensure_lists()
-    assert runner.calls == [["apt-get", "update"]]
-
-    runner.calls.clear()
-    (tmp_path / "deb.debian.org_debian_dists_bookworm_main_binary-arm64_Packages.lz4").touch()
-    apt.ensure_lists()
-    assert runner.calls == []
+def test_bookworm_arm64_names_follow_from_suite_and_architecture():
+    distro = Distro()
+    distro.check()
+    assert (distro.suite, distro.arch, distro.xen_version) == ("bookworm", "arm64", "4.17")
+    assert distro.hypervisor_package == "xen-hypervisor-4.17-arm64"
+    assert distro.hypervisor_path == "boot/xen-4.17-arm64"
+    assert distro.xen_bin_dir == "/usr/lib/xen-4.17/bin"
+    assert distro.kernel_meta_package == "linux-image-arm64"
+    assert distro.triplet == "aarch64-linux-gnu"
 
 
-def test_resolve_follows_the_meta_package(runner):
-    def show(cmd, kwargs):
-        pass
-
-    stanzas = []
-    for name in list(packages.BASE_PACKAGES) + ["linux-image-6.1.0-56-arm64"]:
-        stanzas.append(f"Package: {name}\nVersion: 1\nArchitecture: arm64\n"
-                       f"Filename: pool/{name}_1_arm64.deb\nSHA256: ab\n")
-    runner.on(["apt-cache", "show", "--no-all-versions", "linux-image-arm64:arm64"], stdout=SHOW)
-    runner.on(["apt-cache", "show"], stdout="\n".join(stanzas))
-    records = Apt(run=runner, log=lambda m: None).resolve()
-    assert records[-1].name == "linux-image-6.1.0-56-arm64"
-    assert [r.name for r in records[:-1]] == list(packages.BASE_PACKAGES)
-    assert "linux-image-6.1.0-56-arm64:arm64" in runner.calls[-1]
+def test_roots_hold_what_dom0_needs_and_stand_ins_say_why():
+    roots = Distro().root_packages()
+    for name in ("xen-hypervisor-4.17-arm64", "xen-utils-4.17", "xenstore-utils", "libgcc-s1",
+                 "bash", "util-linux", "busybox-static", "systemd", "systemd-sysv", "udev", "kmod"):
+        assert name in roots
+    stand_ins = Distro().stand_ins()
+    assert "python3" in stand_ins and not set(stand_ins) & set(roots)
+    assert all(len(reason) > 20 for reason in stand_ins.values())
 
 
-def test_unknown_package_is_named(runner):
-    runner.on(["apt-cache", "show"], stdout="")
-    with pytest.raises(PackageError, match="no arm64 candidate for: busybox-static"):
-        Apt(run=runner, log=lambda m: None).show(["busybox-static"])
-
-
-def _deb(content: bytes):
-    return content, hashlib.sha256(content).hexdigest()
-
-
-def test_download_reuses_verified_files_and_fetches_the_rest(runner, tmp_path):
-    good, good_sha = _deb(b"cached")
-    new, new_sha = _deb(b"fresh")
-    cached = record("bash", "5.2", good_sha)
-    missing = record("zlib1g", "1:1.2", new_sha)
-    debs = tmp_path / "debs"
-    debs.mkdir()
-    (debs / cached.deb_name).write_bytes(good)
-
-    def fetch(cmd, kwargs):
-        # apt-get download writes the epoch as %3a into the file name
-        Path(kwargs["cwd"], "zlib1g_1%3a1.2_arm64.deb").write_bytes(new)
-
-    runner.on(["apt-get", "download"], action=fetch)
-    paths = Apt(run=runner, log=lambda m: None).download([cached, missing], debs)
-    assert runner.calls == [["apt-get", "download", "zlib1g:arm64=1:1.2"]]
-    assert paths["zlib1g"].read_bytes() == new
-    assert paths["zlib1g"].name == missing.deb_name
-    assert sorted(p.name for p in debs.iterdir()) == sorted([cached.deb_name, missing.deb_name])
-
-
-def test_download_rejects_a_checksum_mismatch_and_keeps_nothing(runner, tmp_path):
-    wanted = record("bash", "5.2", "1" * 64)
-    runner.on(["apt-get", "download"],
-              action=lambda cmd, kw: Path(kw["cwd"], "bash_5.2_arm64.deb").write_bytes(b"evil"))
-    with pytest.raises(PackageError, match="checksum .* differs from apt's index"):
-        Apt(run=runner, log=lambda m: None).download([wanted], tmp_path)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_download_failure_reports_apts_message(runner, tmp_path):
-    runner.on(["apt-get", "download"], returncode=100, stderr="E: Unable to locate package foo")
-    with pytest.raises(PackageError, match="Unable to locate package foo"):
-        Apt(run=runner, log=lambda m: None).download([record("foo")], tmp_path)
+@pytest.mark.parametrize("suite, arch", [("trixie", "arm64"), ("bookworm", "amd64"), ("sid", "armhf")])
+def test_combinations_not_made_to_work_yet_are_refused(suite, arch):
+    with pytest.raises(PackageError, match=f"{suite}/{arch} is not supported .* bookworm/arm64"):
+        Distro(suite, arch).check()
 
 
 def test_missing_host_tools_name_the_apt_package():

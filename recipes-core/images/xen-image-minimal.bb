@@ -39,12 +39,14 @@ XEN_ACPI_PROCESSOR_MODULE = ""
 XEN_ACPI_PROCESSOR_MODULE:x86-64 = "kernel-module-xen-acpi-processor"
 XEN_HVM_NETWORK_MODULE = ""
 XEN_HVM_NETWORK_MODULE:x86-64 = "kernel-module-tun"
-# The device model that emulates HVM guests' hardware (x86 only: Arm has no
-# HVM guests); xen-tools runs it as qemu-system-i386.
-XEN_DEVICE_MODEL = ""
-XEN_DEVICE_MODEL:x86-64 = "qemu"
+# What HVM guests (x86 only: Arm has no HVM guests) need from dom0: QEMU, the
+# device model that emulates their hardware (xen-tools runs it as
+# qemu-system-i386), and the firmware they start with, hvmloader and SeaBIOS
+# (xen-tools only recommends them).
+XEN_HVM_PACKAGES = ""
+XEN_HVM_PACKAGES:x86-64 = "qemu xen-tools-hvmloader seabios"
 
-IMAGE_INSTALL = "packagegroup-core-boot packagegroup-xen-ref-dom0 ${XEN_KERNEL_MODULES} ${XEN_DEVICE_MODEL} \
+IMAGE_INSTALL = "packagegroup-core-boot packagegroup-xen-ref-dom0 ${XEN_KERNEL_MODULES} ${XEN_HVM_PACKAGES} \
                  ${CORE_IMAGE_EXTRA_INSTALL}"
 
 # The hypervisor is not part of the root filesystem, but the image is only

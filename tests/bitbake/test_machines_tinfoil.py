@@ -37,6 +37,7 @@ RELEASES = ("scarthgap", "wrynose")
 MACHINES = ("qemuarm64", "qemuarm", "qemux86-64")
 BUILD_USER = os.environ.get("OE_USER", "builder")
 IMAGE = LAYER / "recipes-core" / "images" / "xen-image-minimal.bb"
+GUEST = LAYER / "recipes-core" / "images" / "xen-guest-image-minimal.bb"
 VARS = ["TARGET_ARCH", "KERNEL_IMAGETYPE", "MACHINE_FEATURES", "QB_SYSTEM_NAME", "QB_MACHINE", "QB_CPU",
         "QB_CPU_KVM", "QB_MEM", "QB_DEFAULT_KERNEL", "QB_DEFAULT_FSTYPE", "QB_FSINFO", "QB_OPT_APPEND",
         "QB_KERNEL_CMDLINE_APPEND", "QB_ROOTFS_OPT", "QB_TCPSERIAL_OPT", "SERIAL_CONSOLES", "QB_XEN_CMDLINE",
@@ -97,7 +98,8 @@ def parsed(release: str, machine: str, conf: str = "") -> str:
     build = build_dir(release, machine, conf)
     build.parent.mkdir(mode=0o755, exist_ok=True)
     oeglue.write_build_conf(build, env.layers(LAYER), machine, env, conf)
-    request = {"recipes": {"image": str(IMAGE), **other_recipes(env)}, "vars": VARS, "flags": FLAGS,
+    request = {"recipes": {"image": str(IMAGE), "guest": str(GUEST), **other_recipes(env)}, "vars": VARS,
+               "flags": FLAGS,
                "appends": {"grub-efi": [str(p) for p in (LAYER / "recipes-bsp" / "grub").glob("grub-efi_*.bbappend")]},
                "expand": {"image": EXPAND} if machine == "qemux86-64" else {}}
     return json.dumps(run_probe(env, build, request))
@@ -151,7 +153,7 @@ def test_arm_machines_boot_xen_as_kernel_and_dom0_through_guest_loader(
     boot = xenboot.XenBoot(dom0_kernel=kernel)
     assert shlex.split(v["QB_OPT_APPEND"] or "") == shlex.split(boot.opt_append())
     assert "virtio-blk-device" in (v["QB_ROOTFS_OPT"] or "")
-    assert "kernel-module-tun" not in words(v["IMAGE_INSTALL"]) and "qemu" not in words(v["IMAGE_INSTALL"])
+    assert not {"kernel-module-tun", "qemu", "xen-tools-hvmloader", "seabios"} & set(words(v["IMAGE_INSTALL"]))
     assert v["WKS_FILE"] == f"xen-image-minimal.{machine}.wks"      # oe-core's default: no Xen wic on Arm
 
 
@@ -177,13 +179,26 @@ def test_qemux86_64_boots_its_wic_disk_whose_syslinux_starts_xen(release: str) -
 def test_qemux86_64_installs_the_device_model_and_x86_modules(release: str) -> None:
     v = image(release, "qemux86-64")["vars"]
     installed = words(v["IMAGE_INSTALL"])
-    assert {"qemu", "kernel-module-tun", "kernel-module-xen-blkback", "kernel-module-xen-netback"} <= set(installed)
+    assert {"qemu", "xen-tools-hvmloader", "seabios", "kernel-module-tun", "kernel-module-xen-blkback",
+            "kernel-module-xen-netback"} <= set(installed)
     # qemux86-64 has the "pci" machine feature, not "acpi"
     assert "pci" in words(v["MACHINE_FEATURES"]) and "acpi" not in words(v["MACHINE_FEATURES"])
     assert "kernel-module-xen-pciback" in installed
     assert "kernel-module-xen-acpi-processor" not in installed
     with_acpi = image(release, "qemux86-64", 'MACHINE_FEATURES:append = " acpi"\n')["vars"]
     assert "kernel-module-xen-acpi-processor" in words(with_acpi["IMAGE_INSTALL"])
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("machine", MACHINES)
+def test_the_guest_image_has_a_bootable_disk_for_hvm_on_x86_only(release: str, machine: str) -> None:
+    guest = json.loads(parsed(release, machine))["recipes"]["guest"]["vars"]
+    assert guest["__SKIPPED"] is None
+    fstypes = words(guest["IMAGE_FSTYPES"])
+    assert {"ext4", "ext4.qcow2", "tar.zst"} <= set(fstypes)
+    assert ("wic" in fstypes) == (machine == "qemux86-64")
+    if machine == "qemux86-64":      # the machine's BIOS disk: syslinux boots the guest's kernel
+        assert guest["WKS_FILE"] == "qemux86-directdisk.wks"
 
 
 # ----------------------------------------------------------------- x86-64 variants

@@ -92,10 +92,12 @@ QB_OPT_APPEND:qemuarm64 = '-device "${QB_XEN_GUEST_LOADER}"${QB_XEN_INITRD_LOADE
 QB_TCPSERIAL_OPT:qemuarm64 = "-serial tcp:127.0.0.1:@PORT@,nodelay=on"
 SERIAL_CONSOLES:qemuarm64 = "115200;hvc0"
 
-# ---- qemuarm (32-bit): the same boot as qemuarm64. Xen's 32-bit Arm port
-# drives GICv2 only; highmem=off keeps QEMU's PCI and MMIO windows below
-# 4 GiB, where a 32-bit Xen reaches them; the machine's cortex-a15 has the
-# virtualization extensions (EL2 with virtualization=on under TCG).
+# ---- qemuarm (32-bit): the same boot as qemuarm64. GICv2, because Xen's
+# 32-bit Arm port builds its GICv3 driver only for 64-bit (4.17) or not by
+# default (later releases); highmem=off keeps QEMU's PCI and MMIO windows
+# below 4 GiB, where a 32-bit Xen reaches them; the machine's cortex-a15 has
+# the virtualization extensions (EL2 with virtualization=on under TCG).
+# (docs/machines.md: Debian's armhf Xen 4.17 boots dom0 so under QEMU 7.2.)
 QB_MACHINE:qemuarm = "-machine virt,highmem=off,gic-version=2,virtualization=on"
 QB_DEFAULT_KERNEL:qemuarm = "xen-${MACHINE}"
 QB_KERNEL_CMDLINE_APPEND:qemuarm = "${QB_XEN_CMDLINE}"

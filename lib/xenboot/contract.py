@@ -9,7 +9,13 @@ them into ``<image>.qemuboot.conf``, and the harness and scripts read them back 
 With QEMU's ``guest-loader`` the Xen binary is QEMU's ``-kernel`` and ``-append`` is Xen's
 command line.  runqemu puts ``root=``, ``ip=``, ``mem=`` and one ``console=`` per
 ``SERIAL_CONSOLES`` entry in front of ``QB_KERNEL_CMDLINE_APPEND``; Xen ignores what it does not
-know but the last ``console=`` wins, so Xen's command line ends with ``console=dtuart``.
+know but the last ``console=`` wins, so Xen's command line ends with Xen's console
+(``QB_XEN_CONSOLE``).
+
+The defaults differ per architecture in two places only: Xen's console (the device-tree UART on
+Arm, the first 16550 on x86) and dom0's root (the virtio-mmio disk that QEMU's Arm ``virt``
+machine hands to dom0, the second partition of an x86 disk image).  :func:`arch_defaults` gives
+the whole set for an architecture; the class's per-architecture defaults are checked against it.
 """
 
 from __future__ import annotations
@@ -23,15 +29,19 @@ from .layout import Module, RamRegion, check_layout
 from .loaders import GuestLoader
 
 __all__ = [
+    "ARCH_DOM0_KERNEL",
     "DEPLOY_DIR_PLACEHOLDER",
     "DOM0_BOOTARGS",
     "DOM0_INITRD_ADDR",
     "DOM0_KERNEL",
     "DOM0_KERNEL_ADDR",
     "DOM0_MEM",
+    "X86_DOM0_BOOTARGS",
+    "X86_XEN_CONSOLE",
     "XEN_BASE_OPTIONS",
     "XEN_CONSOLE",
     "XenBoot",
+    "arch_defaults",
     "xen_cmdline",
 ]
 
@@ -47,17 +57,23 @@ DOM0_MEM = "512M"
 DOM0_KERNEL = "Image"
 #: Xen options always set (scrubbing free memory at boot costs seconds under TCG).
 XEN_BASE_OPTIONS = ("bootscrub=0",)
-#: Xen's console; must be the last ``console=`` of the command line.
+#: Xen's console on Arm (the UART the device tree's stdout-path names); ends the command line.
 XEN_CONSOLE = "console=dtuart"
+#: Xen's console on x86: the first 16550 UART, set up before it is chosen (``console=`` last).
+X86_XEN_CONSOLE = "com1=115200,8n1 console=com1"
+#: dom0's command line on x86 disk images: its root is the second partition (after /boot).
+X86_DOM0_BOOTARGS = "console=hvc0 earlyprintk=xen root=/dev/sda2 rw rootwait"
+#: dom0's kernel file per ``TARGET_ARCH`` (oe-core's ``KERNEL_IMAGETYPE`` of the QEMU machines).
+ARCH_DOM0_KERNEL = {"aarch64": "Image", "arm": "zImage", "x86_64": "bzImage"}
 #: What runqemu replaces by the folder holding qemuboot.conf.
 DEPLOY_DIR_PLACEHOLDER = "@DEPLOY_DIR_IMAGE@"
 
 _XEN_SIZE = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
 
 
-def xen_cmdline(dom0_mem: str = DOM0_MEM, extra: str = "") -> str:
-    """Xen's command line: dom0's memory, the base options, ``extra``, ``console=dtuart`` last."""
-    words = [f"dom0_mem={dom0_mem},max:{dom0_mem}", *XEN_BASE_OPTIONS, *extra.split(), XEN_CONSOLE]
+def xen_cmdline(dom0_mem: str = DOM0_MEM, extra: str = "", console: str = XEN_CONSOLE) -> str:
+    """Xen's command line: dom0's memory, the base options, ``extra``, Xen's console last."""
+    words = [f"dom0_mem={dom0_mem},max:{dom0_mem}", *XEN_BASE_OPTIONS, *extra.split(), *console.split()]
     return " ".join(words)
 
 
@@ -72,15 +88,20 @@ class XenBoot:
     dom0_initrd_addr: int = DOM0_INITRD_ADDR       #: QB_XEN_DOM0_INITRD_ADDR
     dom0_mem: str = DOM0_MEM                       #: QB_XEN_DOM0_MEM
     cmdline_extra: str = ""                        #: QB_XEN_CMDLINE_EXTRA
+    console: str = XEN_CONSOLE                     #: QB_XEN_CONSOLE
 
     def __post_init__(self) -> None:
         if not _XEN_SIZE.fullmatch(self.dom0_mem):
             raise BootConfigError(f"dom0 memory {self.dom0_mem!r} is not a Xen size",
                                   "write it like 512M or 1G", key="QB_XEN_DOM0_MEM")
+        if not (self.console.split() or [""])[-1].startswith("console="):
+            raise BootConfigError(f"Xen's console {self.console!r} does not end with a console= option",
+                                  f"end it with the console Xen writes to, like {XEN_CONSOLE!r} on Arm "
+                                  f"or {X86_XEN_CONSOLE!r} on x86", key="QB_XEN_CONSOLE")
 
     def xen_cmdline(self) -> str:
         """``QB_XEN_CMDLINE``."""
-        return xen_cmdline(self.dom0_mem, self.cmdline_extra)
+        return xen_cmdline(self.dom0_mem, self.cmdline_extra, self.console)
 
     def loaders(self, deploy_dir: str = DEPLOY_DIR_PLACEHOLDER) -> list[GuestLoader]:
         """dom0's guest-loader devices: the kernel with its bootargs, then the initrd if any."""
@@ -111,6 +132,7 @@ class XenBoot:
         return {
             "QB_XEN_CMDLINE": self.xen_cmdline(),
             "QB_XEN_CMDLINE_EXTRA": self.cmdline_extra,
+            "QB_XEN_CONSOLE": self.console,
             "QB_XEN_DOM0_MEM": self.dom0_mem,
             "QB_XEN_DOM0_KERNEL": self.dom0_kernel,
             "QB_XEN_DOM0_ADDR": f"{self.dom0_addr:#x}",
@@ -161,9 +183,24 @@ class XenBoot:
                        dom0_initrd=text("QB_XEN_DOM0_INITRD", ""),
                        dom0_initrd_addr=address("QB_XEN_DOM0_INITRD_ADDR", DOM0_INITRD_ADDR),
                        dom0_mem=text("QB_XEN_DOM0_MEM", DOM0_MEM),
-                       cmdline_extra=text("QB_XEN_CMDLINE_EXTRA", ""))
+                       cmdline_extra=text("QB_XEN_CMDLINE_EXTRA", ""),
+                       console=text("QB_XEN_CONSOLE", XEN_CONSOLE))
         except BootConfigError as err:
             if err.path is not None or path is None:
                 raise
             raise BootConfigError(err.problem, err.fix, path=path, key=err.key,
                                   line=lines.get(err.key or "")) from None
+
+
+def arch_defaults(target_arch: str) -> XenBoot:
+    """The contract's defaults for an oe-core ``TARGET_ARCH`` (``aarch64``, ``arm``, ``x86_64``).
+
+    Raises :class:`BootConfigError` for an architecture Xen does not run on.
+    """
+    if target_arch not in ARCH_DOM0_KERNEL:
+        raise BootConfigError(f"Xen does not run on {target_arch!r}",
+                              f"build for one of {', '.join(sorted(ARCH_DOM0_KERNEL))}", key="TARGET_ARCH")
+    if target_arch == "x86_64":
+        return XenBoot(dom0_kernel=ARCH_DOM0_KERNEL[target_arch], dom0_bootargs=X86_DOM0_BOOTARGS,
+                       console=X86_XEN_CONSOLE)
+    return XenBoot(dom0_kernel=ARCH_DOM0_KERNEL[target_arch])

@@ -442,6 +442,25 @@ def _plan_disks(planner: _Planner, src: GuestSource, name: str | None,
         updates["disk"] = new_disks
 
 
+#: What xl boots a PV or PVH guest from; one of them must be set (xl_parse.c).
+BOOT_SOURCE_KEYS = ("kernel", "firmware", "bootloader")
+
+
+def _check_boot_source(planner: _Planner, src: GuestSource, name: str | None) -> None:
+    """An HVM guest boots its firmware; any other guest needs a kernel, firmware or bootloader."""
+    kind = src.config.get("type")
+    if kind is None and src.config.get("builder") == "hvm":   # the pre-4.10 spelling
+        kind = "hvm"
+    if kind == "hvm" or any(src.config.get(key) not in (None, "") for key in BOOT_SOURCE_KEYS):
+        return
+    what = f"type = \"{kind}\"" if isinstance(kind, str) else "no type (PV on x86, PVH on Arm)"
+    planner.problems.append(
+        f"{planner.guest_label(name, src, 'type' if kind is not None else None)}: a guest with {what} "
+        "boots the kernel xl gives it, and the config names no kernel, firmware nor bootloader (xl "
+        "would stop with 'Neither kernel nor bootloader specified'): add kernel = \"<file in the "
+        "deploy directory>\", or type = \"hvm\" for an x86 guest that boots from its disk")
+
+
 def _plan_guest(planner: _Planner, src: GuestSource) -> PlannedGuest | None:
     problems_before = len(planner.problems)
     name = _guest_name(planner, src)
@@ -449,6 +468,7 @@ def _plan_guest(planner: _Planner, src: GuestSource) -> PlannedGuest | None:
     updates: dict[str, Value] = {}
     _plan_files(planner, src, name, copies, updates)
     _plan_disks(planner, src, name, copies, updates)
+    _check_boot_source(planner, src, name)
     # Two references in one guest to different files with the same name.
     by_dest: dict[str, FileCopy] = {}
     for copy in copies:

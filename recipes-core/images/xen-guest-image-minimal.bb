@@ -16,3 +16,6 @@ IMAGE_INSTALL = "packagegroup-core-boot xen-ref-hvc0-getty ${CORE_IMAGE_EXTRA_IN
 # QEMU/xl users; tar.zst for containers and custom disks (zstd is the
 # default compression of current releases and available in scarthgap).
 IMAGE_FSTYPES = "ext4 ext4.qcow2 tar.zst"
+# On x86-64 also a disk with a boot loader (the machine's WKS_FILE): an HVM
+# guest boots its own disk through the firmware, without a kernel from dom0.
+IMAGE_FSTYPES:append:x86-64 = " wic"

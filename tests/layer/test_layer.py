@@ -27,11 +27,11 @@ META_VIRT_CLASSES = {
 
 
 def metadata_files():
-    """Every .bb/.bbappend/.bbclass/.conf of the layer, relative to its root."""
+    """Every .bb/.bbappend/.bbclass/.conf/.inc of the layer, relative to its root."""
     out = []
-    for top in ("conf", "classes", "recipes-core", "recipes-extended"):
+    for top in ("conf", "classes", "recipes-bsp", "recipes-core", "recipes-extended"):
         for path in sorted((LAYER / top).rglob("*")):
-            if path.suffix in (".bb", ".bbappend", ".bbclass", ".conf"):
+            if path.suffix in (".bb", ".bbappend", ".bbclass", ".conf", ".inc"):
                 out.append(str(path.relative_to(LAYER)))
     return out
 

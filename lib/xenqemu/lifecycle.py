@@ -285,6 +285,8 @@ class LifecycleOptions:
     password: str | None = None
     user: str = "root"
     bridge: str = "xenbr0"
+    #: the folder whose links name the guests started at boot (xendomains, XEN_GUEST_AUTOSTART)
+    autostart_dir: str = "/etc/xen/auto"
     concurrent: bool = True
     command_timeout: float = 120.0
     guest_boot_timeout: float = 600.0
@@ -310,6 +312,10 @@ class HostRun:
     #: Xen's free memory before the current batch of guests was created
     free_baseline: int | None = None
     alive: set[str] = field(default_factory=set)
+    #: configs (resolved paths in dom0) linked from the autostart folder -> their domain names
+    autostarted: dict[str, str] = field(default_factory=dict)
+    #: the configs' resolved paths in dom0, by the path they were given as
+    resolved: dict[str, str] = field(default_factory=dict)
 
     def free_memory(self) -> int:
         """Xen's free memory now (MiB), read again when the last value may be stale."""
@@ -332,6 +338,11 @@ class GuestRun:
     listing_after_destroy: str = ""
     info_after_destroy: str = ""
     failed: bool = False
+
+    @property
+    def autostarted(self) -> bool:
+        """Whether the config is linked from the autostart folder (xendomains started it at boot)."""
+        return self.host.resolved.get(self.config_path, self.config_path) in self.host.autostarted
 
     @property
     def label(self) -> str:
@@ -452,6 +463,39 @@ def check_configs(host: HostRun) -> str:
     return ", ".join(host.configs)
 
 
+def check_autostart(host: HostRun) -> str:
+    """Every config linked from the autostart folder names a domain that runs since boot, without ``xl create``."""
+    folder = shlex.quote(host.options.autostart_dir.rstrip("/"))
+    configs = " ".join(shlex.quote(c) for c in host.configs)
+    links, resolved, listing = run_parts(host.console, [
+        f'for l in {folder}/*; do [ -e "$l" ] || [ -L "$l" ] && readlink -f "$l"; done; true',
+        f"for c in {configs}; do readlink -f \"$c\"; done" if configs else "true",
+        "xl list"], host.options.command_timeout)
+    host.resolved = dict(zip(host.configs, resolved.split()))
+    targets = [t for t in links.split() if t]
+    if not targets:
+        raise StepSkipped(f"nothing is linked from {host.options.autostart_dir}")
+    domains = {d.name: d for d in parse_xl_list(listing)}
+    problems, found = [], []
+    for target in targets:
+        text = host.console.run(f"cat {shlex.quote(target)}", timeout=host.options.command_timeout)
+        if text.status != 0:
+            problems.append(f"{target} (linked from {host.options.autostart_dir}) cannot be read: a dangling link")
+            continue
+        name = GuestConfig.from_text(text.output, target).name
+        domain = domains.get(name)
+        # "------" is runnable (waiting for a CPU): started, like running or blocked
+        if domain is None or domain.in_state("pcd"):
+            problems.append(f"{name} ({target}) is {domain.state if domain else 'not running'} after boot")
+            continue
+        host.autostarted[target] = name
+        host.alive.add(name)
+        found.append(f"{name} (domain {domain.id}, {domain.state})")
+    if problems:
+        raise _fail("autostart", "; ".join(problems) + ": see 'systemctl status xendomains' in dom0")
+    return "running since boot: " + ", ".join(found)
+
+
 def _poll(probe: Callable[[], list[tuple[str, int]]], timeout: float) -> list[tuple[str, int]]:
     """Call ``probe`` until it returns something or ``timeout`` passes (backing off from 0.2 s)."""
     end = time.monotonic() + timeout
@@ -470,9 +514,14 @@ def check_config(run: GuestRun) -> str:
     text, listing = run_parts(run.host.console, [f"cat {shlex.quote(run.config_path)}", "xl list"],
                               run.options.command_timeout)
     run.config = GuestConfig.from_text(text, run.config_path)
-    if any(d.name == run.config.name for d in parse_xl_list(listing)):
+    exists = any(d.name == run.config.name for d in parse_xl_list(listing))
+    if exists and not run.autostarted:
         raise _fail("config", f"domain {run.config.name} already exists; destroy it first")
-    return f"{run.config.name}: {run.config.memory_mib} MiB, disk {run.config.disk_target or 'none'}"
+    if run.autostarted and not exists:
+        raise _fail("config", f"{run.config.path} is linked from {run.options.autostart_dir}, and no domain "
+                              f"{run.config.name} runs")
+    started = ", started at boot" if run.autostarted else ""
+    return f"{run.config.name}: {run.config.memory_mib} MiB, disk {run.config.disk_target or 'none'}{started}"
 
 
 def check_files(run: GuestRun) -> str:
@@ -491,6 +540,9 @@ def check_files(run: GuestRun) -> str:
 def check_create(run: GuestRun) -> str:
     """``xl create -p`` exits 0; the domain is listed, paused; Xen's free memory dropped by its memory."""
     config = run.need_config()
+    if run.autostarted:
+        run.domain = run.host.xl.find(config.name)
+        raise StepSkipped(f"started at boot from {run.options.autostart_dir} (step 'autostart')")
     before = run.host.free_memory()
     run.host.free_now = None
     run.host.alive.add(config.name)  # from now on a failure destroys what may have been created
@@ -512,6 +564,8 @@ def check_create(run: GuestRun) -> str:
 def check_unpause(run: GuestRun) -> str:
     """``xl unpause`` exits 0; the domain is no longer paused, nor crashed or dying."""
     config = run.need_config()
+    if run.autostarted:
+        raise StepSkipped("running since boot")
     _, listing = run_parts(run.host.console, [f"xl unpause {shlex.quote(config.name)}", "xl list"],
                            run.options.xl_timeout)
     run.domain = next((d for d in parse_xl_list(listing) if d.name == config.name), None)
@@ -705,6 +759,8 @@ HOST_STEPS: tuple[Step[HostRun], ...] = (
     Step("dom0", "Domain-0 is listed with id 0 and the memory dom0_mem= gives it (within 2 MiB)", check_dom0),
     Step("bridge", "the bridge has an uplink port and an IPv4 address (DHCP)", check_bridge),
     Step("guest configs", "there are guest configs to check", check_configs),
+    Step("autostart", "every config linked from the autostart folder runs since boot, without xl create",
+         check_autostart),
 )
 GUEST_STEPS: tuple[Step[GuestRun], ...] = (
     Step("config", "the config parses, names the guest, which does not exist yet", check_config, "prepare"),
@@ -831,7 +887,8 @@ def _run_guests(host: HostRun, steps: Sequence[Step[GuestRun]], recorder: _Recor
         return
     runs = [GuestRun(host, path) for path in host.configs]
     ready = [run for run in runs if _run_stage(run, steps, "prepare", recorder)]
-    memories = [run.config.max_memory_mib if run.config else 0 for run in ready]
+    # a guest started at boot already holds its memory
+    memories = [run.config.max_memory_mib if run.config and not run.autostarted else 0 for run in ready]
     free = host.free_memory() if ready else 0
     for batch in plan_batches(memories, free, host.options.concurrent):
         host.free_baseline = host.free_memory()

@@ -83,6 +83,8 @@ class FakeXen:
     log: list[str] = field(default_factory=list)
     pending_block: set[str] = field(default_factory=set)
     listed_once: set[str] = field(default_factory=set)
+    #: /etc/xen/auto: link -> target
+    auto_links: dict[str, str] = field(default_factory=dict)
 
     def add_config(self, name: str, memory: int = 128, text: str | None = None) -> str:
         path = f"/etc/xen/xen-guest-bundle-{name}.cfg"
@@ -100,6 +102,8 @@ class FakeXen:
             (r"xl destroy (\S+)", self._destroy),
             (r"cat (\S+)", lambda m: (0, self.files[m[1]]) if m[1] in self.files else (1, f"cat: {m[1]}: No such file")),
             (r"ls -1 (\S+) 2>/dev/null", self._ls),
+            (r"for l in /etc/xen/auto/\*; do .*", lambda m: (0, "".join(t + "\n" for t in self.auto_links.values()))),
+            (r"for c in (.*); do readlink -f .*", lambda m: (0, "".join(c + "\n" for c in m[1].split()))),
             (r"ls /sys/class/net/(\S+)/brif", self._brif),
             (r"ip -4 -o addr show dev xenbr0.*", lambda m: (0, "" if "no-dhcp" in self.faults else
                                                           f"3: xenbr0    inet {self.bridge_address} brd x scope global")),
@@ -300,7 +304,8 @@ def test_every_step_passes_on_a_good_host() -> None:
     xen = host_with("alpha", "beta")
     report = run(xen)
     assert report.ok, report.summary()
-    assert [r.step for r in report.of("dom0")] == ["toolstack", "dom0", "bridge", "guest configs"]
+    assert [r.step for r in report.of("dom0")] == ["toolstack", "dom0", "bridge", "guest configs", "autostart"]
+    assert outcomes(report, "dom0")["autostart"] == "SKIP"
     for name in ("alpha", "beta"):
         assert [r.step for r in report.of(name)] == GUEST_STEP_NAMES
         assert set(outcomes(report, name).values()) == {"PASS"}
@@ -361,7 +366,7 @@ def test_host_failure_ends_the_run() -> None:
     report = run(xen)
     assert not report.ok
     assert outcomes(report, "dom0") == {"toolstack": "FAIL", "dom0": "NOT RUN", "bridge": "NOT RUN",
-                                        "guest configs": "NOT RUN"}
+                                        "guest configs": "NOT RUN", "autostart": "NOT RUN"}
     assert "nr_cpus" in report.failed_step("dom0").detail  # type: ignore[union-attr]
     assert not any(c.startswith("xl create") for c in xen.log)
 
@@ -449,6 +454,57 @@ def test_guest_that_already_exists_fails_at_config() -> None:
     assert report.failed_step("alpha").step == "config"  # type: ignore[union-attr]
     assert "already exists" in report.failed_step("alpha").detail  # type: ignore[union-attr]
     assert "alpha" in xen.guests, "a guest the run did not create is not destroyed"
+
+
+def autostarted(xen: FakeXen, name: str, state: str = "-b----") -> None:
+    """``name`` is linked from /etc/xen/auto and xendomains started it at boot."""
+    path = xen.add_config(name)
+    xen.auto_links[f"/etc/xen/auto/{name}.cfg"] = path
+    xen.guests[name] = Guest(name, xen.next_id, 128, "root=/dev/xvda console=hvc0 rw quiet", name, state=state)
+    xen.next_id += 1
+    xen.free -= 129
+
+
+def test_a_guest_started_at_boot_is_checked_without_xl_create_and_destroyed() -> None:
+    xen = host_with("alpha")
+    autostarted(xen, "auto")
+    free_with_autostart = xen.free
+    report = run(xen)
+    assert report.ok, report.summary()
+    assert outcomes(report, "dom0")["autostart"] == "PASS"
+    assert "auto (domain 1, -b----)" in report.of("dom0")[-1].detail
+    steps = outcomes(report, "auto")
+    assert steps["create"] == steps["unpause"] == "SKIP"
+    assert {steps[s] for s in GUEST_STEP_NAMES if s not in ("create", "unpause")} == {"PASS"}
+    assert not any(c.startswith(("xl create -p /etc/xen/xen-guest-bundle-auto", "xl unpause auto")) for c in xen.log)
+    assert "attach auto" in xen.log and "xl destroy auto" in xen.log
+    assert xen.guests == {} and xen.free == free_with_autostart + 129
+
+
+def test_an_autostart_guest_that_is_not_running_fails_the_autostart_step() -> None:
+    xen = host_with("alpha")
+    autostarted(xen, "auto")
+    del xen.guests["auto"]
+    report = run(xen)
+    failed = report.failed_step("dom0")
+    assert failed is not None and failed.step == "autostart"
+    assert "auto (/etc/xen/xen-guest-bundle-auto.cfg) is not running after boot" in failed.detail
+    assert "systemctl status xendomains" in failed.detail
+
+
+def test_a_dangling_autostart_link_fails_the_autostart_step() -> None:
+    xen = host_with("alpha")
+    xen.auto_links["/etc/xen/auto/gone.cfg"] = "/etc/xen/gone.cfg"
+    failed = run(xen).failed_step("dom0")
+    assert failed is not None and failed.step == "autostart"
+    assert "/etc/xen/gone.cfg (linked from /etc/xen/auto) cannot be read: a dangling link" in failed.detail
+
+
+def test_a_paused_autostart_guest_fails_the_autostart_step() -> None:
+    xen = host_with()
+    autostarted(xen, "auto", state="--p---")
+    failed = run(xen).failed_step("dom0")
+    assert failed is not None and "is --p--- after boot" in failed.detail
 
 
 def test_failed_xl_create_fails_at_create() -> None:
@@ -610,7 +666,7 @@ def test_results_are_reported_as_they_come() -> None:
     run_lifecycle(console, LifecycleOptions(http=xen.http), xl=FakeXl(console),  # type: ignore[arg-type]
                   on_result=lambda r: seen.append(r.line()))
     assert seen[0].startswith("PASS dom0: toolstack (") and "Xen 4.17.7" in seen[0]
-    assert len(seen) == 4 + len(GUEST_STEP_NAMES)
+    assert len(seen) == 5 + len(GUEST_STEP_NAMES)
 
 
 def test_guest_config_follows_xl() -> None:

@@ -176,13 +176,14 @@ def problem(verdict: Verdict, uses: Sequence[Use], limit: int = 3) -> str:
             f"to {PACKAGE_LIST}")
 
 
-def host_program_problems(scan: ScanResult, dynamic: Mapping[tuple[str, str], tuple[str | None, str]],
+def host_program_problems(scan: ScanResult,
+                          dynamic: Mapping[tuple[str, str], tuple[str | tuple[str, ...] | None, str]],
                           not_from_debian: Mapping[str, str],
                           verdict_of: Callable[[str], Verdict]) -> list[str]:
     """Every problem with the programs a scan found, one line each (empty: all provided).
 
-    ``dynamic`` declares what each computed launch runs, keyed by (path, function) (None: it only
-    looks programs up); a computed launch it does not declare, and a declaration whose launch is
+    ``dynamic`` declares what each computed launch runs (a program, several, or None: it only
+    looks programs up), keyed by (path, function); a computed launch it does not declare, and a declaration whose launch is
     gone, are problems too.
     ``not_from_debian`` names programs that deliberately come from elsewhere, with the reason.
     """
@@ -204,7 +205,8 @@ def host_program_problems(scan: ScanResult, dynamic: Mapping[tuple[str, str], tu
         if program is None:
             continue
         where = f"{launch.path}:{launch.line}"
-        programs.setdefault(program, []).append(Use(program, where, where))
+        for name in (program,) if isinstance(program, str) else program:
+            programs.setdefault(name, []).append(Use(name, where, where))
     for program, uses in sorted(programs.items()):
         if program in not_from_debian:
             continue

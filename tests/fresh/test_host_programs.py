@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: Launches whose program is computed at run time (the scan reports them as unresolved), keyed by
 #: (path, function): the program each runs (None: none, it only looks programs up), and why.
-DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | None, str]] = {
+DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | tuple[str, ...] | None, str]] = {
     ("lib/xenqemu/machine.py", "QemuMachine._spawn_qemu"):
         ("qemu-system-aarch64", "the target's QEMU: QB_SYSTEM_NAME, default Target.qemu_binary"),
     ("lib/xenqemu/warm.py", "WarmStart._key"):
@@ -31,8 +31,22 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | None, str]] = {
         ("qemu-system-aarch64", "the target's QEMU, asked for its version for the snapshot key"),
     ("bench/bench_boot.py", "time_baseline"):
         ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv)"),
-    ("bench/bench_guest.py", "script_lifecycle"):
-        ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv)"),
+    ("lib/xenbundle/imports.py", "_run"):
+        (("debugfs", "mkfs.ext4", "qemu-img"), "the tools of a disk import, found on PATH (ImportTools)"),
+    ("lib/xenreftarget/apt.py", "_run"):
+        (("apt-get", "apt-cache"), "apt with the private state's options (PrivateApt._apt)"),
+    ("lib/xenreftarget/imageread.py", "_run"):
+        (("debugfs", "dumpe2fs", "qemu-img"), "the tool found by imageread.tool(name, package)"),
+    ("tests/unit/xenbundle/test_imports.py", "inode"): ("debugfs", "TOOLS.debugfs"),
+    ("tests/unit/xenbundle/test_imports.py", "listing"): ("debugfs", "TOOLS.debugfs"),
+    ("tests/unit/xenbundle/test_imports.py", "fsck_clean"): ("e2fsck", "tool('e2fsck')"),
+    ("tests/unit/xenbundle/test_imports.py", "test_archive_keeps_owners_modes_links_and_devices"):
+        ("debugfs", "TOOLS.debugfs"),
+    ("tests/unit/xenbundle/test_imports.py", "qemu_img"): ("qemu-img", "TOOLS.qemu_img"),
+    ("tests/unit/xenbundle/test_imports.py", "test_raw_and_ext4_are_copied_sparse"):
+        ("mkfs.ext4", "TOOLS.mkfs_ext4"),
+    ("tests/unit/xenreftarget/test_reftarget_imageread.py",
+     "test_a_file_is_read_through_a_qcow2_overlay_with_its_changes"): ("qemu-img", "imageread.tool('qemu-img')"),
     ("tests/fresh/hostpackages.py", "locate"):
         (None, "this check's own shutil.which of every program the scan found"),
     ("scripts/check-fresh-machine", "in_namespace"):

@@ -44,10 +44,12 @@ from .lifecycle import (
     LifecycleReport,
     LoopbackHttpServer,
     Outcome,
+    PoweroffProbe,
     StepResult,
     run_lifecycle,
 )
 from .machine import MachineError, QemuMachine
+from .poweroff import MachinePoweroff, writable_overlay
 from .target import Target, TargetError, load_target
 
 __all__ = ["Interrupted", "build_parser", "main"]
@@ -120,6 +122,13 @@ def _lifecycle_arguments(life: argparse.ArgumentParser) -> None:
     life.add_argument("--sequential", action="store_true",
                       help="one guest at a time (default: create the guests that fit into Xen's free memory "
                       "together)")
+    life.add_argument("--poweroff", action="store_true",
+                      help="end with dom0's poweroff: the guests started at boot are left running, and "
+                      "must be shut down cleanly (their disks clean) with QEMU exiting 0 in time; dom0's "
+                      "root file system runs on a writable overlay in the run directory (not with --warm)")
+    life.add_argument("--shutdown-marker", metavar="PATH", default=None,
+                      help="with --poweroff: a file each guest writes on its disk when it shuts down; it "
+                      "must name the guest (name=<guest>)")
     life.add_argument("--junit", metavar="FILE", default=None,
                       help="write a JUnit XML report (one test case per step and guest)")
 
@@ -181,14 +190,15 @@ def _hostnames(args: argparse.Namespace) -> Callable[[str], str | None] | None:
     return lambda name: given.get(name, name if args.hostname_is_name else None)
 
 
-def lifecycle_options(args: argparse.Namespace, target: Target, http: LoopbackHttpServer | None) -> LifecycleOptions:
+def lifecycle_options(args: argparse.Namespace, target: Target, http: LoopbackHttpServer | None,
+                      poweroff: PoweroffProbe | None = None) -> LifecycleOptions:
     """The lifecycle check's options from the command line (timeouts scaled like the boot's)."""
     scale = args.timeout_scale
     return LifecycleOptions(guests=tuple(args.guest), network=target.network and not args.no_network, http=http,
                             expected_hostname=_hostnames(args), password=args.password,
                             concurrent=not args.sequential, guest_boot_timeout=args.guest_timeout * scale,
                             command_timeout=120.0 * scale, dhcp_timeout=300.0 * scale, memory_timeout=120.0 * scale,
-                            xl_timeout=300.0 * scale)
+                            xl_timeout=300.0 * scale, poweroff=poweroff, poweroff_timeout=180.0 * scale)
 
 
 def _print_result(result: StepResult) -> None:
@@ -202,7 +212,9 @@ def _lifecycle(args: argparse.Namespace, machine: QemuMachine, console: ConsoleC
     with (LoopbackHttpServer() if network and not args.no_http else nullcontext()) as http:
         if http is not None:
             _say(f"HTTP server on 127.0.0.1:{http.port} (10.0.2.2:{http.port} from the guests)")
-        report = run_lifecycle(console, lifecycle_options(args, machine.target, http), on_result=_print_result)
+        overlay = getattr(args, "poweroff_overlay", None)
+        probe = MachinePoweroff(machine, overlay, args.shutdown_marker) if overlay is not None else None
+        report = run_lifecycle(console, lifecycle_options(args, machine.target, http, probe), on_result=_print_result)
     for line in report.summary().splitlines():
         _say(("  " if line.startswith("FAILED") else "summary: ") + line)
     _write_junit(args, report, machine)
@@ -337,6 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.command == "lifecycle":
                     _hostnames(args)  # a malformed --expect-hostname is a usage error, before booting
                 machine = _machine(args, target)
+                if args.command == "lifecycle" and args.poweroff:
+                    if args.warm:
+                        raise ValueError("--poweroff boots cold on a writable overlay: leave out --warm")
+                    args.poweroff_overlay = writable_overlay(machine)
             except (TargetError, ValueError, MachineError) as err:
                 _say(str(err))
                 return EXIT_USAGE

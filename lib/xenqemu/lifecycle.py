@@ -61,10 +61,32 @@ from .xl import (
 )
 
 __all__ = [
-    "DEFAULT_PLAN", "FILES_STEP", "FINAL_STEPS", "GUEST_STEPS", "HOST_STEPS", "GuestConfig", "GuestRun", "HostRun",
-    "HttpSource", "LifecycleFailure", "LifecycleOptions", "LifecyclePlan", "LifecycleReport",
-    "LoopbackHttpServer", "Outcome", "Published", "Step", "StepResult", "StepSkipped", "dom0_memory_mib",
-    "ipv4_addresses", "kernel_root_device", "plan_batches", "run_lifecycle", "same_subnet",
+    "DEFAULT_PLAN",
+    "FILES_STEP",
+    "FINAL_STEPS",
+    "GUEST_STEPS",
+    "HOST_STEPS",
+    "GuestConfig",
+    "GuestRun",
+    "HostRun",
+    "HttpSource",
+    "LifecycleFailure",
+    "LifecycleOptions",
+    "LifecyclePlan",
+    "LifecycleReport",
+    "LoopbackHttpServer",
+    "Outcome",
+    "PoweroffProbe",
+    "Published",
+    "Step",
+    "StepResult",
+    "StepSkipped",
+    "dom0_memory_mib",
+    "ipv4_addresses",
+    "kernel_root_device",
+    "plan_batches",
+    "run_lifecycle",
+    "same_subnet",
 ]
 
 #: Xen's per-guest memory beyond the guest's own pages (page tables, grant tables), for planning.
@@ -265,6 +287,17 @@ class HttpSource(Protocol):
         """(client address, path) of every request served so far."""
 
 
+class PoweroffProbe(Protocol):
+    """What the caller checks after dom0's ``poweroff``: it owns QEMU and the disk images.
+
+    Called with the guests that were running at ``poweroff`` and the time bound; waits for the
+    machine to stop, checks what the guests' own shutdown left on their disks, and returns a
+    detail for the report, or raises :class:`LifecycleFailure` (step "poweroff").
+    """
+
+    def __call__(self, running: Sequence[GuestConfig], timeout: float) -> str: ...
+
+
 @dataclass(frozen=True)
 class LifecycleOptions:
     """What the caller can check, and the limits.
@@ -294,6 +327,10 @@ class LifecycleOptions:
     memory_timeout: float = 120.0
     xl_timeout: float = 300.0
     memory_tolerance_mib: int = 4
+    #: checks the host after ``poweroff`` (QEMU's exit, the guests' disks); None: no poweroff step.
+    #: With it, the guests started at boot are left running for ``poweroff`` to shut down.
+    poweroff: PoweroffProbe | None = None
+    poweroff_timeout: float = 180.0
 
 
 @dataclass
@@ -316,6 +353,8 @@ class HostRun:
     autostarted: dict[str, str] = field(default_factory=dict)
     #: the configs' resolved paths in dom0, by the path they were given as
     resolved: dict[str, str] = field(default_factory=dict)
+    #: guests left running for the poweroff step
+    kept: list[GuestConfig] = field(default_factory=list)
 
     def free_memory(self) -> int:
         """Xen's free memory now (MiB), read again when the last value may be stale."""
@@ -343,6 +382,11 @@ class GuestRun:
     def autostarted(self) -> bool:
         """Whether the config is linked from the autostart folder (xendomains started it at boot)."""
         return self.host.resolved.get(self.config_path, self.config_path) in self.host.autostarted
+
+    @property
+    def kept_running(self) -> bool:
+        """A guest started at boot stays up when the run ends with ``poweroff``, which must shut it down."""
+        return self.autostarted and self.options.poweroff is not None
 
     @property
     def label(self) -> str:
@@ -467,16 +511,20 @@ def check_autostart(host: HostRun) -> str:
     """Every config linked from the autostart folder names a domain that runs since boot, without ``xl create``."""
     folder = shlex.quote(host.options.autostart_dir.rstrip("/"))
     configs = " ".join(shlex.quote(c) for c in host.configs)
-    links, resolved, listing = run_parts(host.console, [
+    links, resolved, listing, xendomains = run_parts(host.console, [
         f'for l in {folder}/*; do [ -e "$l" ] || [ -L "$l" ] && readlink -f "$l"; done; true',
         f"for c in {configs}; do readlink -f \"$c\"; done" if configs else "true",
-        "xl list"], host.options.command_timeout)
+        "xl list",
+        "if [ -d /run/systemd/system ]; then systemctl is-active xendomains; else echo no-systemd; fi; true"],
+        host.options.command_timeout)
     host.resolved = dict(zip(host.configs, resolved.split()))
     targets = [t for t in links.split() if t]
     if not targets:
         raise StepSkipped(f"nothing is linked from {host.options.autostart_dir}")
     domains = {d.name: d for d in parse_xl_list(listing)}
     problems, found = [], []
+    if xendomains.strip() not in ("active", "no-systemd"):
+        problems.append(f"systemd's xendomains.service is {xendomains.strip() or 'unknown'}, not active")
     for target in targets:
         text = host.console.run(f"cat {shlex.quote(target)}", timeout=host.options.command_timeout)
         if text.status != 0:
@@ -647,20 +695,35 @@ def check_network(run: GuestRun) -> str:
     return f"{found[0][0]} on {bridge_ip}/{prefix}"
 
 
+def _fetch(http: HttpSource, label: str, run: Callable[[str], str], step: str) -> str:
+    """Fetch a file published for ``label`` with ``run`` (a shell); its SHA-256 matches; the server saw it."""
+    item = http.publish(label)
+    # (Debian busybox 1.35's wget crashes with -T: the console command's timeout bounds it instead)
+    output = run(f"wget -q -O - {shlex.quote(item.url)} | sha256sum").strip()
+    got = output.split()[0] if output else ""
+    served = any(path == item.path for _, path in http.requests())
+    if got != item.sha256 or not served:
+        raise _fail(step, f"wget {item.url}: sha256 {got or output!r}, expected {item.sha256}; "
+                          f"the server {'saw' if served else 'did not see'} the request")
+    return f"{item.url} sha256 {got[:16]}..."
+
+
+def check_dom0_http(host: HostRun) -> str:
+    """dom0 fetches a file of random content from the caller's server through its bridge; its SHA-256 matches."""
+    if not host.options.network:
+        raise StepSkipped("the caller does not check the network (no network on this target)")
+    if host.options.http is None:
+        raise StepSkipped("no HTTP server given")
+    return _fetch(host.options.http, "dom0",
+                  lambda command: host.console.run(command, timeout=host.options.command_timeout).output, "http")
+
+
 def check_http(run: GuestRun) -> str:
     """The guest fetches a file of random content from the caller's server; its SHA-256 matches; the server saw it."""
     _guest_network_skip(run)
     if run.options.http is None:
         raise StepSkipped("no HTTP server given")
-    item = run.options.http.publish(run.need_config().name)
-    # (Debian busybox 1.35's wget crashes with -T: the console command's timeout bounds it instead)
-    output = run.run(f"wget -q -O - {shlex.quote(item.url)} | sha256sum").strip()
-    got = output.split()[0] if output else ""
-    served = any(path == item.path for _, path in run.options.http.requests())
-    if got != item.sha256 or not served:
-        raise _fail("http", f"wget {item.url}: sha256 {got or output!r}, expected {item.sha256}; "
-                            f"the server {'saw' if served else 'did not see'} the request")
-    return f"{item.url} sha256 {got[:16]}..."
+    return _fetch(run.options.http, run.need_config().name, run.run, "http")
 
 
 def check_detach(run: GuestRun) -> str:
@@ -697,6 +760,9 @@ def check_state(run: GuestRun) -> str:
 def check_destroy(run: GuestRun) -> str:
     """``xl destroy`` exits 0."""
     config = run.need_config()
+    if run.kept_running:
+        run.host.kept.append(config)
+        raise StepSkipped("left running: the 'poweroff' step checks that dom0's poweroff shuts it down")
     # the listing and free memory right after it are read in the same round trip for the next steps
     info, _, run.listing_after_destroy, run.info_after_destroy = run_parts(
         run.host.console, ["xl info", f"xl destroy {shlex.quote(config.name)}", "xl list", "xl info"],
@@ -709,6 +775,8 @@ def check_destroy(run: GuestRun) -> str:
 def check_gone(run: GuestRun) -> str:
     """The domain is no longer listed (polled, backing off from 0.1 s)."""
     name = run.need_config().name
+    if run.kept_running:
+        raise StepSkipped("left running for 'poweroff'")
     end = time.monotonic() + run.options.xl_timeout
     listing = run.listing_after_destroy or _list_and_info(run)
     pauses = backoff()
@@ -730,6 +798,8 @@ def _list_and_info(run: GuestRun) -> str:
 def check_memory(run: GuestRun) -> str:
     """Xen's free memory grows by the guest's memory (within the tolerance); with no guest of the run left, it is back to its value before the guests."""
     config, domain = run.need_config(), run.domain
+    if run.kept_running:
+        raise StepSkipped("left running for 'poweroff'")
     tolerance = run.options.memory_tolerance_mib
     if run.free_before_destroy is None or domain is None:
         raise _fail("memory back", "no free memory figure from before 'xl destroy'")
@@ -753,11 +823,27 @@ def check_memory(run: GuestRun) -> str:
     return f"{run.free_before_destroy} -> {free} MiB" + (f" (before the guests: {baseline})" if baseline else "")
 
 
+# ---------------------------------------------------------------------- final host steps
+
+def check_poweroff(host: HostRun) -> str:
+    """``poweroff`` in dom0 shuts the running guests down cleanly and stops the machine, within the bound."""
+    probe = host.options.poweroff
+    if probe is None:
+        raise StepSkipped("the caller does not power the host off")
+    started = time.monotonic()
+    host.console.start("poweroff")
+    detail = probe(tuple(host.kept), host.options.poweroff_timeout)
+    host.alive.difference_update(config.name for config in host.kept)
+    return f"stopped {time.monotonic() - started:.1f}s after poweroff; {detail}"
+
+
 HOST_STEPS: tuple[Step[HostRun], ...] = (
     Step("toolstack", "xl info answers with xen_version, xen_commandline, total/free memory, nr_cpus",
          check_toolstack),
     Step("dom0", "Domain-0 is listed with id 0 and the memory dom0_mem= gives it (within 2 MiB)", check_dom0),
     Step("bridge", "the bridge has an uplink port and an IPv4 address (DHCP)", check_bridge),
+    Step("http", "dom0 fetches a file of random content over HTTP from the caller's server, right SHA-256",
+         check_dom0_http),
     Step("guest configs", "there are guest configs to check", check_configs),
     Step("autostart", "every config linked from the autostart folder runs since boot, without xl create",
          check_autostart),
@@ -780,7 +866,10 @@ GUEST_STEPS: tuple[Step[GuestRun], ...] = (
     Step("gone", "the domain is no longer listed", check_gone),
     Step("memory back", "Xen's free memory returns (within the tolerance)", check_memory),
 )
-FINAL_STEPS: tuple[Step[HostRun], ...] = ()
+FINAL_STEPS: tuple[Step[HostRun], ...] = (
+    Step("poweroff", "dom0's poweroff shuts the running guests down cleanly and the machine stops in time",
+         check_poweroff),
+)
 #: Not in the default plan (a missing disk is for ``xl create`` to report there): the OEQA suite's
 #: "bundled guests are installed" case runs it after "config".
 FILES_STEP: Step[GuestRun] = Step("files", "every file the config names exists in dom0", check_files, "prepare")

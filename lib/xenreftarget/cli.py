@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         target = current_reference_target(args.cache)
         summary = {"deploy_dir": str(target.deploy_dir), "qemuboot_conf": str(target.qemuboot_conf),
-                   "guests": target.guests, "timings_s": target.manifest.get("timings_s", {})}
+                   "guests": target.guests, "shutdown_marker": target.manifest.get("shutdown_marker"),
+                   "timings_s": target.manifest.get("timings_s", {})}
         print(json.dumps(summary, indent=2))
         return 0
     except (ReferenceTargetError, BootConfigError) as err:

@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 from xenqemu import BootTimeouts, ConsoleChannel, QemuMachine, Xl, load_target
-from xenreftarget import build_target
-from xenreftarget.imageread import (
+from xenqemu.imageread import (
     ImageReadError,
     ext4_state,
     nested_ext4_state,
     read_nested_file,
     to_raw,
 )
+from xenreftarget import build_target
 from xenreftarget.initscripts import parse_shutdown_marker
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

@@ -35,7 +35,7 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | tuple[str, ...] | None, str]
         (("debugfs", "mkfs.ext4", "qemu-img"), "the tools of a disk import, found on PATH (ImportTools)"),
     ("lib/xenreftarget/apt.py", "_run"):
         (("apt-get", "apt-cache"), "apt with the private state's options (PrivateApt._apt)"),
-    ("lib/xenreftarget/imageread.py", "_run"):
+    ("lib/xenqemu/imageread.py", "_run"):
         (("debugfs", "dumpe2fs", "qemu-img"), "the tool found by imageread.tool(name, package)"),
     ("tests/unit/xenbundle/test_imports.py", "inode"): ("debugfs", "TOOLS.debugfs"),
     ("tests/unit/xenbundle/test_imports.py", "listing"): ("debugfs", "TOOLS.debugfs"),
@@ -45,7 +45,7 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | tuple[str, ...] | None, str]
     ("tests/unit/xenbundle/test_imports.py", "qemu_img"): ("qemu-img", "TOOLS.qemu_img"),
     ("tests/unit/xenbundle/test_imports.py", "test_raw_and_ext4_are_copied_sparse"):
         ("mkfs.ext4", "TOOLS.mkfs_ext4"),
-    ("tests/unit/xenreftarget/test_reftarget_imageread.py",
+    ("tests/unit/xenqemu/test_xenqemu_imageread.py",
      "test_a_file_is_read_through_a_qcow2_overlay_with_its_changes"): ("qemu-img", "imageread.tool('qemu-img')"),
     ("tests/fresh/hostpackages.py", "locate"):
         (None, "this check's own shutil.which of every program the scan found"),

@@ -24,6 +24,8 @@ LIST_CASES = LAYER / "scripts" / "oe" / "list-oeqa-cases"
 RUNTIME_CASES = {
     "xen.XenTest.test_dom0_is_up",
     "xen.XenTest.test_dom0_bridge_has_dhcp_address",
+    "xen.XenTest.test_dom0_fetches_over_http",
+    "xen.XenTest.test_autostarted_guests_run_after_boot",
     "xen.XenTest.test_bundled_guests_are_installed",
     "xen.XenTest.test_bundled_guest_lifecycle",
 }

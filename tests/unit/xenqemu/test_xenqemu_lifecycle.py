@@ -85,6 +85,8 @@ class FakeXen:
     listed_once: set[str] = field(default_factory=set)
     #: /etc/xen/auto: link -> target
     auto_links: dict[str, str] = field(default_factory=dict)
+    xendomains: str = "active"
+    powered_off: bool = False
 
     def add_config(self, name: str, memory: int = 128, text: str | None = None) -> str:
         path = f"/etc/xen/xen-guest-bundle-{name}.cfg"
@@ -102,6 +104,9 @@ class FakeXen:
             (r"xl destroy (\S+)", self._destroy),
             (r"cat (\S+)", lambda m: (0, self.files[m[1]]) if m[1] in self.files else (1, f"cat: {m[1]}: No such file")),
             (r"ls -1 (\S+) 2>/dev/null", self._ls),
+            (r"wget -q -O - (\S+) \| sha256sum", self._fetch),
+            (r"if \[ -d /run/systemd/system \]; then systemctl is-active xendomains; .*",
+             lambda m: (0, self.xendomains + "\n")),
             (r"for l in /etc/xen/auto/\*; do .*", lambda m: (0, "".join(t + "\n" for t in self.auto_links.values()))),
             (r"for c in (.*); do readlink -f .*", lambda m: (0, "".join(c + "\n" for c in m[1].split()))),
             (r"ls /sys/class/net/(\S+)/brif", self._brif),
@@ -170,6 +175,12 @@ class FakeXen:
         if "memory-leak" not in self.faults:
             self.free += guest.memory + 1
         return 0, ""
+
+    def _fetch(self, m: re.Match[str]) -> tuple[int, str]:
+        if self.http is None:
+            return 1, "wget: no network\n"
+        body = self.http.fetch(m[1], broken="dom0-http-broken" in self.faults)
+        return 0, f"{hashlib.sha256(body).hexdigest()}  -\n"
 
     def _ls(self, m: re.Match[str]) -> tuple[int, str]:
         pattern = re.escape(m[1]).replace(r"\*", ".*")
@@ -252,6 +263,11 @@ class FakeChannel:
                 out += "--xq-part--\n"
         return CommandResult(0, out, command)
 
+    def start(self, command: str) -> None:
+        assert command == "poweroff" and self.guest is None, command
+        self.xen.log.append(command)
+        self.xen.powered_off = True
+
     def sync(self, timeout: float = 30.0) -> str:
         self.syncs += 1
         return ""
@@ -304,7 +320,8 @@ def test_every_step_passes_on_a_good_host() -> None:
     xen = host_with("alpha", "beta")
     report = run(xen)
     assert report.ok, report.summary()
-    assert [r.step for r in report.of("dom0")] == ["toolstack", "dom0", "bridge", "guest configs", "autostart"]
+    assert [r.step for r in report.of("dom0")] == ["toolstack", "dom0", "bridge", "http", "guest configs",
+                                                "autostart", "poweroff"]
     assert outcomes(report, "dom0")["autostart"] == "SKIP"
     for name in ("alpha", "beta"):
         assert [r.step for r in report.of(name)] == GUEST_STEP_NAMES
@@ -366,7 +383,8 @@ def test_host_failure_ends_the_run() -> None:
     report = run(xen)
     assert not report.ok
     assert outcomes(report, "dom0") == {"toolstack": "FAIL", "dom0": "NOT RUN", "bridge": "NOT RUN",
-                                        "guest configs": "NOT RUN", "autostart": "NOT RUN"}
+                                        "http": "NOT RUN", "guest configs": "NOT RUN", "autostart": "NOT RUN",
+                                        "poweroff": "NOT RUN"}
     assert "nr_cpus" in report.failed_step("dom0").detail  # type: ignore[union-attr]
     assert not any(c.startswith("xl create") for c in xen.log)
 
@@ -472,13 +490,78 @@ def test_a_guest_started_at_boot_is_checked_without_xl_create_and_destroyed() ->
     report = run(xen)
     assert report.ok, report.summary()
     assert outcomes(report, "dom0")["autostart"] == "PASS"
-    assert "auto (domain 1, -b----)" in report.of("dom0")[-1].detail
+    assert "auto (domain 1, -b----)" in next(r.detail for r in report.of("dom0") if r.step == "autostart")
     steps = outcomes(report, "auto")
     assert steps["create"] == steps["unpause"] == "SKIP"
     assert {steps[s] for s in GUEST_STEP_NAMES if s not in ("create", "unpause")} == {"PASS"}
     assert not any(c.startswith(("xl create -p /etc/xen/xen-guest-bundle-auto", "xl unpause auto")) for c in xen.log)
     assert "attach auto" in xen.log and "xl destroy auto" in xen.log
     assert xen.guests == {} and xen.free == free_with_autostart + 129
+
+
+class FakePoweroff:
+    """A PoweroffProbe: records what it was asked; fails when told to."""
+
+    def __init__(self, xen: FakeXen, problem: str = "") -> None:
+        self.xen, self.problem = xen, problem
+        self.asked: list[tuple[list[str], float]] = []
+
+    def __call__(self, running: object, timeout: float) -> str:
+        assert self.xen.powered_off, "the probe runs after dom0's poweroff"
+        names = [g.name for g in running]  # type: ignore[attr-defined]
+        self.asked.append((names, timeout))
+        if self.problem:
+            raise LifecycleFailure("poweroff", self.problem)
+        return "clean"
+
+
+def test_with_poweroff_the_guests_started_at_boot_stay_up_until_poweroff() -> None:
+    xen = host_with("alpha")
+    autostarted(xen, "auto")
+    probe = FakePoweroff(xen)
+    report = run(xen, poweroff=probe, poweroff_timeout=7.0)
+    assert report.ok, report.summary()
+    steps = outcomes(report, "auto")
+    assert steps["destroy"] == steps["gone"] == steps["memory back"] == "SKIP"
+    assert outcomes(report, "alpha")["destroy"] == "PASS"
+    assert "xl destroy auto" not in xen.log and xen.log[-1] == "poweroff"
+    assert probe.asked == [(["auto"], 7.0)]
+    assert outcomes(report, "dom0")["poweroff"] == "PASS"
+
+
+def test_a_guest_not_shut_down_cleanly_fails_the_poweroff_step() -> None:
+    xen = host_with()
+    autostarted(xen, "auto")
+    report = run(xen, poweroff=FakePoweroff(xen, "auto: its disk was not left clean"))
+    failed = report.failed_step("dom0")
+    assert failed is not None and failed.step == "poweroff" and "not left clean" in failed.detail
+
+
+def test_without_a_probe_there_is_no_poweroff_and_every_guest_is_destroyed() -> None:
+    xen = host_with()
+    autostarted(xen, "auto")
+    report = run(xen)
+    assert report.ok and outcomes(report, "dom0")["poweroff"] == "SKIP"
+    assert not xen.powered_off and xen.guests == {}
+
+
+def test_dom0_fetches_over_http_and_a_wrong_checksum_fails() -> None:
+    xen = host_with("alpha")
+    report = run(xen)
+    assert outcomes(report, "dom0")["http"] == "PASS"
+    assert ("127.0.0.1", "/dom0.bin") in xen.http.seen  # type: ignore[union-attr]
+    xen = host_with("alpha")
+    xen.faults.add("dom0-http-broken")
+    failed = run(xen).failed_step("dom0")
+    assert failed is not None and failed.step == "http" and "expected" in failed.detail
+
+
+def test_an_inactive_xendomains_fails_the_autostart_step() -> None:
+    xen = host_with()
+    autostarted(xen, "auto")
+    xen.xendomains = "failed"
+    failed = run(xen).failed_step("dom0")
+    assert failed is not None and "xendomains.service is failed" in failed.detail
 
 
 def test_an_autostart_guest_that_is_not_running_fails_the_autostart_step() -> None:
@@ -656,7 +739,7 @@ def test_closed_console_ends_everything_as_not_run() -> None:
     assert report.failed_step("alpha").step == "cmdline"  # type: ignore[union-attr]
     later = [r for r in report.results if r.outcome is Outcome.NOT_RUN]
     assert later and all("console closed" in r.detail for r in later)
-    assert {r.subject for r in later} == {"alpha", "beta"}
+    assert {r.subject for r in later} == {"alpha", "beta", "dom0"}  # dom0: the final poweroff step
 
 
 def test_results_are_reported_as_they_come() -> None:
@@ -666,7 +749,7 @@ def test_results_are_reported_as_they_come() -> None:
     run_lifecycle(console, LifecycleOptions(http=xen.http), xl=FakeXl(console),  # type: ignore[arg-type]
                   on_result=lambda r: seen.append(r.line()))
     assert seen[0].startswith("PASS dom0: toolstack (") and "Xen 4.17.7" in seen[0]
-    assert len(seen) == 5 + len(GUEST_STEP_NAMES)
+    assert len(seen) == 7 + len(GUEST_STEP_NAMES)
 
 
 def test_guest_config_follows_xl() -> None:

@@ -9,6 +9,7 @@ command is certainly still running (waiting for the banner) when the signal arri
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,10 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from xenqemu import QemuMachine, load_target
 from xenqemu.cli import build_parser, lifecycle_options, main
 from xenqemu.lifecycle import LifecycleReport, Outcome, StepResult
+from xenqemu.poweroff import writable_overlay
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -150,3 +153,20 @@ def test_a_signal_stops_xenqemu_and_its_qemu_with_one_line(tmp_path: Path, signu
     assert "Traceback" not in rest
     assert qemu_processes_of(run_dir) == []
     assert not any(Path(f"/proc/{pid}").exists() for pid in qemu)
+
+
+def test_poweroff_with_warm_start_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = write_target(tmp_path)
+    assert main(["lifecycle", str(target), "--poweroff", "--warm", "--run-dir", str(tmp_path)]) == 2
+    assert "--poweroff boots cold on a writable overlay: leave out --warm" in capsys.readouterr().err
+
+
+def test_poweroff_puts_the_root_file_system_on_an_overlay_in_the_run_dir(tmp_path: Path) -> None:
+    machine = QemuMachine(load_target(write_target(tmp_path)), base_dir=tmp_path)
+    overlay = writable_overlay(machine)
+    assert overlay.parent == Path(machine.run_dir) and overlay.read_bytes()[:4] == b"QFI\xfb"
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(overlay)], capture_output=True, text=True,
+                          check=True)
+    assert json.loads(info.stdout)["backing-filename"] == str(tmp_path / "rootfs.ext4")
+    drives = [a for a in machine.argv if a.startswith("if=")]
+    assert drives == [f"if=none,id=rootfs,file={overlay},format=qcow2"], drives

@@ -201,12 +201,34 @@ class XenTest(OERuntimeTestCase):
         self.assert_passed(report, "dom0")
         self.assertEqual([r.outcome for r in report.of("dom0")], [Outcome.PASS, Outcome.PASS])
 
+    @OETestDepends(["xen.XenTest.test_dom0_bridge_has_dhcp_address"])
+    @OETimeout(300)
+    def test_dom0_fetches_over_http(self):
+        if not getattr(self.runner, "use_slirp", False):
+            self.skipTest("the server listens on the build host's loopback, which only slirp (10.0.2.2) reaches")
+        with runner_serial_console(self.runner) as shell, LoopbackHttpServer(guest_host="10.0.2.2") as http:
+            report = self.run_steps(shell, LifecyclePlan(host_steps("bridge", "http"), ()), http=http)
+        self.assertEqual([(r.step, r.outcome) for r in report.of("dom0")],
+                         [("bridge", Outcome.PASS), ("http", Outcome.PASS)], report.summary())
+
+    @OETestDepends(["xen.XenTest.test_dom0_is_up"])
+    @OETimeout(600)
+    def test_autostarted_guests_run_after_boot(self):
+        with runner_serial_console(self.runner) as shell:
+            report = self.run_steps(shell, LifecyclePlan(host_steps("guest configs", "autostart"), ()))
+        self.assert_passed(report, "dom0")
+        autostart = next(r for r in report.of("dom0") if r.step == "autostart")
+        if autostart.outcome is Outcome.SKIP:
+            self.skipTest(f"no guest is started at boot on this image: {autostart.detail}")
+
     @OETestDepends(["xen.XenTest.test_dom0_is_up"])
     @OETimeout(300)
     def test_bundled_guests_are_installed(self):
         config_step = next(step for step in GUEST_STEPS if step.name == "config")
         with runner_serial_console(self.runner) as shell:
-            report = self.run_steps(shell, LifecyclePlan(host_steps("guest configs"), (config_step, FILES_STEP)))
+            # (a guest started at boot is expected to exist: the autostart step tells which they are)
+            report = self.run_steps(shell, LifecyclePlan(host_steps("guest configs", "autostart"),
+                                                         (config_step, FILES_STEP)))
         self.assert_passed(report, "dom0")
         for guest in report.subjects()[1:]:
             with self.subTest(guest=guest):
@@ -222,7 +244,7 @@ class XenTest(OERuntimeTestCase):
         with runner_serial_console(self.runner) as shell, \
                 (LoopbackHttpServer(guest_host="10.0.2.2") if slirp else _no_server()) as http:
             # (Domain-0's memory was checked by test_dom0_is_up)
-            plan = LifecyclePlan(host_steps("toolstack", "bridge", "guest configs"), GUEST_STEPS)
+            plan = LifecyclePlan(host_steps("toolstack", "bridge", "guest configs", "autostart"), GUEST_STEPS)
             report = self.run_steps(shell, plan, http=http)
         self.assert_passed(report, "dom0")
         guests = [subject for subject in report.subjects() if subject != "dom0"]

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .errors import XenqemuError
+
 Runner = Callable[..., "subprocess.CompletedProcess[bytes]"]
 
 QCOW2_MAGIC = b"QFI\xfb"
 _MAX_DETAIL = 400
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(XenqemuError):
     """A file could not be read from an image; the message names the image, the path and why."""
 
 

@@ -5,8 +5,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from xenreftarget import assemble, imageread
-from xenreftarget.imageread import ImageReadError
+from xenqemu import imageread
+from xenqemu.imageread import ImageReadError
+from xenreftarget import assemble
 
 MARKER = "event=shutdown\nname=g1\nboot_id=1234\ntime=1\n"
 

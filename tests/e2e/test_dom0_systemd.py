@@ -23,13 +23,9 @@ from typing import Any
 
 import pytest
 from xenqemu import BootTimeouts, ConsoleChannel, QemuMachine, Xl, load_target
-from xenqemu.imageread import (
-    ImageReadError,
-    ext4_state,
-    nested_ext4_state,
-    read_nested_file,
-    to_raw,
-)
+from xenqemu.imageread import ImageReadError, read_nested_file, to_raw
+from xenqemu.lifecycle import GuestConfig, LifecycleFailure
+from xenqemu.poweroff import MachinePoweroff
 from xenreftarget import build_target
 from xenreftarget.initscripts import parse_shutdown_marker
 
@@ -147,22 +143,19 @@ def test_login_shell_owns_hvc0(dom0: Dom0) -> None:
 def test_poweroff_shuts_the_running_guest_down_cleanly(dom0: Dom0) -> None:
     guests = _autostart_guests(dom0)
     assert set(dom0.guest_boot_ids) == {g["name"] for g in guests}, "the console test did not run"
+    configs = [GuestConfig.from_text(dom0.run(f"cat {shlex.quote(g['config'])}"), g["config"]) for g in guests]
+    # the lifecycle's poweroff check (QEMU exits 0 in time; dom0's and the guests' disks clean;
+    # each guest's marker names it), then what only this test knows: the boot it shut down
+    probe = MachinePoweroff(dom0.machine, dom0.overlay, dom0.manifest["shutdown_marker"])
     started, wall_start = time.monotonic(), time.time()
     dom0.console.start("poweroff")
-    process = dom0.machine.process
-    assert process is not None
-    bound = POWEROFF_BOUND_S * dom0.scale
     try:
-        status = process.wait(timeout=bound)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"QEMU still runs {bound:.0f} s after poweroff; see {dom0.machine.run_dir}/serial.log")
-    elapsed = time.monotonic() - started
-    assert status == 0, f"QEMU exited with {status} after poweroff"
-    print(f"poweroff -> QEMU exit: {elapsed:.1f} s")
-    dom0.machine.stop()
+        detail = probe(configs, POWEROFF_BOUND_S * dom0.scale)
+    except LifecycleFailure as failure:
+        pytest.fail(failure.detail)
+    print(f"poweroff -> QEMU exit: {time.monotonic() - started:.1f} s; {detail}")
     work = dom0.overlay.parent
     raw = to_raw(dom0.overlay, work)
-    assert ext4_state(raw).clean, "dom0's root file system was not left clean"
     for guest in guests:
         marker = parse_shutdown_marker(read_nested_file(raw, guest["disk"], dom0.manifest["shutdown_marker"],
                                                         work).decode())
@@ -170,7 +163,6 @@ def test_poweroff_shuts_the_running_guest_down_cleanly(dom0: Dom0) -> None:
         assert marker["boot_id"] == dom0.guest_boot_ids[guest["name"]]
         # The guest's clock comes from Xen's wall clock, which dom0 sets from the RTC at boot.
         assert wall_start - 60 <= int(marker["time"]) <= time.time() + 60
-        assert nested_ext4_state(raw, guest["disk"], work).clean
     for other in (g for g in dom0.manifest["guests"] if not g.get("autostart")):
         with pytest.raises(ImageReadError, match="File not found"):
             read_nested_file(raw, other["disk"], dom0.manifest["shutdown_marker"], work)

@@ -3,10 +3,10 @@
 # Xen's and dom0's command lines are the QB_XEN_* variables of
 # xen-ref-qemuboot, the same ones runqemu uses on Arm.
 #
-#   wic, XEN_BOOT_MODE = "bios" (default): wic/xen-ref-x86-bios.wks.in, a
+#   wic, XEN_BOOT_MODE = "bios" (default): files/wic/xen-ref-x86-bios.wks.in, a
 #       legacy BIOS disk; syslinux's mboot.c32 starts Xen. meta-virtualization's
 #       bootimg-biosxen wic plugin installs xen.gz and mboot.c32.
-#   wic, XEN_BOOT_MODE = "efi": wic/xen-ref-x86-efi.wks.in, a GPT disk with an
+#   wic, XEN_BOOT_MODE = "efi": files/wic/xen-ref-x86-efi.wks.in, a GPT disk with an
 #       EFI system partition; GRUB's multiboot2 starts Xen.
 #   hddimg, iso (image-live): syslinux's mboot.c32, and GRUB's multiboot2 on
 #       machines with the "efi" feature; dom0 runs the live initrd, which
@@ -27,7 +27,7 @@ XEN_BOOT_MODE ??= "${@'efi' if d.getVar('XEN_EFI_BOOT') == '1' else 'bios'}"
 XEN_REF_BOOT_TIMEOUT ??= "1"
 # The boot loader's serial console: UART (0 = COM1) and speed; "" for none.
 XEN_REF_BOOT_SERIAL ??= "0 115200"
-# The kickstart file: a name in WKS_SEARCH_PATH or in a layer's wic/ folder,
+# The kickstart file: a name in WKS_SEARCH_PATH or in a layer's files/wic/ folder,
 # or a full path. (Set this, not WKS_FILE, which the class sets from it.)
 XEN_REF_WKS_FILE ??= "xen-ref-x86-${XEN_BOOT_MODE}.wks.in"
 # Xen as meta-virtualization's xen recipe deploys it (gzip'ed multiboot image).
@@ -45,12 +45,13 @@ XEN_REF_WIC_BIOS_SOURCEPARAMS = "${@'initrd=' + d.getVar('XEN_REF_BOOT_INITRD') 
 
 def xen_ref_wks_file(d):
     """XEN_REF_WKS_FILE as WKS_FILE: a name WKS_SEARCH_PATH does not find is
-    looked up in the layers' wic/ folders (this layer keeps its kickstart files
-    there; scarthgap searches wic/, later releases files/wic/)."""
+    looked up in the layers' files/wic/ folders (this layer keeps its kickstart
+    files there: wrynose searches files/wic/ and its sanity check rejects a layer
+    with a top-level wic/ folder; scarthgap searches only wic/)."""
     name = d.getVar("XEN_REF_WKS_FILE") or ""
     if not name or os.path.isabs(name) or bb.utils.which(d.getVar("WKS_SEARCH_PATH") or "", name):
         return name
-    return bb.utils.which(d.getVar("BBPATH") or "", os.path.join("wic", name)) or name
+    return bb.utils.which(d.getVar("BBPATH") or "", os.path.join("files", "wic", name)) or name
 
 WKS_FILE = "${@xen_ref_wks_file(d)}"
 

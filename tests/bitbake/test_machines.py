@@ -64,7 +64,7 @@ def test_efi_mode_writes_grub_and_puts_xen_in_the_efi_partition(project, mode_co
     assert written == xenboot.image_boot_config(boot_values(d), "grub")
     assert d.getVar("IMAGE_EFI_BOOT_FILES").split() == ["xen-qemux86-64.gz;xen.gz"]
     assert "ovmf:do_deploy" in d.getVarFlag("do_image_wic", "depends").split()
-    assert d.getVar("WKS_FILE") == str(LAYER / "wic" / "xen-ref-x86-efi.wks.in")
+    assert d.getVar("WKS_FILE") == str(LAYER / "files" / "wic" / "xen-ref-x86-efi.wks.in")
 
 
 def test_live_prefunc_writes_configs_that_boot_dom0_from_the_live_initrd(project) -> None:  # type: ignore[no-untyped-def]
@@ -80,7 +80,7 @@ def test_live_prefunc_writes_configs_that_boot_dom0_from_the_live_initrd(project
 
 def test_wks_file_is_found_in_the_layers_wic_folder(project) -> None:  # type: ignore[no-untyped-def]
     d = x86(project)
-    assert d.getVar("WKS_FILE") == str(LAYER / "wic" / "xen-ref-x86-bios.wks.in")
+    assert d.getVar("WKS_FILE") == str(LAYER / "files" / "wic" / "xen-ref-x86-bios.wks.in")
     # a file WKS_SEARCH_PATH finds (or a full path) is used as named
     (project.top / "files" / "wic").mkdir(parents=True)
     (project.top / "files" / "wic" / "mine.wks").write_text("part / --source rootfs\n")

@@ -160,3 +160,11 @@ def test_security_policy_present():
     text = (LAYER / "SECURITY.md").read_text()
     assert "xenbits.xen.org/xsa" in text
     assert "meta-virtualization" in text
+
+
+def test_kickstart_files_live_where_wrynose_looks_for_them():
+    """wrynose's oe-core searches files/wic/ and its sanity check stops every build of a layer
+    that has a top-level wic/ folder ("wic/wks files ... need to be moved to files/wic")."""
+    assert not (LAYER / "wic").exists()
+    assert sorted(p.name for p in (LAYER / "files" / "wic").iterdir()) == [
+        "xen-ref-x86-bios.wks.in", "xen-ref-x86-efi.wks.in"]

@@ -73,6 +73,38 @@ class OeEnvironment:
                 + [self.meta_virtualization, layer])
 
 
+def use_layer_python(script: str, argv: Sequence[str], needs: Sequence[str] = ("pexpect", "qemu.qmp")) -> None:
+    """Re-run ``script`` with the layer's virtual environment when this python lacks ``needs``.
+
+    The OEQA cases import the harness (pexpect) and QemuRunner imports QEMU's QMP library
+    (``qemu.qmp`` from PyPI, behind the native-sysroot stand-in); both live in the venv that
+    scripts/setup-host makes (``$XEN_REF_VENV``, default ``<layer>/.venv``), not in the
+    machine's python3 that the ``#!/usr/bin/env python3`` line finds.
+    """
+    import importlib.util
+
+    missing = [name for name in needs if importlib.util.find_spec(name.split(".")[0]) is None
+               or (("." in name) and _missing_submodule(name))]
+    if not missing:
+        return
+    venv = Path(os.environ.get("XEN_REF_VENV") or LAYER / ".venv")
+    venv_python = venv / "bin" / "python"
+    # (a venv's python is a link to the base interpreter: compare the environments, not the binaries)
+    if not venv_python.exists() or Path(sys.prefix).resolve() == venv.resolve():
+        raise SystemExit(f"{Path(script).name}: python {sys.executable} lacks {', '.join(missing)}: run "
+                         "scripts/setup-host (it makes the layer's venv, .venv)")
+    os.execv(str(venv_python), [str(venv_python), script, *argv])
+
+
+def _missing_submodule(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is None
+    except ModuleNotFoundError:
+        return True
+
+
 def oe_environment(release: str = "wrynose", root: Path | None = None) -> OeEnvironment:
     """Return the environment for ``release`` (``$OE_ENV`` or ``/opt/oe-env/<release>``); check it."""
     base = Path(root) if root else Path(os.environ.get("OE_ENV") or f"/opt/oe-env/{release}")

@@ -33,6 +33,8 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | tuple[str, ...] | None, str]
         ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv)"),
     ("lib/xenbundle/imports.py", "_run"):
         (("debugfs", "mkfs.ext4", "qemu-img"), "the tools of a disk import, found on PATH (ImportTools)"),
+    ("lib/xenqemu/poweroff.py", "writable_overlay"):
+        ("qemu-img", "imageread.tool('qemu-img'): the writable overlay of a poweroff run"),
     ("lib/xenreftarget/apt.py", "_run"):
         (("apt-get", "apt-cache"), "apt with the private state's options (PrivateApt._apt)"),
     ("lib/xenqemu/imageread.py", "_run"):

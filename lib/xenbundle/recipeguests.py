@@ -12,6 +12,9 @@ resolves it, with errors where it warns or guesses:
   HVM guest, x86 only), a path, or a name looked up in UNPACKDIR and the deploy
   directory (found in both is an error); unset: ``KERNEL_IMAGETYPE`` of the deploy
   directory.
+* **ramdisk** (meta-xen-ref's own, generated configs only): ``XEN_GUEST_RAMDISK[<entry>]``,
+  else the plain ``XEN_GUEST_RAMDISK``, looked up like a kernel name; unset, empty or
+  ``none``: no ramdisk.
 * **config**: generated from the settings (:mod:`xenbundle.settings`), or
   ``XEN_GUEST_CONFIG_FILE[<entry>]``: a config file that is parsed and validated,
   whose first disk's target becomes the rootfs and whose ``kernel`` becomes the
@@ -133,8 +136,25 @@ class _Resolver:
             return True, None
         if name is None:
             return True, self.guests.kernel_imagetype
+        return self.named_file(label, f"XEN_GUEST_KERNEL[{entry}]", name)
+
+    def ramdisk(self, req: GuestRequest, kernel: str | None) -> tuple[bool, str | None]:
+        """``(ok, reference)`` of the generated config's ramdisk (``XEN_GUEST_RAMDISK``)."""
+        if req.ramdisk is None:
+            return True, None
+        if kernel is None:
+            self.problems.append(
+                f"{req.label}: {req.ramdisk_where} = \"{snippet(req.ramdisk)}\", but "
+                f"XEN_GUEST_KERNEL[{req.entry.name}] = \"none\": a guest without kernel boots "
+                f"from its disk and has no ramdisk; set XEN_GUEST_RAMDISK[{req.entry.name}] = "
+                "\"none\"")
+            return False, None
+        return self.named_file(req.label, req.ramdisk_where, req.ramdisk)
+
+    def named_file(self, label: str, where: str, name: str) -> tuple[bool, str | None]:
+        """A file named by a varflag: a path, or a name in UNPACKDIR or the deploy dir."""
         if os.path.isabs(name):
-            return self.absolute_ok(name, label, f"XEN_GUEST_KERNEL[{entry}]"), name
+            return self.absolute_ok(name, label, where), name
         unpack = self.guests.unpack_dir
         places = [p for p in ((unpack and os.path.join(unpack, name)),
                               os.path.join(self.deploy_dir, name)) if p]
@@ -143,7 +163,7 @@ class _Resolver:
             return True, (name if found[0] == places[-1] else found[0])
         what, verb = ("both", "exist") if found else ("neither", "exists")
         self.problems.append(
-            f"{label}: XEN_GUEST_KERNEL[{entry}] = \"{snippet(name)}\": {what} of "
+            f"{label}: {where} = \"{snippet(name)}\": {what} of "
             f"{' and '.join(printable(p) for p in places)} {verb}"
             + (": give the full path (${UNPACKDIR}/...) to choose one" if found else
                ": fetch it (SRC_URI), build it, or correct the name"))
@@ -255,10 +275,11 @@ def _custom_source(resolver: _Resolver, req: GuestRequest, rootfs: str,
 
 def _generated_source(resolver: _Resolver, req: GuestRequest, rootfs: str,
                       kernel: str | None) -> GuestSource | None:
-    if req.settings is None:
+    ramdisk_ok, ramdisk = resolver.ramdisk(req, kernel)
+    if req.settings is None or not ramdisk_ok:
         return None
-    settings = req.settings if kernel is not None else dataclasses.replace(req.settings,
-                                                                         type="hvm")
+    settings = (dataclasses.replace(req.settings, ramdisk=ramdisk) if kernel is not None
+                else dataclasses.replace(req.settings, type="hvm"))
     try:
         text = generate_config(settings, rootfs, kernel, xen_version=resolver.xen_version)
     except ValueError as err:
@@ -266,7 +287,7 @@ def _generated_source(resolver: _Resolver, req: GuestRequest, rootfs: str,
         return None
     return GuestSource(req.entry.origin, f"{req.entry.name}.cfg",
                        parse(text, req.entry.origin, xen_version=resolver.xen_version),
-                       True, None, {"disk": "rootfs", "kernel": "kernel"})
+                       True, None, {"disk": "rootfs", "kernel": "kernel", "ramdisk": "ramdisk"})
 
 
 def _load_one(resolver: _Resolver, req: GuestRequest) -> GuestSource | None:

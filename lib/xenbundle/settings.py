@@ -118,14 +118,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("XEN_GUEST_DISK_DEVICE", "device", "xvda"),
 )
 
-#: Variables whose varflags are keyed by entry name only.
+#: Variables whose varflags are keyed by entry name only.  ``XEN_GUEST_RAMDISK`` is
+#: meta-xen-ref's own (meta-virtualization's generated configs have no ramdisk).
 ENTRY_VARIABLES: tuple[str, ...] = (
     "XEN_GUEST_NAME", "XEN_GUEST_CONFIG_FILE", "XEN_GUEST_ROOTFS", "XEN_GUEST_KERNEL",
     "XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_SOURCE_TYPE", "XEN_GUEST_SOURCE_FILE",
-    "XEN_GUEST_IMAGE_SIZE")
+    "XEN_GUEST_IMAGE_SIZE", "XEN_GUEST_RAMDISK")
 
-#: Plain variables of the entry forms.
-PLAIN_VARIABLES: tuple[str, ...] = ("XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_IMAGE_SIZE_DEFAULT")
+#: Plain variables of the entry forms (each the value of every entry without its varflag).
+PLAIN_VARIABLES: tuple[str, ...] = ("XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_IMAGE_SIZE_DEFAULT",
+                                    "XEN_GUEST_RAMDISK")
 
 #: The weak defaults (``??=``) of xen-ref-common.bbclass; each plain setting variable
 #: defaults to its ``*_DEFAULT`` variable.  tests/bitbake checks the class agrees.
@@ -261,10 +263,16 @@ def guest_settings(variables: Variables, domain: str, entry: str | None = None) 
 
 
 def flags_for_guest(variables: Variables, domain: str, entry: str | None) -> list[str]:
-    """The per-guest setting varflags set for this guest (``XEN_GUEST_MEMORY[web]``...)."""
+    """The varflags of generated configs set for this guest (``XEN_GUEST_MEMORY[web]``...).
+
+    The per-guest settings in both key forms, and ``XEN_GUEST_RAMDISK[<entry>]``.
+    """
     keys = [k for k in dict.fromkeys((entry, domain)) if k]
-    return [f"{s.variable}[{key}]" for s in SETTINGS for key in keys
-            if variables.flag(s.variable, key) is not None]
+    flags = [f"{s.variable}[{key}]" for s in SETTINGS for key in keys
+             if variables.flag(s.variable, key) is not None]
+    if entry and variables.flag("XEN_GUEST_RAMDISK", entry) is not None:
+        flags.append(f"XEN_GUEST_RAMDISK[{entry}]")
+    return flags
 
 
 def vardeps(variables: Variables, names: Iterable[str], reserved: Iterable[str]) -> list[str]:
@@ -308,7 +316,9 @@ class GuestRequest:
     the files are resolved when bundling (:mod:`xenbundle.recipeguests`).
     ``problems`` lists what is wrong with the values (``settings`` is ``None`` when
     the settings of a generated config are among them); ``name_set`` says whether
-    ``XEN_GUEST_NAME[<entry>]`` gave the domain name.
+    ``XEN_GUEST_NAME[<entry>]`` gave the domain name.  ``ramdisk`` is the initial
+    ramdisk of a generated config (``XEN_GUEST_RAMDISK``, meta-xen-ref's own), ``None``
+    for none; ``ramdisk_where`` names the variable that gave it.
     """
 
     entry: GuestEntry
@@ -321,6 +331,8 @@ class GuestRequest:
     source: ImportSource | None = None
     name_set: bool = False
     problems: tuple[str, ...] = ()
+    ramdisk: str | None = None
+    ramdisk_where: str = "XEN_GUEST_RAMDISK"
 
     @property
     def label(self) -> str:
@@ -395,6 +407,15 @@ def _import_size(variables: Variables, name: str, size_flag: str | None, source_
     return int(text, 10), where
 
 
+def _ramdisk(variables: Variables, entry: str) -> tuple[str | None, str]:
+    """``(ramdisk, where)``: the entry's varflag, else the plain variable; ``none``: no ramdisk."""
+    where = f"XEN_GUEST_RAMDISK[{entry}]"
+    value = _flag_text(variables, "XEN_GUEST_RAMDISK", entry)
+    if value is None:
+        where, value = "XEN_GUEST_RAMDISK", (variables.value("XEN_GUEST_RAMDISK") or "").strip()
+    return (None if value in ("", "none") else value), where
+
+
 def _request(variables: Variables, entry: GuestEntry, imports_allowed: bool) -> GuestRequest:
     name = entry.name
     problems: list[str] = []
@@ -414,6 +435,7 @@ def _request(variables: Variables, entry: GuestEntry, imports_allowed: bool) -> 
                         "type; use e.g. \"ext4\" or \"ext4.qcow2\"")
     source = _import_source(variables, entry, label, imports_allowed, problems)
     rootfs = _flag_text(variables, "XEN_GUEST_ROOTFS", name)
+    ramdisk, ramdisk_where = _ramdisk(variables, name)
     if source is not None and rootfs is not None:
         problems.append(f"{label}: XEN_GUEST_ROOTFS[{name}] and XEN_GUEST_SOURCE_TYPE[{name}] both "
                         "give the guest's disk: keep one of them")
@@ -421,7 +443,8 @@ def _request(variables: Variables, entry: GuestEntry, imports_allowed: bool) -> 
         entry=entry, domain=domain, settings=settings, rootfs=rootfs,
         kernel=_flag_text(variables, "XEN_GUEST_KERNEL", name),
         config_file=_flag_text(variables, "XEN_GUEST_CONFIG_FILE", name), image_fstype=fstype,
-        source=source, name_set=explicit_name is not None, problems=tuple(problems))
+        source=source, name_set=explicit_name is not None, problems=tuple(problems),
+        ramdisk=ramdisk, ramdisk_where=ramdisk_where)
 
 
 def guest_requests(variables: Variables, variable: str, *,

@@ -387,10 +387,24 @@ def _entry_files(variables: Variables, entry: str, ctx: EntryContext) -> list[st
         f"{entry}-{ctx.machine}.{fstype}", f"{entry}-{ctx.machine}.rootfs.{fstype}"]
     kernel = _entry_flag(variables, "XEN_GUEST_KERNEL", entry)
     if kernel and kernel != "none":
-        names.append(kernel)
-        if ctx.unpack_dir and not os.path.isabs(kernel):
-            names.append(os.path.join(ctx.unpack_dir, kernel))
+        names += _named_file_places(kernel, ctx)
     return [os.path.join(ctx.deploy_dir, name) for name in names]
+
+
+def _named_file_places(name: str, ctx: EntryContext) -> list[str]:
+    """Where a file named by a varflag may be: the deploy dir, UNPACKDIR (or the path)."""
+    if ctx.unpack_dir and not os.path.isabs(name):
+        return [name, os.path.join(ctx.unpack_dir, name)]
+    return [name]
+
+
+def _ramdisk_files(variables: Variables, entry: str, ctx: EntryContext) -> list[str]:
+    """The places of an entry's ``XEN_GUEST_RAMDISK`` (the varflag, else the plain value)."""
+    ramdisk = _entry_flag(variables, "XEN_GUEST_RAMDISK", entry) or (
+        variables.value("XEN_GUEST_RAMDISK") or "").strip()
+    if not ramdisk or ramdisk == "none":
+        return []
+    return [os.path.join(ctx.deploy_dir, n) for n in _named_file_places(ramdisk, ctx)]
 
 
 def entry_inputs(variables: Variables, variable: str, ctx: EntryContext) -> ThirdPartyInputs:
@@ -399,8 +413,9 @@ def entry_inputs(variables: Variables, variable: str, ctx: EntryContext) -> Thir
     For ``do_rootfs[file-checksums]`` (hosts) or ``do_install[file-checksums]``
     (bundle recipes), like :func:`third_party_inputs`: each ``XEN_GUEST_CONFIG_FILE``
     (listed in ``configs`` too: its content decides part of the list) and the
-    deploy-dir files it refers to, and the rootfs and kernel files of each entry,
-    except files of ``ctx.built_recipes`` and the kernel (:func:`is_built_file`).
+    deploy-dir files it refers to, and the rootfs, kernel and ramdisk
+    (``XEN_GUEST_RAMDISK``, for generated configs) files of each entry, except files
+    of ``ctx.built_recipes`` and the kernel (:func:`is_built_file`).
     Imported guests read fetched files, which the fetcher tracks.
     """
     def built(path: str) -> bool:
@@ -417,6 +432,8 @@ def entry_inputs(variables: Variables, variable: str, ctx: EntryContext) -> Thir
             configs.append(path)
             files.add(path)
             files.update(f for f in _custom_config_inputs(path, ctx.deploy_dir) if not built(f))
+        else:
+            files.update(f for f in _ramdisk_files(variables, name, ctx) if not built(f))
         if _entry_flag(variables, "XEN_GUEST_SOURCE_TYPE", name):
             continue
         files.update(f for f in _entry_files(variables, name, ctx) if not built(f))

@@ -10,6 +10,7 @@ Public API::
     target = build_target()          # cached; rebuilds only when inputs change
     target.qemuboot_conf             # <cache>/target/xen-image-minimal-qemuarm64.qemuboot.conf
     target.guests                    # [{"name", "config" (path in dom0), "files", "origin"}]
+    all_guests()                     # every GuestSpec: GUESTS and meta-virtualization's forms
     current_reference_target()       # the current build, without building
 
 Its qemuboot.conf is written by :mod:`xenboot` (``REFERENCE_BOOT`` in :mod:`xenreftarget.build`).
@@ -23,6 +24,7 @@ from .build import (
     BuildError,
     GuestSpec,
     ReferenceTarget,
+    all_guests,
     build_target,
     current_reference_target,
     default_cache_dir,
@@ -30,4 +32,4 @@ from .build import (
 from .errors import ReferenceTargetError
 
 __all__ = ["GUESTS", "REFERENCE_BOOT", "BuildError", "GuestSpec", "ReferenceTarget", "ReferenceTargetError",
-           "build_target", "current_reference_target", "default_cache_dir"]
+           "all_guests", "build_target", "current_reference_target", "default_cache_dir"]

@@ -80,7 +80,7 @@ class BuildError(ReferenceTargetError):
 class GuestSpec:
     """One guest of the reference target and the bundling form that brings it into dom0."""
 
-    form: str            #: "XEN_BUNDLED_GUESTS", "deploy-config" or "auto-bundle"
+    form: str            #: "XEN_BUNDLED_GUESTS", "deploy-config", "auto-bundle" (or a compatguests form)
     name: str            #: domain name
     disk: str            #: the guest's root file system in the deploy folder
     config: str = ""     #: config file in the deploy folder (forms 2 and 3)
@@ -101,6 +101,13 @@ GUESTS: tuple[GuestSpec, ...] = (
     GuestSpec("XEN_BUNDLED_GUESTS", f"xen-guest-image-autostart-{MACHINE}",
               f"xen-guest-image-autostart-{MACHINE}.rootfs.ext4", autostart=True),
 )
+
+
+def all_guests() -> tuple[GuestSpec, ...]:
+    """Every guest: :data:`GUESTS` and those of meta-virtualization's forms (compatguests)."""
+    from .compatguests import COMPAT_GUESTS
+
+    return GUESTS + COMPAT_GUESTS
 
 
 @dataclass
@@ -203,7 +210,7 @@ def current_reference_target(cache_dir: Path | None = None) -> ReferenceTarget:
 def _settings_for_key(boot: XenHostBoot, distro: Distro) -> dict[str, Any]:
     return {"boot": json.dumps(asdict(boot), sort_keys=True),
             "distro": f"{distro.suite}/{distro.arch}",
-            "guests": json.dumps([asdict(g) for g in GUESTS])}
+            "guests": json.dumps([asdict(g) for g in all_guests()])}
 
 
 _DEFAULT_DISTRO = Distro()
@@ -315,6 +322,8 @@ def _publish(cache_dir: Path, final: Path, log: Log) -> None:
 
 def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: dict[str, Path],
               boot: XenHostBoot, timer: _Timer, log: Log, distro: Distro) -> list[dict[str, Any]]:
+    from . import compatguests  # imports GuestSpec from here
+
     with timer.step("unpack"):
         packages, kernel = _unpack(work, records, debs)
 
@@ -328,13 +337,15 @@ def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: 
 
     with timer.step("guest images"):
         _guest_images(work / "guests", deploy, packages)
+        compatguests.guest_images(work / "compat", deploy, packages, distro.xen_version, log)
 
     with timer.step("dom0 tree"):
         dom0_root = work / "dom0"
         dom0.dom0_tree(packages, kernel, dom0_root, distro)
+        compatguests.install_bundle_package(work / "compat", dom0_root)
 
     with timer.step("bundle guests"):
-        installed = _bundle(dom0_root, deploy, log)
+        installed = _bundle(dom0_root, deploy, log, distro.xen_version)
 
     with timer.step("dom0 image"):
         assemble.make_ext4(dom0_root, deploy / HOST_ROOTFS, label="xen-dom0")
@@ -352,14 +363,19 @@ def _unpack(work: Path, records: Sequence[PackageRecord],
     return packages, assemble.unpack_kernel(debs[kernel_name], work / "kernel")
 
 
+def guest_root(packages: dict[str, Path], tree: Path, spec: GuestSpec) -> None:
+    """A guest's root file system (busybox, the shutdown marker script), named after its domain."""
+    assemble.guest_tree(packages, tree)
+    (tree / "etc/hostname").write_text(f"{spec.name}\n")
+    (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
+    (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
+
+
 def _guest_images(work: Path, deploy: Path, packages: dict[str, Path]) -> None:
     """Each guest's disk (busybox, its name, the shutdown marker script) and deploy configs."""
     for spec in GUESTS:
         tree = work / spec.name
-        assemble.guest_tree(packages, tree)
-        (tree / "etc/hostname").write_text(f"{spec.name}\n")
-        (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
-        (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
+        guest_root(packages, tree, spec)
         assemble.make_ext4(tree, deploy / spec.disk, label=spec.name[:16],
                            size_bytes=GUEST_DISK_BYTES)
     for spec in GUESTS:
@@ -380,12 +396,15 @@ def _auto_bundle_config(spec: GuestSpec) -> str:
     return xenbundle.guests.auto_bundle_config(guest_settings(spec.name), spec.disk, KERNEL)
 
 
-def _bundle(dom0_root: Path, deploy: Path, log: Log) -> list[dict[str, Any]]:
+def _bundle(dom0_root: Path, deploy: Path, log: Log, xen_version: str) -> list[dict[str, Any]]:
     """Bundle the guests into dom0's tree with the layer's engine, all forms in one call.
 
     Guests marked ``autostart`` are passed as ``XEN_GUEST_AUTOSTART`` does: their configs are
-    linked into ``/etc/xen/auto``, where xendomains starts them at boot.
+    linked into ``/etc/xen/auto``, where xendomains starts them at boot. meta-virtualization's
+    forms come from :mod:`xenreftarget.compatguests`; configs are checked for dom0's Xen.
     """
+    from . import compatguests  # imports GuestSpec from here
+
     try:
         import xenbundle
     except ImportError as err:
@@ -399,10 +418,11 @@ def _bundle(dom0_root: Path, deploy: Path, log: Log) -> list[dict[str, Any]]:
     try:
         result = xenbundle.bundle_guests(str(dom0_root), str(deploy), bundled_guests=entries,
                                          config_glob="xen-guest-bundle*.cfg", settings=settings,
-                                         autostart=[g.name for g in GUESTS if g.autostart], log=log)
+                                         autostart=[g.name for g in GUESTS if g.autostart], log=log,
+                                         xen_version=xen_version, **compatguests.bundle_arguments())
     except xenbundle.BundleError as err:
         raise BuildError(f"bundling the guests failed:\n{err}") from None
-    disks = {g.name: g.disk for g in GUESTS}
+    disks = {g.name: g.disk for g in all_guests()}
     # Origins name files in the temporary build folder: keep them relative to the deploy folder.
     return [{"name": g.name, "config": "/" + str(g.config).lstrip("/"),
              "files": ["/" + str(f).lstrip("/") for f in g.files],

@@ -110,6 +110,22 @@ def test_every_per_guest_varflag(project, deploy):
     assert os.listdir(os.path.join(rootfs, "etc/xen/auto")) == ["vendor.cfg"]
 
 
+def test_ramdisk_of_generated_configs_is_ours(project, deploy):
+    """XEN_GUEST_RAMDISK (meta-xen-ref's own): the plain value for every entry, a varflag per entry."""
+    (project.deploy / "initrd.gz").write_bytes(b"initrd")
+    make_sparse(project.deploy / "vendor-disk.img", 8 * MiB)
+    rootfs = bundle(project, f"""\
+        BUNDLED_XEN_GUESTS = "{GUEST} vendor:external"
+        XEN_GUEST_RAMDISK = "initrd.gz"
+        XEN_GUEST_RAMDISK[vendor] = "none"
+        XEN_GUEST_ROOTFS[vendor] = "vendor-disk.img"
+        """)
+    assert config(rootfs, f"{GUEST}.cfg")["ramdisk"] == "/var/lib/xen/images/initrd.gz"
+    assert "ramdisk" not in config(rootfs, "vendor.cfg")
+    with open(os.path.join(rootfs, "var/lib/xen/images/initrd.gz"), "rb") as copied:
+        assert copied.read() == b"initrd"
+
+
 def test_meta_virtualization_defaults(project, deploy):
     rootfs = bundle(project, f"""\
         BUNDLED_XEN_GUESTS = "{GUEST}"
@@ -305,6 +321,8 @@ def test_vardeps_name_the_entry_variables_and_flags(project):
     'XEN_GUEST_EXTRA_DEFAULT = "ro"',
     'XEN_GUEST_DISK_DEVICE_DEFAULT = "xvdb"',
     'XEN_GUEST_DISK_DEVICE = "xvdb"',
+    f'XEN_GUEST_RAMDISK[{GUEST}] = "initrd.gz"',
+    'XEN_GUEST_RAMDISK = "initrd.gz"',
 ])
 def test_each_variable_and_flag_changes_the_rootfs_signature(project, change):
     base = f'BUNDLED_XEN_GUESTS = "{GUEST}"\n'

@@ -24,11 +24,11 @@ from xenqemu.lifecycle import (
     Outcome,
     run_lifecycle,
 )
-from xenreftarget import GUESTS
+from xenreftarget import GUESTS, all_guests
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-GUEST_NAMES = [spec.name for spec in GUESTS]
+GUEST_NAMES = [spec.name for spec in all_guests()]
 
 
 def _address_when_up(interface: str, seconds: int) -> str:
@@ -47,16 +47,22 @@ def _guest(target, name):  # type: ignore[no-untyped-def]
 def test_every_bundling_form_put_a_guest_into_dom0(reference_target):
     origins = {g["name"]: g["origin"] for g in reference_target.guests}
     assert sorted(origins) == sorted(GUEST_NAMES)
-    forms = {spec.form: spec for spec in GUESTS}
+    forms = {spec.form: spec for spec in all_guests()}
     assert origins[forms["XEN_BUNDLED_GUESTS"].name].startswith("XEN_BUNDLED_GUESTS entry")
     assert origins[forms["deploy-config"].name] == forms["deploy-config"].config
     assert origins[forms["auto-bundle"].name] == forms["auto-bundle"].config
-    disks = set()
+    # meta-virtualization's forms: a recipe entry, and a bundle package merged from dom0's staging folder
+    assert origins[forms["BUNDLED_XEN_GUESTS"].name].startswith("BUNDLED_XEN_GUESTS entry")
+    assert origins[forms["XEN_GUEST_BUNDLES"].name].startswith("bundle 'xen-ref-guest-bundle-debian' (")
+    seed_forms = {spec.name for spec in GUESTS}
     for guest in reference_target.guests:
-        assert guest["config"].startswith("/etc/xen/xen-guest-bundle-")
+        expected = ("/etc/xen/xen-guest-bundle-" if guest["name"] in seed_forms
+                    else f"/etc/xen/{guest['name']}.cfg")
+        assert guest["config"].startswith(expected)
         assert all(f.startswith("/var/lib/xen/images/") for f in guest["files"])
-        disks.update(f for f in guest["files"] if f.endswith(".ext4"))
-    assert len(disks) == len(GUESTS), "each guest must have its own disk file"
+        assert guest["disk"] in guest["files"]
+    disks = {guest["disk"] for guest in reference_target.guests}
+    assert len(disks) == len(GUEST_NAMES), "each guest must have its own disk file"
 
 
 def test_dom0_runs_the_toolstack_and_the_bridge(xen_host, reference_target):

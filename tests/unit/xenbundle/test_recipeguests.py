@@ -153,6 +153,50 @@ def test_no_kernel_is_hvm_on_x86_and_an_error_on_arm(deploy, rootfs):
     assert 'XEN_GUEST_KERNEL[web] = "none" means an HVM guest' in problem
 
 
+# ------------------------------------------------------------------ XEN_GUEST_RAMDISK (ours)
+
+
+def test_ramdisk_plain_for_every_entry_varflag_per_entry(deploy, rootfs, unpack):
+    """XEN_GUEST_RAMDISK (meta-xen-ref's own) adds a ramdisk to generated configs: the plain
+    value for every entry, the entry's varflag over it, "none" for no ramdisk."""
+    (deploy / "initrd.cpio.gz").write_bytes(b"initrd")
+    (unpack / "fetched.cpio.gz").write_bytes(b"fetched initrd")
+    sparse(deploy / "db-qemuarm64.rootfs.ext4", MiB, b"db")
+    sparse(deploy / "bare-qemuarm64.rootfs.ext4", MiB, b"bare")
+    result = bundle_guests(str(rootfs), str(deploy), log=lambda _m: None, recipe_guests=guests(
+        "web db bare", {"XEN_GUEST_RAMDISK": {"db": "fetched.cpio.gz", "bare": "none"}},
+        {"XEN_GUEST_RAMDISK": "initrd.cpio.gz"}, unpack=unpack))
+    assert [g.name for g in result.guests] == ["web", "db", "bare"]
+    assert settings_of(rootfs, "web.cfg")["ramdisk"] == "/var/lib/xen/images/initrd.cpio.gz"
+    assert settings_of(rootfs, "db.cfg")["ramdisk"] == "/var/lib/xen/images/fetched.cpio.gz"
+    assert "ramdisk" not in settings_of(rootfs, "bare.cfg")
+    assert (rootfs / "var/lib/xen/images/fetched.cpio.gz").read_bytes() == b"fetched initrd"
+
+
+@pytest.mark.parametrize("flags, values, hvm, message", [
+    ({"XEN_GUEST_RAMDISK": {"web": "nope.gz"}}, {}, False,
+     'XEN_GUEST_RAMDISK[web] = "nope.gz": neither of'),
+    ({}, {"XEN_GUEST_RAMDISK": "nope.gz"}, False, 'XEN_GUEST_RAMDISK = "nope.gz": neither of'),
+    ({"XEN_GUEST_RAMDISK": {"web": "/elsewhere/initrd"}}, {}, False,
+     "is outside the deploy directory and UNPACKDIR"),
+    ({"XEN_GUEST_RAMDISK": {"web": "Image"}, "XEN_GUEST_KERNEL": {"web": "none"}}, {}, True,
+     'XEN_GUEST_KERNEL[web] = "none": a guest without kernel boots from its disk'),
+])
+def test_ramdisk_problems(deploy, rootfs, flags, values, hvm, message):
+    found = plan_problems(deploy, rootfs, guests("web", flags, values, hvm=hvm))
+    assert any(message in p for p in found), found
+    assert all(p.startswith("guest 'web' (BUNDLED_XEN_GUESTS entry 1 'web')") for p in found)
+
+
+def test_ramdisk_varflag_with_a_custom_config_is_an_error(deploy, rootfs, unpack):
+    (deploy / "initrd.cpio.gz").write_bytes(b"initrd")
+    (unpack / "web.cfg").write_text('name = "web"\ndisk = ["file:x,xvda,rw"]\n')
+    found = plan_problems(deploy, rootfs, guests("web", {
+        "XEN_GUEST_CONFIG_FILE": {"web": "web.cfg"}, "XEN_GUEST_RAMDISK": {"web": "initrd.cpio.gz"}},
+        unpack=unpack))
+    assert any("XEN_GUEST_RAMDISK[web] would be ignored" in p for p in found), found
+
+
 CUSTOM = """# hand-written
 name = "web"
 type = "pvh"

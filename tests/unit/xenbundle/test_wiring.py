@@ -377,3 +377,24 @@ def test_entry_inputs_are_third_party_files_and_custom_configs(tmp_path):
         str(unpack / "vendor-kernel"), str(unpack / "web.cfg")]))
     assert [e.split(":")[-1] for e in inputs.file_checksums()] == [
         "True", "False", "True", "False", "True", "False", "True"]
+
+
+def test_entry_inputs_and_vardeps_have_the_ramdisk(tmp_path):
+    """XEN_GUEST_RAMDISK (ours) of a generated config is read like a kernel name: checksummed
+    in the deploy dir and UNPACKDIR, also for imported entries; its varflags are in the signature."""
+    dep, unpack = tmp_path / "deploy", tmp_path / "sources"
+    dep.mkdir()
+    unpack.mkdir()
+    (dep / "initrd.gz").write_bytes(b"i")
+    variables = entries("vendor:external imported off:external", {
+        "XEN_GUEST_ROOTFS": {"vendor": "v.ext4", "off": "o.ext4"},
+        "XEN_GUEST_RAMDISK": {"vendor": "initrd.gz", "imported": "initrd.gz", "off": "none"},
+        "XEN_GUEST_SOURCE_TYPE": {"imported": "rootfs_dir"},
+        "XEN_GUEST_SOURCE_FILE": {"imported": "rootfs.tar"}})
+    ctx = EntryContext(deploy_dir=str(dep), machine="qemuarm64", unpack_dir=str(unpack),
+                       image_suffix=SUFFIX, kernel_imagetype=KERNEL, built_recipes=())
+    assert entry_inputs(variables, "BUNDLED_XEN_GUESTS", ctx).files == tuple(sorted([
+        str(dep / "initrd.gz"), str(dep / "o.ext4"), str(dep / "v.ext4"),
+        str(unpack / "initrd.gz")]))
+    deps = entry_vardeps(variables, "BUNDLED_XEN_GUESTS", ["doc"])
+    assert {"XEN_GUEST_RAMDISK", "XEN_GUEST_RAMDISK[vendor]", "XEN_GUEST_RAMDISK[off]"} <= set(deps)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 from reftarget_helpers import record
-from xenreftarget import build, stamp
+from xenreftarget import build, compatguests, stamp
 
 
 class FakeApt:
@@ -159,7 +159,9 @@ def test_one_dedicated_guest_starts_at_boot():
         "XEN_BUNDLED_GUESTS", "deploy-config", "auto-bundle"}
 
 
-def test_the_bundler_links_the_autostart_guest_and_the_manifest_says_so(tmp_path):
+def test_the_bundler_links_the_autostart_guest_and_the_manifest_says_so(tmp_path, monkeypatch):
+    # meta-virtualization's forms alone: test_reftarget_compatguests.py (all guests together)
+    monkeypatch.setattr(compatguests, "bundle_arguments", dict)
     deploy, root = tmp_path / "deploy", tmp_path / "dom0"
     deploy.mkdir()
     root.mkdir()
@@ -170,7 +172,7 @@ def test_the_bundler_links_the_autostart_guest_and_the_manifest_says_so(tmp_path
             (deploy / spec.config).write_text(build.deploy_config_text(spec, "test"))
         elif spec.form == "auto-bundle":
             (deploy / spec.config).write_text(build._auto_bundle_config(spec))
-    guests = {g["name"]: g for g in build._bundle(root, deploy, log=lambda m: None)}
+    guests = {g["name"]: g for g in build._bundle(root, deploy, lambda m: None, "4.17")}
     assert set(guests) == {g.name for g in build.GUESTS}
     for spec in build.GUESTS:
         guest = guests[spec.name]

@@ -33,6 +33,8 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | tuple[str, ...] | None, str]
         ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv)"),
     ("lib/xenbundle/imports.py", "_run"):
         (("debugfs", "mkfs.ext4", "qemu-img"), "the tools of a disk import, found on PATH (ImportTools)"),
+    ("scripts/oe/oeglue.py", "use_layer_python"):
+        (None, "re-runs the script with the layer's venv python (made by setup-host)"),
     ("lib/xenqemu/poweroff.py", "writable_overlay"):
         ("qemu-img", "imageread.tool('qemu-img'): the writable overlay of a poweroff run"),
     ("lib/xenreftarget/apt.py", "_run"):

@@ -122,10 +122,12 @@ SETTINGS: tuple[Setting, ...] = (
 ENTRY_VARIABLES: tuple[str, ...] = (
     "XEN_GUEST_NAME", "XEN_GUEST_CONFIG_FILE", "XEN_GUEST_ROOTFS", "XEN_GUEST_KERNEL",
     "XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_SOURCE_TYPE", "XEN_GUEST_SOURCE_FILE",
-    "XEN_GUEST_IMAGE_SIZE")
+    "XEN_GUEST_IMAGE_SIZE", "XEN_GUEST_RAMDISK")
 
 #: Plain variables of the entry forms.
-PLAIN_VARIABLES: tuple[str, ...] = ("XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_IMAGE_SIZE_DEFAULT")
+PLAIN_VARIABLES: tuple[str, ...] = ("XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_IMAGE_SIZE_DEFAULT",
+                                    "XEN_GUEST_DOM0LESS", "XEN_GUEST_DOM0LESS_BOOTARGS",
+                                    "XEN_GUEST_DOM0LESS_ENHANCED")
 
 #: The weak defaults (``??=``) of xen-ref-common.bbclass; each plain setting variable
 #: defaults to its ``*_DEFAULT`` variable.  tests/bitbake checks the class agrees.
@@ -432,5 +434,7 @@ def guest_requests(variables: Variables, variable: str, *,
     Looks at no file; problems are collected, not raised.
     """
     entries, problems = split_guest_entries(variables.value(variable), variable)
-    requests = tuple(_request(variables, entry, imports_allowed) for entry in entries)
+    # dom0less entries are boot modules, not xl guests (xenbundle.dom0less reads them)
+    requests = tuple(_request(variables, entry, imports_allowed) for entry in entries
+                     if "dom0less" not in entry.tags)
     return GuestRequests(variable, requests, tuple(problems))

@@ -135,17 +135,17 @@ def place_modules(xen: XenBoot, domains: Sequence[Dom0lessDomain], sizes: Mappin
     domains share a name, a module leaves RAM or overlaps another, or the domains' memory with
     dom0's (``dom0_mib``) does not fit in RAM.
     """
-    dom0 = [PlacedModule("dom0", "kernel", xen.dom0_kernel, xen.dom0_addr,
-                         _size_of(sizes, xen.dom0_kernel, "dom0 kernel"))]
-    if xen.dom0_initrd:
-        dom0.append(PlacedModule("dom0", "ramdisk", xen.dom0_initrd, xen.dom0_initrd_addr,
-                                 _size_of(sizes, xen.dom0_initrd, "dom0 initrd")))
     names = [d.name for d in domains]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise BootConfigError(f"dom0less domains named twice: {', '.join(twice)}",
                               "give every dom0less guest its own name", key="XEN_DOM0LESS")
     _check_memory(domains, ram, dom0_mib)
+    dom0 = [PlacedModule("dom0", "kernel", xen.dom0_kernel, xen.dom0_addr,
+                         _size_of(sizes, xen.dom0_kernel, "dom0 kernel"))]
+    if xen.dom0_initrd:
+        dom0.append(PlacedModule("dom0", "ramdisk", xen.dom0_initrd, xen.dom0_initrd_addr,
+                                 _size_of(sizes, xen.dom0_initrd, "dom0 initrd")))
     cursor = align_up(max(m.address + m.size for m in dom0))
     placed = []
     for domain in domains:

@@ -213,3 +213,20 @@ def test_uboot_script_rejects_a_tree_that_overlaps_a_module():
     board = UbootBoard(fdt_addr=0x49000000)
     with pytest.raises(BootConfigError, match=r"overlaps"):
         uboot_script(_layout(), board, RAM)
+
+
+@needs_dtc
+@pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="qemu-system-aarch64 is not installed")
+def test_qemu_leaves_guest_loader_nodes_out_of_a_tree_given_with_dtb(tmp_path: Path):
+    """Why the dom0less boot places dom0's modules with loader devices and its own nodes."""
+    from xenboot.devicetree import dump_machine_dtb
+
+    machine = ["-machine", "virt,gic-version=3,virtualization=on", "-cpu", "cortex-a57", "-smp", "2", "-m", "1024"]
+    kernel = tmp_path / "kernel"
+    kernel.write_bytes(b"\0" * 64)
+    loader = ["-kernel", str(kernel), "-device", f"guest-loader,addr=0x49000000,kernel={kernel},bootargs=x"]
+    plain = dump_machine_dtb("qemu-system-aarch64", machine, tmp_path / "plain.dtb")
+    generated = dump_machine_dtb("qemu-system-aarch64", machine + loader, tmp_path / "generated.dtb")
+    given = dump_machine_dtb("qemu-system-aarch64", machine + loader + ["-dtb", str(plain)], tmp_path / "given.dtb")
+    assert "multiboot,kernel" in decompile_dtb(generated)
+    assert "multiboot" not in decompile_dtb(given)

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .contract import XenBoot
+from .contract import DOM0_KERNEL_ADDR, XenBoot
 from .errors import BootConfigError
 from .layout import Module, RamRegion, align_up, check_layout
 
@@ -127,26 +127,38 @@ def _size_of(sizes: Mapping[str, int], file: str, owner: str) -> int:
     return size
 
 
-def place_modules(xen: XenBoot, domains: Sequence[Dom0lessDomain], sizes: Mapping[str, int],
+def place_modules(xen: XenBoot | None, domains: Sequence[Dom0lessDomain], sizes: Mapping[str, int],
                   ram: RamRegion, dom0_mib: int) -> Dom0lessLayout:
     """Lay out dom0's modules (at the contract's addresses) and each domain's after them.
 
-    ``sizes`` maps each file name to its size.  Raises :class:`BootConfigError` when two
-    domains share a name, a module leaves RAM or overlaps another, or the domains' memory with
-    dom0's (``dom0_mib``) does not fit in RAM.
+    ``sizes`` maps each file name to its size.  ``xen`` None: no dom0 at all ("true dom0less":
+    the domains' modules start at dom0's kernel address).  Raises :class:`BootConfigError` when
+    two domains share a name, a module leaves RAM or overlaps another, or the domains' memory
+    with dom0's (``dom0_mib``) does not fit in RAM.
     """
     names = [d.name for d in domains]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise BootConfigError(f"dom0less domains named twice: {', '.join(twice)}",
                               "give every dom0less guest its own name", key="XEN_DOM0LESS")
+    if xen is None:
+        if not domains:
+            raise BootConfigError("no dom0 and no dom0less domain", "give Xen at least one domain to start",
+                                  key="XEN_DOM0LESS")
+        _check_memory(domains, ram, 0)
+        return _place_domains(domains, sizes, ram, (), "", DOM0_KERNEL_ADDR)
     _check_memory(domains, ram, dom0_mib)
     dom0 = [PlacedModule("dom0", "kernel", xen.dom0_kernel, xen.dom0_addr,
                          _size_of(sizes, xen.dom0_kernel, "dom0 kernel"))]
     if xen.dom0_initrd:
         dom0.append(PlacedModule("dom0", "ramdisk", xen.dom0_initrd, xen.dom0_initrd_addr,
                                  _size_of(sizes, xen.dom0_initrd, "dom0 initrd")))
-    cursor = align_up(max(m.address + m.size for m in dom0))
+    return _place_domains(domains, sizes, ram, tuple(dom0), xen.dom0_bootargs,
+                          align_up(max(m.address + m.size for m in dom0)))
+
+
+def _place_domains(domains: Sequence[Dom0lessDomain], sizes: Mapping[str, int], ram: RamRegion,
+                   dom0: tuple[PlacedModule, ...], dom0_bootargs: str, cursor: int) -> Dom0lessLayout:
     placed = []
     for domain in domains:
         kernel = PlacedModule(domain.name, "kernel", domain.kernel, cursor,
@@ -156,7 +168,7 @@ def place_modules(xen: XenBoot, domains: Sequence[Dom0lessDomain], sizes: Mappin
                                _size_of(sizes, domain.ramdisk, f"dom0less domain '{domain.name}' ramdisk"))
         cursor = align_up(ramdisk.address + ramdisk.size)
         placed.append((domain, kernel, ramdisk))
-    layout = Dom0lessLayout(tuple(dom0), xen.dom0_bootargs, tuple(placed))
+    layout = Dom0lessLayout(dom0, dom0_bootargs, tuple(placed))
     check_layout([m.module() for m in layout.modules()], ram)
     return layout
 

@@ -269,6 +269,8 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
         guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log, distro)
         with timer.step("dom0less boot"):
             boot_values = {**boot.variables(), **dom0less.boot_variables(boot, deploy, tmp / "dtb")}
+            write_qemuboot(deploy / dom0less.NO_DOM0_QEMUBOOT_CONF,
+                           dom0less.no_dom0_variables(boot, deploy, tmp / "dtb-no-dom0"))
         with timer.step("qemuboot.conf"):
             write_qemuboot(deploy / QEMUBOOT_CONF, boot_values)
             os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)

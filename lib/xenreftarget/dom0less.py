@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from xenboot import XenHostBoot
@@ -35,8 +36,16 @@ from xenboot.dom0less import Dom0lessDomain, place_modules
 from . import assemble, initscripts
 from .cpio import console_node, write_initramfs
 
-__all__ = ["DOM0LESS_DTB", "DOM0LESS_GUEST", "DOM0LESS_RAMDISK", "boot_variables", "build_ramdisk",
-           "install_dom0_support"]
+__all__ = [
+    "DOM0LESS_DTB",
+    "DOM0LESS_GUEST",
+    "DOM0LESS_RAMDISK",
+    "NO_DOM0_QEMUBOOT_CONF",
+    "boot_variables",
+    "build_ramdisk",
+    "install_dom0_support",
+    "no_dom0_variables",
+]
 
 DOM0LESS_RAMDISK = "xen-guest-image-dom0less-qemuarm64.rootfs.cpio.gz"
 DOM0LESS_DTB = "xen-image-minimal-qemuarm64.dom0less.dtb"
@@ -115,3 +124,34 @@ def boot_variables(boot: XenHostBoot, deploy: Path, work: Path,
     compile_dts(merged_source(decompile_dtb(dumped), layout), work / DOM0LESS_DTB)
     os.replace(work / DOM0LESS_DTB, deploy / DOM0LESS_DTB)
     return qemuboot_variables(layout, DOM0LESS_DTB)
+
+
+#: The second scenario: Xen with no dom0 at all, only the dom0less guest ("true dom0less").
+NO_DOM0_QEMUBOOT_CONF = "xen-dom0less-only-qemuarm64.qemuboot.conf"
+NO_DOM0_DTB = "xen-dom0less-only-qemuarm64.dtb"
+#: Without dom0 nothing serves xenstore: the guest gets no PV interfaces.
+NO_DOM0_GUEST = replace(DOM0LESS_GUEST, enhanced=False)
+
+
+def no_dom0_variables(boot: XenHostBoot, deploy: Path, work: Path, qemu: str = "qemu-system-aarch64",
+                      guest: Dom0lessDomain = NO_DOM0_GUEST) -> dict[str, str]:
+    """The qemuboot.conf values of a boot with no dom0: Xen starts only ``guest``; writes its tree.
+
+    No root file system, no network, no ``QB_XEN_*`` dom0 contract; Xen's command line has no
+    ``dom0_mem``.  The guest's console is its virtual UART, reached with Ctrl-a three times.
+    """
+    sizes = {p.name: p.stat().st_size for p in deploy.iterdir() if p.is_file()}
+    layout = place_modules(None, (guest,), sizes, boot.ram, 0)
+    values = {k: v for k, v in boot.variables().items() if not k.startswith("QB_XEN_")}
+    machine = (values["QB_MACHINE"].split() + values["QB_CPU"].split() + values["QB_SMP"].split()
+               + values["QB_MEM"].split())
+    work.mkdir(parents=True, exist_ok=True)
+    dumped = dump_machine_dtb(os.path.join(boot.qemu_bindir, qemu) if boot.qemu_bindir else qemu,
+                              machine, work / "machine.dtb")
+    compile_dts(merged_source(decompile_dtb(dumped), layout), work / NO_DOM0_DTB)
+    os.replace(work / NO_DOM0_DTB, deploy / NO_DOM0_DTB)
+    xen_words = [w for w in boot.xen.xen_cmdline().split() if not w.startswith(("dom0_mem=", "dom0_max_vcpus="))]
+    values.update(qemuboot_variables(layout, NO_DOM0_DTB))
+    values.update({"QB_KERNEL_CMDLINE_APPEND": " ".join(xen_words), "QB_ROOTFS": "none",
+                   "QB_DEFAULT_FSTYPE": "none", "QB_NET": "none", "QB_XEN_DOM0LESS_ONLY": "1"})
+    return values

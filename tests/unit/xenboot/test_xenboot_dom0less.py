@@ -230,3 +230,12 @@ def test_qemu_leaves_guest_loader_nodes_out_of_a_tree_given_with_dtb(tmp_path: P
     given = dump_machine_dtb("qemu-system-aarch64", machine + loader + ["-dtb", str(plain)], tmp_path / "given.dtb")
     assert "multiboot,kernel" in decompile_dtb(generated)
     assert "multiboot" not in decompile_dtb(given)
+
+
+def test_without_dom0_the_domains_start_at_dom0s_kernel_address_and_no_dom0_node_is_written():
+    layout = place_modules(None, (GUEST,), SIZES, RAM, dom0_mib=0)
+    assert layout.dom0 == () and layout.modules()[0].address == XEN.dom0_addr
+    text = chosen_fragment(layout)
+    assert text.count("module@") == 2 and 'compatible = "xen,domain";' in text
+    with pytest.raises(BootConfigError, match="no dom0 and no dom0less domain"):
+        place_modules(None, (), SIZES, RAM, dom0_mib=0)

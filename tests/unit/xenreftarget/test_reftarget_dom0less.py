@@ -76,3 +76,29 @@ def test_boot_variables_refuse_a_machine_the_guest_does_not_fit(tmp_path: Path):
     boot = XenHostBoot(memory_mb=400, xen=XenBoot(dom0_mem="384M"))
     with pytest.raises(BootConfigError, match="need 488 MiB, the machine has 400 MiB"):
         dom0less.boot_variables(boot, deploy, tmp_path / "work", qemu="true")
+
+
+@pytest.mark.skipif(shutil.which("dtc") is None or shutil.which("qemu-system-aarch64") is None,
+                    reason="needs dtc (device-tree-compiler) and qemu-system-aarch64")
+def test_the_no_dom0_boot_has_only_the_guest_and_no_dom0_settings(tmp_path: Path):
+    from xenqemu.target import load_target
+
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    for name in ("Image", dom0less.DOM0LESS_RAMDISK, "xen-qemuarm64"):
+        (deploy / name).write_bytes(b"\0" * (1 << 20))
+    boot = XenHostBoot(memory_mb=1024, smp=2, xen=XenBoot(dom0_mem="384M", cmdline_extra="dom0_max_vcpus=2"))
+    values = dom0less.no_dom0_variables(boot, deploy, tmp_path / "work")
+    source = subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", str(deploy / dom0less.NO_DOM0_DTB)],
+                            capture_output=True, text=True, check=True).stdout
+    chosen = source[source.index("chosen {"):]
+    assert chosen.count("module@") == 2 and "xen,domain" in chosen and "xen,enhanced" not in chosen
+    assert "dom0_mem" not in values["QB_KERNEL_CMDLINE_APPEND"] and "dom0_max_vcpus" not in values["QB_KERNEL_CMDLINE_APPEND"]
+    assert values["QB_KERNEL_CMDLINE_APPEND"].endswith("console=dtuart")
+    assert values["QB_ROOTFS"] == "none" and values["QB_XEN_DOM0LESS_ONLY"] == "1"
+    assert not any(k.startswith("QB_XEN_DOM0_") for k in values)
+    conf = deploy / dom0less.NO_DOM0_QEMUBOOT_CONF
+    write_qemuboot(conf, values)
+    target = load_target(str(conf))
+    assert target.rootfs is None and target.dtb == deploy / dom0less.NO_DOM0_DTB
+    assert "loader,file=" in " ".join(target.extra_args)

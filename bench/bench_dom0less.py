@@ -9,11 +9,14 @@ Each run is one boot, a minimal pexpect script on the serial line (the QEMU comm
 ``bench_boot.py``: the harness's, with the serial port on stdio), and all three times are read in
 that same boot, from spawning QEMU:
 
-* **dom0less**: as soon as Xen prints the first dom0less domain's ``login:`` (its virtual UART,
-  prefixed ``(XEN) DOM1:``), Ctrl-a three times moves the serial input to it, ``root`` logs in,
-  until its shell prompt; then the input goes back to dom0 (Ctrl-a three times, twice);
+* **dom0less**: as soon as the first dom0less domain's ``rcS`` line shows on its virtual UART
+  (Xen prints it prefixed ``(XEN) DOM1:``), Ctrl-a three times moves the serial input to it, a
+  newline brings its ``login:``, ``root`` logs in, until its shell prompt; then the input goes
+  back to dom0 (Ctrl-a three times, twice);
 * **dom0**: dom0's ``login:`` on hvc0, ``root``, until dom0's shell prompt;
-* **xl guest**: ``xl create -c CFG`` from dom0's shell, ``root``, until the guest's prompt.
+* **xl guest**: ``xl create -c CFG`` from dom0's shell, ``root``, until the guest's prompt;
+* **no dom0** (a second boot, when the target has ``xen-dom0less-only-qemuarm64.qemuboot.conf``):
+  Xen starts only the guest; QEMU start to its shell.
 
 Prints the raw times, the medians and the ratios dom0less/dom0 and dom0less/xl guest (lower is
 better: a dom0less guest should be the fastest path to a running guest).
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_boot import baseline_argv
 from benchlib import report, resolve_target, target_parser
 from xenqemu.target import load_target
+from xenreftarget.dom0less import NO_DOM0_QEMUBOOT_CONF
 
 SWITCH = "\x01\x01\x01"
 DOM0_PROMPT = r"root@qemuarm64:[^\r\n]*# "
@@ -41,10 +45,12 @@ DEFAULT_GUEST = "/etc/xen/xen-guest-bundle-thirdparty-guest.cfg"
 
 
 def _dom0less_shell(child: pexpect.spawn, name: str, started: float) -> float:
-    child.expect(r"DOM1: " + re.escape(name) + r" login:")
+    child.expect(r"DOM1: rcS: guest ready")
     child.send(SWITCH)
     child.expect(r"Serial input to DOM1")
     time.sleep(0.3)
+    child.send("\n")  # Xen holds a line without newline (the prompt) of an unfocused domain
+    child.expect(re.escape(name) + r" login: ")
     child.send("root\n")
     child.expect(r"root@" + re.escape(name) + r"[^\r\n]*# ")
     shell = time.monotonic() - started
@@ -77,6 +83,26 @@ def one_boot(target_path: str, dom0less_name: str, guest_config: str, timeout: f
             child.close(force=True)
 
 
+def no_dom0_boot(target_path: str, name: str, timeout: float) -> float:
+    """Seconds from spawning QEMU to the guest's shell when Xen boots it with no dom0 at all."""
+    with tempfile.TemporaryDirectory(prefix="xq-bench-") as run_dir:
+        argv = baseline_argv(target_path, Path(run_dir))
+        started = time.monotonic()
+        child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, encoding="utf-8", codec_errors="replace")
+        try:
+            child.expect(r"DOM1: rcS: guest ready")
+            child.send(SWITCH)
+            child.expect(r"Serial input to DOM1")
+            time.sleep(0.3)
+            child.send("\n")  # Xen holds a line without newline (the prompt) of an unfocused domain
+            child.expect(re.escape(name) + r" login: ")
+            child.send("root\n")
+            child.expect(r"root@" + re.escape(name) + r"[^\r\n]*# ")
+            return time.monotonic() - started
+        finally:
+            child.close(force=True)
+
+
 def main() -> int:
     parser = target_parser(__doc__, runs=3)
     parser.add_argument("--guest", default=DEFAULT_GUEST, help=f"config for xl create -c (default {DEFAULT_GUEST})")
@@ -87,16 +113,24 @@ def main() -> int:
     if not names:
         print(f"{args.target} has no dom0less domain (QB_XEN_DOM0LESS): nothing to measure", file=sys.stderr)
         return 2
+    no_dom0_conf = Path(args.target).parent / NO_DOM0_QEMUBOOT_CONF
     runs: list[tuple[float, float, float]] = []
+    solo: list[float] = []
     for i in range(args.runs):
         runs.append(one_boot(args.target, names[0], args.guest, args.timeout))
+        if no_dom0_conf.is_file():
+            solo.append(no_dom0_boot(str(no_dom0_conf), names[0], args.timeout))
         print(f"run {i + 1}: QEMU start to shell: dom0less guest {runs[-1][0]:.2f}s, dom0 {runs[-1][1]:.2f}s, "
-              f"xl-created guest {runs[-1][2]:.2f}s", flush=True)
+              f"xl-created guest {runs[-1][2]:.2f}s" + (f", guest with no dom0 {solo[-1]:.2f}s" if solo else ""),
+              flush=True)
     dom0less, dom0, guest = ([r[k] for r in runs] for k in range(3))
     report("dom0less-vs-xl", "dom0less guest shell / xl-created guest shell (QEMU start to shell, same boot)",
            "dom0less guest", dom0less, "xl-created guest", guest)
     report("dom0less-vs-dom0", "dom0less guest shell / dom0 shell (QEMU start to shell, same boot)",
            "dom0less guest", dom0less, "dom0", dom0)
+    if solo:
+        report("no-dom0-vs-xl", "guest shell with no dom0 (true dom0less) / xl-created guest shell",
+               "guest, no dom0", solo, "xl-created guest", guest)
     return 0
 
 

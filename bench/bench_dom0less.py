@@ -24,11 +24,13 @@ better: a dom0less guest should be the fastest path to a running guest).
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 import pexpect
 
@@ -44,6 +46,12 @@ DOM0_PROMPT = r"root@qemuarm64:[^\r\n]*# "
 DEFAULT_GUEST = "/etc/xen/xen-guest-bundle-thirdparty-guest.cfg"
 
 
+def _console_log(name: str) -> TextIO | None:
+    """The serial console's copy in ``$XEN_BENCH_LOG_DIR/<name>.log`` (to see where a run waits)."""
+    folder = os.environ.get("XEN_BENCH_LOG_DIR")
+    return open(os.path.join(folder, f"{name}.log"), "w", encoding="utf-8") if folder else None
+
+
 def _dom0less_shell(child: pexpect.spawn, name: str, started: float) -> float:
     child.expect(r"DOM1: rcS: guest ready")
     child.send(SWITCH)
@@ -52,7 +60,7 @@ def _dom0less_shell(child: pexpect.spawn, name: str, started: float) -> float:
     child.send("\n")  # Xen holds a line without newline (the prompt) of an unfocused domain
     child.expect(re.escape(name) + r" login: ")
     child.send("root\n")
-    child.expect(r"root@" + re.escape(name) + r"[^\r\n]*# ")
+    child.expect(re.escape(name) + r":[^\r\n]*# ")  # Xen may cut "root@" with "(XEN) "
     shell = time.monotonic() - started
     for _ in range(2):  # DOM1 -> Xen -> dom0
         child.send(SWITCH)
@@ -67,6 +75,7 @@ def one_boot(target_path: str, dom0less_name: str, guest_config: str, timeout: f
         argv = baseline_argv(target_path, Path(run_dir))
         started = time.monotonic()
         child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, encoding="utf-8", codec_errors="replace")
+        child.logfile_read = _console_log("with-dom0")
         try:
             dom0less = _dom0less_shell(child, dom0less_name, started)
             child.expect(r"qemuarm64 login:")
@@ -89,6 +98,7 @@ def no_dom0_boot(target_path: str, name: str, timeout: float) -> float:
         argv = baseline_argv(target_path, Path(run_dir))
         started = time.monotonic()
         child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, encoding="utf-8", codec_errors="replace")
+        child.logfile_read = _console_log("no-dom0")
         try:
             child.expect(r"DOM1: rcS: guest ready")
             child.send(SWITCH)
@@ -97,7 +107,7 @@ def no_dom0_boot(target_path: str, name: str, timeout: float) -> float:
             child.send("\n")  # Xen holds a line without newline (the prompt) of an unfocused domain
             child.expect(re.escape(name) + r" login: ")
             child.send("root\n")
-            child.expect(r"root@" + re.escape(name) + r"[^\r\n]*# ")
+            child.expect(re.escape(name) + r":[^\r\n]*# ")  # Xen may cut "root@" with "(XEN) "
             return time.monotonic() - started
         finally:
             child.close(force=True)

@@ -35,6 +35,7 @@ BENCHMARKS = {
     "oeqa": "bench_oeqa.py",
     "sparse": "bench_sparse_copy.py",
     "badcfg": "bench_bad_config.py",
+    "dom0less": "bench_dom0less.py",
 }
 # Benchmarks of the bundler: no QEMU target, milliseconds to seconds per run.
 NO_TARGET = {"sparse", "badcfg"}

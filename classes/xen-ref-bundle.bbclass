@@ -34,6 +34,16 @@ XEN_BUNDLED_GUESTS ??= ""
 XEN_GUEST_IMAGES ??= ""
 # Domain names to start at boot (links in /etc/xen/auto/).
 XEN_GUEST_AUTOSTART ??= ""
+# Domain names of XEN_BUNDLED_GUESTS entries that Xen starts itself at boot
+# from the device tree (dom0less, Arm only): the entry is RAMDISK:KERNEL, no xl
+# config is bundled. BUNDLED_XEN_GUESTS entries use the tag ":dom0less" and
+# XEN_GUEST_RAMDISK[recipe]. (docs/bundling.md, "dom0less guests")
+XEN_GUEST_DOM0LESS ??= ""
+# A dom0less guest's kernel command line, and whether Xen gives it its PV
+# interfaces and xenstore ("1": dom0's xl lists and destroys it); varflags per
+# guest.
+XEN_GUEST_DOM0LESS_BOOTARGS ??= "console=ttyAMA0 rdinit=/sbin/init"
+XEN_GUEST_DOM0LESS_ENHANCED ??= "1"
 # XEN_BUNDLED_GUESTS rootfs names (or recipe names) that look like the output
 # of an image recipe, "<recipe>${IMAGE_MACHINE_SUFFIX}${IMAGE_NAME_SUFFIX}.<fstype>",
 # but are NOT built by BitBake: no dependency is added for them and they are
@@ -67,10 +77,16 @@ xen_ref_bundle_guests[doc] = "Installs the bundled Xen guests into IMAGE_ROOTFS 
 
 python xen_ref_bundle_guests() {
     import xenbundle
+    import xenbundle.dom0less
     import xenbundle.xenversion
 
     autostart = (d.getVar("XEN_GUEST_AUTOSTART") or "").split()
     try:
+        dom0less = xen_ref_dom0less_guests(d)
+        for guest in dom0less:
+            bb.note("xen-ref-bundle: dom0less guest '%s' (%s): kernel %s, ramdisk %s, %d MiB, %d vCPUs, "
+                    "not bundled as an xl guest" % (guest.name, guest.origin, guest.kernel, guest.ramdisk,
+                                                    guest.memory_mib, guest.vcpus))
         xen_version, source = xenbundle.xenversion.build_xen_version(
             explicit=d.getVar("XEN_REF_XEN_VERSION") or "",
             pkgdata_dir=d.getVar("PKGDATA_DIR") or "",
@@ -79,7 +95,7 @@ python xen_ref_bundle_guests() {
         result = xenbundle.bundle_guests(
             d.getVar("IMAGE_ROOTFS"),
             d.getVar("DEPLOY_DIR_IMAGE"),
-            d.getVar("XEN_BUNDLED_GUESTS") or "",
+            xenbundle.dom0less.xl_bundled_guests(d.getVar("XEN_BUNDLED_GUESTS") or "", dom0less),
             settings=lambda domain: xen_ref_guest_settings(d, domain),
             autostart=autostart,
             log=bb.note,
@@ -99,10 +115,19 @@ python xen_ref_bundle_guests() {
                 % (guest.name, guest.origin, guest.config,
                    guest.apparent_bytes // (1024 * 1024), guest.allocated_bytes // (1024 * 1024)))
 }
-xen_ref_bundle_guests[vardeps] += "XEN_BUNDLED_GUESTS XEN_GUEST_AUTOSTART BUNDLED_XEN_GUESTS XEN_REF_BUNDLES_DIR"
+xen_ref_bundle_guests[vardeps] += "XEN_BUNDLED_GUESTS XEN_GUEST_AUTOSTART BUNDLED_XEN_GUESTS XEN_REF_BUNDLES_DIR XEN_GUEST_DOM0LESS"
 # The Xen version's variables (the xen-tools-xl pkgdata is covered by the task
 # dependency, see XEN_REF_XEN_VERSION above).
 do_rootfs[vardeps] += "XEN_REF_XEN_VERSION PREFERRED_VERSION_xen-tools"
+
+def xen_ref_dom0less_guests(d):
+    """The checked dom0less guests (xenbundle.dom0less.dom0less_guests); raises xenbundle.BundleError."""
+    import xenbundle.dom0less
+    return xenbundle.dom0less.dom0less_guests(
+        xen_ref_variables(d), target_arch=d.getVar("TARGET_ARCH") or "",
+        kernel_imagetype=d.getVar("KERNEL_IMAGETYPE") or "Image",
+        ram_mib=xenbundle.dom0less.qemu_memory_mib(d.getVar("QB_MEM") or ""),
+        dom0_mib=xenbundle.dom0less.xen_size_mib(d.getVar("QB_XEN_DOM0_MEM") or ""))
 
 def xen_ref_built_guest_recipes(d):
     """Guest image recipes the host must wait for (xenbundle.wiring.built_guest_recipes)."""
@@ -120,6 +145,7 @@ def xen_ref_built_guest_recipes(d):
 # set while parsing.
 # nooelint: oelint.task.noanonpython
 python __anonymous() {
+    import xenbundle
     import xenbundle.wiring
 
     if bb.data.inherits_class("xen-guest-cross-install", d):
@@ -128,6 +154,13 @@ python __anonymous() {
             "both would bundle the guests of BUNDLED_XEN_GUESTS and the installed bundle "
             "packages. xen-ref-bundle reads the same variables: remove "
             "'inherit xen-guest-cross-install'")
+
+    # dom0less guests are checked while parsing: a non-Arm machine, a missing ramdisk, a disk or
+    # memory that cannot fit stops here, not hours later in do_rootfs.
+    try:
+        xen_ref_dom0less_guests(d)
+    except xenbundle.BundleError as err:
+        bb.fatal("xen-ref-bundle: %s" % err)
 
     recipes = xen_ref_built_guest_recipes(d)
     d.appendVarFlag("do_rootfs", "depends", " " + " ".join(xenbundle.wiring.rootfs_task_depends(recipes)))

@@ -13,6 +13,10 @@ reference-target builder (:mod:`xenreftarget`), ``scripts/oe`` and the layer's c
 * :mod:`xenboot.loaders`: QEMU ``guest-loader`` devices, composed and parsed back;
 * :mod:`xenboot.layout`: load-address checks (modules inside RAM, no overlaps);
 * :mod:`xenboot.qemuopts`: QEMU's option syntax (commas doubled inside values).
+* :mod:`xenboot.dom0less`: domains Xen starts from the device tree (Arm): their ``/chosen`` nodes
+  and the checked layout of every boot module; :mod:`xenboot.devicetree`: the machine's dumped
+  tree extended with dtc, QEMU loader devices and the qemuboot.conf values;
+  :mod:`xenboot.ubootscript`: the same for a board, as a U-Boot script.
 
 Every problem raises :class:`BootConfigError` (a ``ValueError``) naming the file, line and key,
 and the fix.

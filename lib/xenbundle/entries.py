@@ -8,6 +8,8 @@ recipe (or, for an ``external`` guest, a free name) followed by tags:
 * ``autostart`` - link the guest's config into ``/etc/xen/auto/`` (xendomains);
 * ``external`` - no BitBake dependency on ``<recipe>:do_image_complete`` (a guest
   not built by BitBake, or imported by a bundle recipe).
+* ``dom0less`` - Xen starts the guest at boot from the device tree (Arm only; it is
+  not bundled as an xl guest, see :mod:`xenbundle.dom0less`).
 
 The tag list is :data:`KNOWN_TAGS`; a later tag (such as one marking dom0less
 guests) is added there and read through :attr:`GuestEntry.tags`.  Unlike
@@ -25,7 +27,7 @@ from .errors import BundleError, snippet
 __all__ = ["KNOWN_TAGS", "GuestEntry", "parse_guest_entries", "split_guest_entries"]
 
 #: Tags an entry may carry after its name.
-KNOWN_TAGS: tuple[str, ...] = ("autostart", "external")
+KNOWN_TAGS: tuple[str, ...] = ("autostart", "external", "dom0less")
 
 # The entry name is a recipe name and also a file name (``<name>.cfg``).
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9+._-]*\Z")

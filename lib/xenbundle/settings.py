@@ -127,7 +127,8 @@ ENTRY_VARIABLES: tuple[str, ...] = (
 
 #: Plain variables of the entry forms (each the value of every entry without its varflag).
 PLAIN_VARIABLES: tuple[str, ...] = ("XEN_GUEST_IMAGE_FSTYPE", "XEN_GUEST_IMAGE_SIZE_DEFAULT",
-                                    "XEN_GUEST_RAMDISK")
+                                    "XEN_GUEST_RAMDISK", "XEN_GUEST_DOM0LESS", "XEN_GUEST_DOM0LESS_BOOTARGS",
+                                    "XEN_GUEST_DOM0LESS_ENHANCED")
 
 #: The weak defaults (``??=``) of xen-ref-common.bbclass; each plain setting variable
 #: defaults to its ``*_DEFAULT`` variable.  tests/bitbake checks the class agrees.
@@ -455,5 +456,7 @@ def guest_requests(variables: Variables, variable: str, *,
     Looks at no file; problems are collected, not raised.
     """
     entries, problems = split_guest_entries(variables.value(variable), variable)
-    requests = tuple(_request(variables, entry, imports_allowed) for entry in entries)
+    # dom0less entries are boot modules, not xl guests (xenbundle.dom0less reads them)
+    requests = tuple(_request(variables, entry, imports_allowed) for entry in entries
+                     if "dom0less" not in entry.tags)
     return GuestRequests(variable, requests, tuple(problems))

@@ -35,6 +35,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable, TextIO
 
+from xenboot.devicetree import dom0less_domains_in
+
 from .boot import BootError, BootTimeouts
 from .cmdline import RunPaths, build_argv, format_argv
 from .console import ConsoleChannel, ConsoleError
@@ -198,7 +200,8 @@ def lifecycle_options(args: argparse.Namespace, target: Target, http: LoopbackHt
                             expected_hostname=_hostnames(args), password=args.password,
                             concurrent=not args.sequential, guest_boot_timeout=args.guest_timeout * scale,
                             command_timeout=120.0 * scale, dhcp_timeout=300.0 * scale, memory_timeout=120.0 * scale,
-                            xl_timeout=300.0 * scale, poweroff=poweroff, poweroff_timeout=180.0 * scale)
+                            xl_timeout=300.0 * scale, poweroff=poweroff, poweroff_timeout=180.0 * scale,
+                            dom0less=tuple(dom0less_domains_in(target.variables)))
 
 
 def _print_result(result: StepResult) -> None:

@@ -331,6 +331,10 @@ class LifecycleOptions:
     #: With it, the guests started at boot are left running for ``poweroff`` to shut down.
     poweroff: PoweroffProbe | None = None
     poweroff_timeout: float = 180.0
+    #: the domains Xen starts from the device tree (dom0less), in creation order: the n-th has
+    #: domain ID n; each ``(configured name, its kernel command line)`` (qemuboot.conf's
+    #: ``QB_XEN_DOM0LESS``); empty: the 'dom0less' step is skipped
+    dom0less: Sequence[tuple[str, str]] = ()
 
 
 @dataclass
@@ -542,6 +546,71 @@ def check_autostart(host: HostRun) -> str:
     if problems:
         raise _fail("autostart", "; ".join(problems) + ": see 'systemctl status xendomains' in dom0")
     return "running since boot: " + ", ".join(found)
+
+
+#: Xen's console switching: three Ctrl-a move the serial input to the next domain (then Xen, then dom0).
+XEN_CONSOLE_SWITCH = "\x01\x01\x01"
+
+
+def _send_slowly(console: ConsoleChannel, text: str, chunk: int = 8) -> None:
+    """Send in small pieces: the virtual UART's receive FIFO (32 bytes) drops what overflows it."""
+    for start in range(0, len(text), chunk):
+        console.send_raw(text[start:start + chunk])
+        time.sleep(0.3)
+
+
+def _dom0less_console(host: HostRun, domid: int, name: str) -> str:
+    """The domain's /proc/cmdline, read on its virtual UART through Xen's console switching.
+
+    Xen prefixes the domain's lines with ``(XEN)`` and passes input through a small FIFO, so the
+    dialogue is a plain login and one command matched by patterns, not the shell helpers.
+    """
+    console, limit = host.console, host.options.command_timeout
+    console.send_raw(XEN_CONSOLE_SWITCH)
+    console.expect(rf"Serial input to DOM{domid}\b", timeout=limit)
+    try:
+        console.send_raw("\n")
+        console.expect(r"login: ", timeout=limit)  # it has been running since Xen started
+        time.sleep(0.5)
+        console.send_raw(f"{host.options.user}\n")
+        if host.options.password is not None:
+            console.expect(r"Password: ", timeout=limit)
+            console.send_raw(f"{host.options.password}\n")
+        console.expect(r"# ", timeout=limit)
+        time.sleep(0.5)
+        _send_slowly(console, "echo CMDLINE:$(cat /proc/cmdline):END\n")
+        # the echo of the command has "CMDLINE:$(", the output the value; Xen may cut a line with "(XEN) "
+        found = console.expect(r"CMDLINE:(?!\$\()([^\r\n]*?):END", timeout=limit)
+        return found.group(1).replace("(XEN) ", "").strip()
+    finally:
+        # DOM<n> -> ... -> Xen -> dom0: one switch per further domain, one to Xen, one to dom0
+        for _ in range(len(host.options.dom0less) - domid + 2):
+            console.send_raw(XEN_CONSOLE_SWITCH)
+            time.sleep(0.5)
+        console.expect(r"Serial input to DOM0\b", timeout=limit)
+        console.resync(timeout=limit)
+
+
+def check_dom0less(host: HostRun) -> str:
+    """Each dom0less domain runs since boot, answers on its console with its command line, and xl destroys it."""
+    if not host.options.dom0less:
+        raise StepSkipped("the target has no dom0less domain (QB_XEN_DOM0LESS is empty)")
+    done = []
+    for domid, (name, bootargs) in enumerate(host.options.dom0less, start=1):
+        listed = {d.name: d for d in host.xl.list()}
+        domain = listed.get(f"dom0less-{domid}")
+        if domain is None or domain.id != domid:
+            raise _fail("dom0less", f"'{name}' is not listed as dom0less-{domid} (ID {domid}) before any xl "
+                                    f"create: {sorted(listed)}; is xen-init-dom0less.service enabled in dom0?")
+        if any(flag in domain.state for flag in "pcd"):
+            raise _fail("dom0less", f"dom0less-{domid} ('{name}') is in state {domain.state}")
+        cmdline = _dom0less_console(host, domid, name)
+        if cmdline != bootargs.strip():
+            raise _fail("dom0less", f"'{name}' runs with {cmdline!r}, its device tree node gives {bootargs!r}")
+        host.xl.destroy(f"dom0less-{domid}", timeout=host.options.xl_timeout, domain=domain)
+        done.append(f"{name} (dom0less-{domid}): {cmdline!r}, destroyed, its memory back")
+    host.free_now = None
+    return "; ".join(done)
 
 
 def _poll(probe: Callable[[], list[tuple[str, int]]], timeout: float) -> list[tuple[str, int]]:
@@ -866,7 +935,11 @@ GUEST_STEPS: tuple[Step[GuestRun], ...] = (
     Step("gone", "the domain is no longer listed", check_gone),
     Step("memory back", "Xen's free memory returns (within the tolerance)", check_memory),
 )
+#: After the guests, so that a dom0less problem does not keep the xl guests from being checked;
+#: poweroff last.
 FINAL_STEPS: tuple[Step[HostRun], ...] = (
+    Step("dom0less", "each dom0less domain runs since boot (dom0less-<n>, ID n), its console (Xen's console "
+         "switching) answers with the configured /proc/cmdline, xl destroy removes it", check_dom0less),
     Step("poweroff", "dom0's poweroff shuts the running guests down cleanly and the machine stops in time",
          check_poweroff),
 )

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from xenboot import XenBoot, XenHostBoot, write_qemuboot
 
-from . import assemble, dom0, stamp
+from . import assemble, dom0, dom0less, stamp
 from .apt import PrivateApt
 from .errors import ReferenceTargetError
 from .initscripts import SHUTDOWN_MARKER
@@ -274,8 +274,12 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
             except PackageError as err:
                 raise BuildError(str(err)) from None
         guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log, distro)
+        with timer.step("dom0less boot"):
+            boot_values = {**boot.variables(), **dom0less.boot_variables(boot, deploy, tmp / "dtb")}
+            write_qemuboot(deploy / dom0less.NO_DOM0_QEMUBOOT_CONF,
+                           dom0less.no_dom0_variables(boot, deploy, tmp / "dtb-no-dom0"))
         with timer.step("qemuboot.conf"):
-            write_qemuboot(deploy / QEMUBOOT_CONF, boot.variables())
+            write_qemuboot(deploy / QEMUBOOT_CONF, boot_values)
             os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)
         shutil.rmtree(tmp / "work", ignore_errors=True)
         manifest = {
@@ -284,6 +288,8 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
             "files": stamp.file_records(deploy),
             "guests": guests,
             "autostart": [g["name"] for g in guests if g.get("autostart")],
+            "dom0less": [{"name": dom0less.DOM0LESS_GUEST.name, "ramdisk": dom0less.DOM0LESS_GUEST.ramdisk,
+                          "bootargs": dom0less.DOM0LESS_GUEST.bootargs}],
             "dom0_init": "systemd",
             "distro": {"suite": distro.suite, "arch": distro.arch, "xen": distro.xen_version},
             "shutdown_marker": SHUTDOWN_MARKER,
@@ -338,11 +344,13 @@ def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: 
     with timer.step("guest images"):
         _guest_images(work / "guests", deploy, packages)
         compatguests.guest_images(work / "compat", deploy, packages, distro.xen_version, log)
+        dom0less.build_ramdisk(packages, work / "guests", deploy)
 
     with timer.step("dom0 tree"):
         dom0_root = work / "dom0"
         dom0.dom0_tree(packages, kernel, dom0_root, distro)
         compatguests.install_bundle_package(work / "compat", dom0_root)
+        dom0less.install_dom0_support(dom0_root, distro.xen_bin_dir)
 
     with timer.step("bundle guests"):
         installed = _bundle(dom0_root, deploy, log, distro.xen_version)

@@ -51,6 +51,15 @@ DYNAMIC_LAUNCHES: dict[tuple[str, str], tuple[str | tuple[str, ...] | None, str]
         ("mkfs.ext4", "TOOLS.mkfs_ext4"),
     ("tests/unit/xenqemu/test_xenqemu_imageread.py",
      "test_a_file_is_read_through_a_qcow2_overlay_with_its_changes"): ("qemu-img", "imageread.tool('qemu-img')"),
+    ("bench/bench_dom0less.py", "one_boot"):
+        ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv, via bench_boot.baseline_argv)"),
+    ("bench/bench_dom0less.py", "no_dom0_boot"):
+        ("qemu-system-aarch64", "the harness's QEMU argv (xenqemu.cmdline.build_argv, via bench_boot.baseline_argv)"),
+    ("lib/xenboot/devicetree.py", "_run"):
+        ("qemu-system-aarch64", ("dump_machine_dtb's QEMU (the target's QB_SYSTEM_NAME in its qemu_bindir); "
+                                "dtc is named literally")),
+    ("tests/e2e/test_dom0less_only.py", "test_xen_without_dom0_starts_the_guest_whose_console_answers"):
+        ("qemu-system-aarch64", "the no-dom0 target's QEMU argv (xenqemu.cmdline.build_argv)"),
     ("tests/fresh/hostpackages.py", "locate"):
         (None, "this check's own shutil.which of every program the scan found"),
     ("scripts/check-fresh-machine", "in_namespace"):

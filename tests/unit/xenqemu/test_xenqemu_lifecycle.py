@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pytest
-from xenqemu.console import CommandResult, ConsoleClosed, ConsoleError
+from xenqemu.console import CommandResult, ConsoleClosed, ConsoleError, ConsoleTimeout
 from xenqemu.lifecycle import (
     GuestConfig,
     LifecycleFailure,
@@ -87,6 +87,10 @@ class FakeXen:
     auto_links: dict[str, str] = field(default_factory=dict)
     xendomains: str = "active"
     powered_off: bool = False
+    #: Xen's serial line: whose domain the input goes to (0: dom0, n: DOMn, -1: Xen), what it printed
+    serial_focus: int = 0
+    serial_out: str = ""
+    dom0less_ids: list[int] = field(default_factory=list)
 
     def add_config(self, name: str, memory: int = 128, text: str | None = None) -> str:
         path = f"/etc/xen/xen-guest-bundle-{name}.cfg"
@@ -215,6 +219,28 @@ class FakeXen:
         raise AssertionError(f"unexpected guest command {command!r}")
 
 
+    # Xen's serial console (dom0less domains' virtual UARTs) ---------------------------
+    def serial_input(self, text: str) -> None:
+        if text == "\x01\x01\x01":
+            order = [0, *self.dom0less_ids, -1]
+            self.serial_focus = order[(order.index(self.serial_focus) + 1) % len(order)]
+            target = "Xen" if self.serial_focus == -1 else f"DOM{self.serial_focus}"
+            self.serial_out += f"(XEN) *** Serial input to {target} (type 'CTRL-a' three times to switch input)\n"
+            return
+        guest = next((g for g in self.guests.values() if g.domid == self.serial_focus), None)
+        if guest is None or "uart-silent" in self.faults:
+            return
+        self.log.append(f"uart {guest.name}: {text.strip()}")
+        if text == "\n":
+            self.serial_out += f"(XEN) {guest.hostname} login: "
+        elif text == "root\n":
+            self.serial_out += f"root\n(XEN) root@{guest.hostname}:~# "
+        elif text.startswith("echo CMDLINE:$(cat /proc/cmdline):END"):
+            half = len(guest.cmdline) // 2  # Xen cuts a long line with "(XEN) "
+            self.serial_out += (f"{text}(XEN) CMDLINE:{guest.cmdline[:half]}(XEN) {guest.cmdline[half:]}:END\n"
+                                f"(XEN) root@{guest.hostname}:~# ")
+
+
 class FakeHttp:
     """An HttpSource whose "network" is FakeXen's wget."""
 
@@ -249,6 +275,7 @@ class FakeChannel:
         self.name = f"guest:{guest}" if guest else "dom0"
         self.syncs = 0
         self.closed = False
+        self.pending = ""  # serial input not yet at the end of a line
 
     def run(self, command: str, timeout: float | None = None, check: bool = False) -> CommandResult:
         if self.closed:
@@ -271,6 +298,19 @@ class FakeChannel:
     def sync(self, timeout: float = 30.0) -> str:
         self.syncs += 1
         return ""
+
+    def send_raw(self, text: str) -> None:
+        self.pending += text
+        if text == "\x01\x01\x01" or text.endswith("\n"):  # a line reaches the fake at its end
+            self.xen.serial_input(self.pending)
+            self.pending = ""
+
+    def expect(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        match = re.search(pattern, self.xen.serial_out)
+        if match is None:
+            raise ConsoleTimeout(f"{pattern!r} not seen in {self.xen.serial_out[-200:]!r}")
+        self.xen.serial_out = self.xen.serial_out[match.end():]
+        return match
 
     def resync(self, timeout: float = 30.0) -> None:
         pass
@@ -321,8 +361,10 @@ def test_every_step_passes_on_a_good_host() -> None:
     report = run(xen)
     assert report.ok, report.summary()
     assert [r.step for r in report.of("dom0")] == ["toolstack", "dom0", "bridge", "http", "guest configs",
-                                                "autostart", "poweroff"]
+                                                   "autostart", "dom0less", "poweroff"]
     assert outcomes(report, "dom0")["autostart"] == "SKIP"
+    assert next(r.detail for r in report.of("dom0") if r.step == "dom0less") == \
+        "the target has no dom0less domain (QB_XEN_DOM0LESS is empty)"
     for name in ("alpha", "beta"):
         assert [r.step for r in report.of(name)] == GUEST_STEP_NAMES
         assert set(outcomes(report, name).values()) == {"PASS"}
@@ -384,7 +426,7 @@ def test_host_failure_ends_the_run() -> None:
     assert not report.ok
     assert outcomes(report, "dom0") == {"toolstack": "FAIL", "dom0": "NOT RUN", "bridge": "NOT RUN",
                                         "http": "NOT RUN", "guest configs": "NOT RUN", "autostart": "NOT RUN",
-                                        "poweroff": "NOT RUN"}
+                                        "dom0less": "NOT RUN", "poweroff": "NOT RUN"}
     assert "nr_cpus" in report.failed_step("dom0").detail  # type: ignore[union-attr]
     assert not any(c.startswith("xl create") for c in xen.log)
 
@@ -739,7 +781,7 @@ def test_closed_console_ends_everything_as_not_run() -> None:
     assert report.failed_step("alpha").step == "cmdline"  # type: ignore[union-attr]
     later = [r for r in report.results if r.outcome is Outcome.NOT_RUN]
     assert later and all("console closed" in r.detail for r in later)
-    assert {r.subject for r in later} == {"alpha", "beta", "dom0"}  # dom0: the final poweroff step
+    assert {r.subject for r in later} == {"alpha", "beta", "dom0"}  # dom0: the final steps
 
 
 def test_results_are_reported_as_they_come() -> None:
@@ -749,7 +791,7 @@ def test_results_are_reported_as_they_come() -> None:
     run_lifecycle(console, LifecycleOptions(http=xen.http), xl=FakeXl(console),  # type: ignore[arg-type]
                   on_result=lambda r: seen.append(r.line()))
     assert seen[0].startswith("PASS dom0: toolstack (") and "Xen 4.17.7" in seen[0]
-    assert len(seen) == 7 + len(GUEST_STEP_NAMES)
+    assert len(seen) == 8 + len(GUEST_STEP_NAMES)
 
 
 def test_guest_config_follows_xl() -> None:
@@ -795,3 +837,70 @@ def test_address_and_root_helpers() -> None:
 def test_xl_error_is_a_harness_error() -> None:
     from xenqemu.errors import XenqemuError
     assert issubclass(XlError, XenqemuError) and issubclass(LifecycleFailure, XenqemuError)
+
+
+DOM0LESS_CMDLINE = "console=ttyAMA0 rdinit=/sbin/init quiet xen-ref-dom0less=1"
+
+
+def dom0less_host(*configs: str) -> FakeXen:
+    """A host where Xen started ``dom0less-1`` from the device tree and init-dom0less named it."""
+    xen = host_with(*configs)
+    xen.guests["dom0less-1"] = Guest("dom0less-1", 1, 96, DOM0LESS_CMDLINE, "dom0less-guest")
+    xen.dom0less_ids = [1]
+    xen.next_id = 2
+    xen.free -= 97
+    return xen
+
+
+def run_dom0less(xen: FakeXen, cmdline: str = DOM0LESS_CMDLINE) -> LifecycleReport:
+    return run(xen, dom0less=(("dom0less-guest", cmdline),), command_timeout=0.3)
+
+
+def test_a_dom0less_domain_is_listed_answers_on_its_uart_and_is_destroyed() -> None:
+    xen = dom0less_host("alpha")
+    free_with_dom0less = xen.free
+    report = run_dom0less(xen)
+    assert report.ok, report.summary()
+    step = next(r for r in report.of("dom0") if r.step == "dom0less")
+    assert (step.step, step.outcome.value) == ("dom0less", "PASS")
+    assert step.detail == f"dom0less-guest (dom0less-1): {DOM0LESS_CMDLINE!r}, destroyed, its memory back"
+    assert "uart dom0less-1: root" in xen.log and "xl destroy dom0less-1" in " ".join(xen.log)
+    assert xen.serial_focus == 0, "the serial input must be back with dom0"
+    assert "dom0less-1" not in xen.guests and xen.free == free_with_dom0less + 97 + 0
+    destroyed = next(i for i, c in enumerate(xen.log) if "xl destroy dom0less-1" in c)
+    assert destroyed > xen.log.index("xl destroy alpha"), \
+        "the dom0less domain is checked after the xl guests (a final step: its failure cannot stop them)"
+    assert set(outcomes(report, "alpha").values()) == {"PASS"}
+
+
+def test_a_dom0less_domain_that_init_dom0less_did_not_introduce_fails_naming_the_unit() -> None:
+    xen = dom0less_host("alpha")
+    unnamed = xen.guests.pop("dom0less-1")
+    unnamed.name = "(null)"  # what xl shows for a domain without xenstore entries
+    xen.guests[unnamed.name] = unnamed
+    failed = run_dom0less(xen).failed_step("dom0")
+    assert failed is not None and failed.step == "dom0less"
+    assert "'dom0less-guest' is not listed as dom0less-1 (ID 1)" in failed.detail
+    assert "xen-init-dom0less.service" in failed.detail
+
+
+def test_a_dom0less_domain_with_another_command_line_fails() -> None:
+    failed = run_dom0less(dom0less_host("alpha"), cmdline="console=ttyAMA0 other").failed_step("dom0")
+    assert failed is not None and failed.step == "dom0less"
+    assert f"runs with {DOM0LESS_CMDLINE!r}, its device tree node gives 'console=ttyAMA0 other'" in failed.detail
+
+
+def test_a_silent_dom0less_console_fails_and_gives_the_serial_input_back_to_dom0() -> None:
+    xen = dom0less_host("alpha")
+    xen.faults.add("uart-silent")
+    report = run_dom0less(xen)
+    failed = report.failed_step("dom0")
+    assert failed is not None and failed.step == "dom0less" and "login: " in failed.detail
+    assert xen.serial_focus == 0
+
+
+def test_a_paused_dom0less_domain_fails() -> None:
+    xen = dom0less_host("alpha")
+    xen.guests["dom0less-1"].state = "--p---"
+    failed = run_dom0less(xen).failed_step("dom0")
+    assert failed is not None and "dom0less-1 ('dom0less-guest') is in state --p---" in failed.detail

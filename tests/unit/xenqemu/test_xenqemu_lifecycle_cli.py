@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 from xml.etree import ElementTree
 
 import pytest
@@ -89,9 +90,12 @@ def test_lifecycle_options_from_the_command_line() -> None:
 
     class Target:
         network = True
+        variables: ClassVar[dict[str, str]] = {"QB_XEN_DOM0LESS": "dl",
+                                               "QB_XEN_DOM0LESS_BOOTARGS_1": "console=ttyAMA0 x=1"}
 
     options = lifecycle_options(args, Target(), None)  # type: ignore[arg-type]
     assert options.guests == ("/etc/xen/a.cfg",) and not options.concurrent and options.network
+    assert options.dom0less == (("dl", "console=ttyAMA0 x=1"),)
     assert options.expected_hostname is not None
     assert (options.expected_hostname("a"), options.expected_hostname("b")) == ("a", "bee")
     assert options.guest_boot_timeout == 1200.0 and options.dhcp_timeout == 600.0

@@ -45,6 +45,9 @@ def assembled(monkeypatch):
 
     monkeypatch.setattr(build, "_assemble", fake_assemble)
     monkeypatch.setattr(build, "missing_host_tools", list)
+    # the dom0less device tree needs QEMU and the real files (tests/unit/xenreftarget/test_reftarget_dom0less.py)
+    monkeypatch.setattr(build.dom0less, "boot_variables", lambda boot, deploy, work: {})
+    monkeypatch.setattr(build.dom0less, "no_dom0_variables", lambda boot, deploy, work: {"QB_ROOTFS": "none"})
     return fake_assemble, calls
 
 
@@ -70,7 +73,8 @@ def test_first_build_publishes_a_complete_deploy_folder(tmp_path, assembled):
     assert manifest["shutdown_marker"] == "/var/log/xen-ref-shutdown"
     assert manifest["distro"] == {"suite": "bookworm", "arch": "arm64", "xen": "4.17"}
     assert manifest["kernel_release"] == "6.1.0-56-arm64"
-    assert set(manifest["files"]) == {build.KERNEL, build.HOST_ROOTFS, build.QEMUBOOT_CONF}
+    assert set(manifest["files"]) == {build.KERNEL, build.HOST_ROOTFS, build.QEMUBOOT_CONF,
+                                      build.dom0less.NO_DOM0_QEMUBOOT_CONF}
 
 
 def test_unchanged_inputs_reuse_the_build(tmp_path, assembled):

@@ -110,7 +110,7 @@ def dom0_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path, dist
         if name not in (distro.hypervisor_package, "busybox-static"):
             install_package_tree(name, unpacked, root)
     install_busybox(packages["busybox-static"], root, init=False)
-    base_config(root, hostname, init="systemd")
+    base_config(root, hostname, init="systemd", origin=distro.label)
     link_xen_tools(root, distro)
     for folder in ("var/lib/xen/images", "etc/xen/auto", "var/log/xen"):
         (root / folder).mkdir(parents=True, exist_ok=True)

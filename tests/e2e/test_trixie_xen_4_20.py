@@ -54,7 +54,11 @@ def test_main_job_passes_on_xen_4_20(request: pytest.FixtureRequest, tmp_path: P
     e2e_timings["trixie main job: cold boot and lifecycle (s)"] = round(time.monotonic() - started, 1)
     assert result.returncode == 0, result.stderr[-6000:]
     cases = _cases(junit)
-    assert [c for c in cases if c[2] != "pass"] == [], "the reference target allows every check"
+    # The guest xendomains started at boot is not created or unpaused by the check (by design:
+    # the 'autostart' step covers it); every other step of every subject passes.
+    autostarted = {spec.name for spec in GUESTS if spec.autostart}
+    designed_skips = {(name, step, "skipped") for name in autostarted for step in ("create", "unpause")}
+    assert {c for c in cases if c[2] != "pass"} == designed_skips, "the reference target allows every check"
     dom0_steps = [step for subject, step, _ in cases if subject == "dom0"]
     assert all(step in dom0_steps for step in DOM0_STEPS), dom0_steps
     guests = {subject for subject, _, _ in cases if subject != "dom0"}

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pexpect
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_boot import time_baseline
@@ -79,18 +81,32 @@ def warm_start_and_guest(target: str, config: str, base: Path, cache: Path,
     return warm, script, harness
 
 
+def _minimal_boot(target: str, timeout: float) -> float | None:
+    """The minimal script's boot to ``login:``, or None when ``login:`` never came (reported)."""
+    try:
+        return time_baseline(target, timeout)
+    except pexpect.TIMEOUT:
+        # Seen once with trixie's systemd 257 on QEMU's stdio pty (measured 2026-11-29): the
+        # harness's socket console got its login: prompt, the script's pty none in 900 s.
+        print(f"  minimal boot: no login: within {timeout:.0f}s (left out of the ratios)", flush=True)
+        return None
+
+
 def _measure(suite: str, target: str, config: str, base: Path, cache: Path, timeout: float,
              times: dict[str, dict[str, list[float]]]) -> None:
     side = times[suite]
     side["cold"].append(cold_boot(target, base))
-    side["minimal boot"].append(time_baseline(target, timeout))
+    print(f"  {suite} (Xen {GENERATIONS[suite]}): cold {side['cold'][-1]:.2f}s", flush=True)
+    minimal = _minimal_boot(target, timeout)
+    if minimal is not None:
+        side["minimal boot"].append(minimal)
+        print(f"  {suite}: minimal boot {minimal:.2f}s", flush=True)
     warm, script, harness = warm_start_and_guest(target, config, base, cache, timeout)
     side["warm"].append(warm)
     side["script guest"].append(script)
     side["harness guest"].append(harness)
-    print(f"  {suite} (Xen {GENERATIONS[suite]}): cold {side['cold'][-1]:.2f}s, minimal boot "
-          f"{side['minimal boot'][-1]:.2f}s, warm {warm:.2f}s, guest lifecycle script {script:.2f}s "
-          f"harness {harness:.2f}s", flush=True)
+    print(f"  {suite}: warm {warm:.2f}s, guest lifecycle script {script:.2f}s harness {harness:.2f}s",
+          flush=True)
 
 
 def _report(times: dict[str, dict[str, list[float]]]) -> None:
@@ -101,8 +117,11 @@ def _report(times: dict[str, dict[str, list[float]]]) -> None:
         report(f"generations_{key.replace(' ', '_')}", f"Xen 4.20 / Xen 4.17, {what}",
                labels[new], times[new][key], labels[old], times[old][key])
     for suite in (old, new):
+        if not times[suite]["minimal boot"]:
+            continue
         report(f"generations_boot_{suite}", f"harness cold boot to shell / minimal pexpect boot to login:, {labels[suite]}",
                "harness", times[suite]["cold"], "minimal pexpect script", times[suite]["minimal boot"])
+    for suite in (old, new):
         report(f"generations_guest_{suite}", f"harness / minimal script, whole guest lifecycle, {labels[suite]}",
                "harness", times[suite]["harness guest"], "minimal pexpect script", times[suite]["script guest"])
 

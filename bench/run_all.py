@@ -6,7 +6,9 @@ Usage: ``bench/run_all.py [TARGET] [--runs N] [--only NAME ...] [--update-readme
 TARGET is a qemuboot.conf or YAML target (default: the reference target from
 ``xen-ref-target show``).  ``--runs`` is passed to every benchmark (the sparse copy benchmark
 gets ``max(N, 5)``: it takes milliseconds; the bad-config benchmark ``min(N, 3)``: each run
-parses 200 MB).  Each benchmark runs in its own process; its output
+parses 200 MB); the generations benchmark takes no TARGET (it boots both Xen generations'
+reference targets, ``xen-ref-target show --debian bookworm|trixie``).  Each benchmark runs in
+its own process; its output
 is shown as it comes, and its ``RESULT`` line is collected.  At the end a Markdown table of the
 ratios and medians is printed, headed by the machine's facts (nproc, CPU model, load average
 before and after, QEMU version); ``--update-readme`` also writes it into bench/README.md between
@@ -36,9 +38,12 @@ BENCHMARKS = {
     "sparse": "bench_sparse_copy.py",
     "badcfg": "bench_bad_config.py",
     "dom0less": "bench_dom0less.py",
+    "generations": "bench_generations.py",
 }
 # Benchmarks of the bundler: no QEMU target, milliseconds to seconds per run.
 NO_TARGET = {"sparse", "badcfg"}
+# Benchmarks that find their own targets: both Xen generations' reference targets.
+OWN_TARGETS = {"generations"}
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -49,6 +54,8 @@ def run_one(name: str, target: str, runs: int) -> list[dict[str, object]]:
         argv = [sys.executable, str(script), "--runs", str(max(runs, 5))]
     elif name == "badcfg":
         argv = [sys.executable, str(script), "--runs", str(min(runs, 3))]
+    elif name in OWN_TARGETS:
+        argv = [sys.executable, str(script), "--runs", str(runs)]
     else:
         argv = [sys.executable, str(script), target, "--runs", str(runs)]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -124,7 +131,7 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args()
     names = args.only or list(BENCHMARKS)
-    target = resolve_target(args.target) if set(names) - NO_TARGET else ""
+    target = resolve_target(args.target) if set(names) - NO_TARGET - OWN_TARGETS else ""
     before = machine_facts()
     print(f"machine: {before}", flush=True)
     results: list[dict[str, object]] = []

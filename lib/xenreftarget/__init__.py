@@ -1,8 +1,9 @@
-"""xenreftarget: the reference Xen target, assembled from Debian bookworm arm64 packages.
+"""xenreftarget: the reference Xen target, assembled from Debian arm64 packages.
 
 A stand-in for the bitbake-built ``xen-image-minimal`` / ``xen-guest-image-minimal`` images
 (a full build takes hours and needs the internet), so that the bundling engine and the QEMU
-test harness run end to end in CI: real Xen 4.17, a real dom0 with ``xl``, real guests.
+test harness run end to end in CI: real Xen (bookworm's 4.17 by default, trixie's 4.20 with
+``build_target(distro=Distro("trixie"))``), a real dom0 with ``xl``, real guests.
 
 Public API::
 
@@ -14,8 +15,8 @@ Public API::
     current_reference_target()       # the current build, without building
 
 Its qemuboot.conf is written by :mod:`xenboot` (``REFERENCE_BOOT`` in :mod:`xenreftarget.build`).
-Every error is a :class:`ReferenceTargetError`.  Command line: ``xen-ref-target build [--cache
-DIR] [--force]``.
+Every error is a :class:`ReferenceTargetError`.  Command line: ``xen-ref-target build [--debian
+SUITE] [--cache DIR] [--force]``.
 """
 
 from .build import (

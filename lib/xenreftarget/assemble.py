@@ -97,17 +97,40 @@ def unique(items: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+def package_file(unpacked: Path, rel: str) -> Path:
+    """``rel`` (e.g. ``bin/busybox``) in an unpacked package, at its place or below ``usr/``.
+
+    Since trixie Debian's packages ship their files below ``/usr`` only (``usr/bin/busybox``,
+    ``usr/lib/modules``); bookworm's still use ``/bin`` and ``/lib``. Returns the path that
+    exists, or the unmerged one when neither does (the caller's error names it).
+    """
+    for candidate in (unpacked / rel, unpacked / "usr" / rel):
+        if candidate.exists():
+            return candidate
+    return unpacked / rel
+
+
 @dataclass
 class KernelTree:
-    """The unpacked kernel package: its root folder and release string."""
+    """The unpacked kernel package: its root folder, release string and modules base.
+
+    ``base`` is the folder holding ``lib/modules`` (what ``depmod -b`` and ``modprobe -d``
+    take): the package root on bookworm, its ``usr`` folder on trixie (merged /usr).
+    """
 
     root: Path
     release: str
+    base: Path | None = None
+
+    @property
+    def modules_base(self) -> Path:
+        """The folder whose ``lib/modules/<release>`` holds the modules."""
+        return self.base or self.root
 
     @property
     def modules_dir(self) -> Path:
         """``lib/modules/<release>`` inside the unpacked package."""
-        return self.root / "lib" / "modules" / self.release
+        return self.modules_base / "lib" / "modules" / self.release
 
     @property
     def image(self) -> Path:
@@ -119,7 +142,7 @@ class KernelTree:
         order: list[str] = []
         for name in names:
             result = subprocess.run(
-                ["modprobe", "-d", str(self.root), "-S", self.release, "--show-depends", name],
+                ["modprobe", "-d", str(self.modules_base), "-S", self.release, "--show-depends", name],
                 check=False, text=True, capture_output=True)
             if result.returncode != 0:
                 raise AssembleError(
@@ -131,14 +154,28 @@ class KernelTree:
 def unpack_kernel(deb: Path, dest: Path) -> KernelTree:
     """Unpack the kernel package and create its module index with the host's ``depmod``."""
     extract_deb(deb, dest)
-    releases = sorted(p.name for p in (dest / "lib" / "modules").iterdir() if p.is_dir())
+    base = package_file(dest, "lib/modules").parent.parent
+    modules = base / "lib" / "modules"
+    releases = sorted(p.name for p in modules.iterdir() if p.is_dir()) if modules.is_dir() else []
     if len(releases) != 1:
-        raise AssembleError(f"{deb.name}: expected one kernel release in lib/modules, found {releases}")
-    tree = KernelTree(dest, releases[0])
-    _run(["depmod", "-b", str(dest), tree.release])
+        raise AssembleError(f"{deb.name}: expected one kernel release in lib/modules or "
+                            f"usr/lib/modules, found {releases}")
+    tree = KernelTree(dest, releases[0], base)
+    _run(["depmod", "-b", str(base), tree.release])
     if not tree.image.is_file():
         raise AssembleError(f"{deb.name}: no boot/vmlinuz-{tree.release}")
     return tree
+
+
+def is_usrmerge_alias(src: Path, unpacked: Path) -> bool:
+    """Whether ``src`` is a top-level ``bin -> usr/bin`` style link (base-files ships them since trixie).
+
+    :func:`base_layout` makes those links itself; copying them would replace the tree's
+    ``usr/bin`` folder with a link to itself.
+    """
+    rel = src.relative_to(unpacked).as_posix()
+    return "/" not in rel and merged_usr_path(rel) != rel and \
+        os.path.normpath(os.readlink(src)).lstrip("/") == merged_usr_path(rel)
 
 
 def install_package_tree(package: str, unpacked: Path, root: Path) -> None:
@@ -151,6 +188,8 @@ def install_package_tree(package: str, unpacked: Path, root: Path) -> None:
             if is_excluded(rel):
                 continue
             dst = root / rel
+            if src.is_symlink() and is_usrmerge_alias(src, unpacked):
+                continue
             if src.is_symlink():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if dst.is_symlink() or dst.exists():
@@ -179,8 +218,12 @@ def base_layout(root: Path) -> None:
             os.symlink(target, path)
 
 
-def base_config(root: Path, hostname: str = "qemuarm64", init: str = "busybox init") -> None:
-    """The configuration files shared by dom0 and guests (after packages, so that they win)."""
+def base_config(root: Path, hostname: str = "qemuarm64", init: str = "busybox init",
+                origin: str = "Debian bookworm arm64") -> None:
+    """The configuration files shared by dom0 and guests (after packages, so that they win).
+
+    ``origin`` names the packages' distribution in ``/etc/issue``.
+    """
     files = {
         # root has an empty password, as in the Yocto image with debug-tweaks/empty-root-password.
         "etc/passwd": "root::0:0:root:/root:/bin/sh\n",
@@ -194,7 +237,7 @@ def base_config(root: Path, hostname: str = "qemuarm64", init: str = "busybox in
         "etc/profile": ("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
                         "export PS1='root@\\h:$(if [ \"$PWD\" = \"$HOME\" ]; then echo \"~\"; "
                         "else echo \"$PWD\"; fi)\\$ '\n"),
-        "etc/issue": "meta-xen-ref reference target (Debian bookworm arm64) \\n \\l\n\n",
+        "etc/issue": f"meta-xen-ref reference target ({origin}) \\n \\l\n\n",
         "etc/fstab": f"# the root file system is mounted by the initrd; the rest by {init}\n",
         "etc/resolv.conf": "",
     }
@@ -208,10 +251,10 @@ def base_config(root: Path, hostname: str = "qemuarm64", init: str = "busybox in
     script.chmod(0o755)
 
 
-def base_tree(root: Path, hostname: str = "qemuarm64") -> None:
+def base_tree(root: Path, hostname: str = "qemuarm64", origin: str = "Debian bookworm arm64") -> None:
     """A busybox-init root file system's skeleton: folders, links, accounts, init files."""
     base_layout(root)
-    base_config(root, hostname)
+    base_config(root, hostname, origin=origin)
     (root / "etc/inittab").write_text(initscripts.inittab())
 
 
@@ -220,9 +263,9 @@ def install_busybox(busybox_unpacked: Path, root: Path, init: bool = True) -> No
 
     With ``init`` busybox is also ``/sbin/init``; without, only ``sh`` and ``login`` link to it.
     """
-    binary = busybox_unpacked / "bin" / "busybox"
+    binary = package_file(busybox_unpacked, "bin/busybox")
     if not binary.is_file():
-        raise AssembleError(f"{busybox_unpacked}: no bin/busybox")
+        raise AssembleError(f"{busybox_unpacked}: no bin/busybox or usr/bin/busybox")
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(binary, root / "usr/bin/busybox")
     links = [("usr/bin/sh", "busybox"), ("usr/bin/login", "busybox")]
@@ -261,9 +304,9 @@ def install_modules(kernel: KernelTree, names: Sequence[str], root: Path) -> lis
     return order
 
 
-def guest_tree(packages: Mapping[str, Path], root: Path) -> None:
+def guest_tree(packages: Mapping[str, Path], root: Path, origin: str = "Debian bookworm arm64") -> None:
     """Lay out a guest's root file system: busybox (sh, getty, login, udhcpc, wget) only."""
-    base_tree(root)
+    base_tree(root, origin=origin)
     install_busybox(packages["busybox-static"], root)
     write_executable(root / "etc/init.d/rcS", initscripts.guest_rcs())
     write_executable(root / "etc/init.d/rcK", initscripts.guest_rck())
@@ -273,7 +316,7 @@ def initrd_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) ->
     """Lay out the initrd: busybox, the storage modules, ``/init``. Returns the module order."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     (root / "dev").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(packages["busybox-static"] / "bin" / "busybox", root / "bin" / "busybox")
+    shutil.copy2(package_file(packages["busybox-static"], "bin/busybox"), root / "bin" / "busybox")
     order = kernel.load_order(INITRD_MODULES)
     for rel in order:
         dest = root / "lib/modules" / kernel.release / rel

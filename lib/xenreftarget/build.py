@@ -2,8 +2,8 @@
 
 Stand-in notice: this target replaces the bitbake-built ``xen-image-minimal`` and
 ``xen-guest-image-minimal`` (a full build takes hours and needs the internet) with images
-assembled from Debian's packages (bookworm arm64 today; the suite and architecture are
-parameters, :class:`xenreftarget.packages.Distro`). Everything after the build is real: the Xen
+assembled from Debian's packages (bookworm arm64 with Xen 4.17 by default, trixie arm64 with
+Xen 4.20 on request; the suite and architecture are :class:`xenreftarget.packages.Distro`). Everything after the build is real: the Xen
 hypervisor, dom0's kernel, systemd and ``xl`` toolstack, the guests, and the bundling, which
 goes through :func:`xenbundle.bundle_guests`, the function the host image's ``do_rootfs`` hook
 calls.
@@ -15,6 +15,9 @@ Layout of the cache folder::
     <cache>/builds/<id>/      one finished build: a deploy-like folder (see docs/reference-target.md)
     <cache>/target            symlink to the current build, swapped atomically
     <cache>/lock              serialises concurrent builds
+    <cache>/<suite>-<arch>/   builds/, target and lock of another distribution than the
+                              default (bookworm/arm64), e.g. ``trixie-arm64``: each suite
+                              keeps its own target, building one never replaces the other's
 
 A build happens in ``<cache>/builds/.tmp-*`` and becomes visible only by the atomic replacement
 of the ``target`` symlink, so an interrupted build leaves no half-written target behind.
@@ -30,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,6 +73,19 @@ REFERENCE_BOOT = XenHostBoot(
     xen=XenBoot(dom0_kernel=KERNEL, dom0_initrd=INITRD, dom0_mem="384M",
                 dom0_bootargs="console=hvc0 root=/dev/vda rw quiet",
                 cmdline_extra="dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning"))
+#: Xen 4.18 made INFO the level of a printk without one ("Xen version ...", "*** Serial input
+#: to DOM0", which the harness's boot phases wait for): ``loglvl=warning`` hides them on 4.20.
+#: From 4.18 on the reference target logs at Xen's default, ``loglvl=info``.
+_QUIET_LOGLVL_BEFORE = (4, 18)
+
+
+def reference_boot(distro: Distro) -> XenHostBoot:
+    """How QEMU boots the reference target of ``distro`` (:data:`REFERENCE_BOOT` but Xen's log level)."""
+    major, minor = (int(part) for part in distro.xen_version.split("."))
+    if (major, minor) < _QUIET_LOGLVL_BEFORE:
+        return REFERENCE_BOOT
+    extra = REFERENCE_BOOT.xen.cmdline_extra.replace("loglvl=warning ", "loglvl=info ")
+    return replace(REFERENCE_BOOT, xen=replace(REFERENCE_BOOT.xen, cmdline_extra=extra))
 
 
 class BuildError(ReferenceTargetError):
@@ -196,13 +212,35 @@ class _Timer:
         return round(time.monotonic() - self._start, 2)
 
 
-def current_reference_target(cache_dir: Path | None = None) -> ReferenceTarget:
-    """The current build in ``cache_dir`` (no building); fails when there is none."""
-    cache_dir = Path(cache_dir or default_cache_dir())
-    deploy = cache_dir / "target"
+_DEFAULT_DISTRO = Distro()
+
+
+def distro_dir(cache_dir: Path, distro: Distro = _DEFAULT_DISTRO) -> Path:
+    """The folder of ``distro``'s builds, ``target`` link and lock inside ``cache_dir``.
+
+    The default distribution keeps the cache folder itself (the layout before there was a
+    choice); any other gets ``<cache>/<suite>-<arch>``, so that each suite has its own target.
+    """
+    return cache_dir if distro == _DEFAULT_DISTRO else cache_dir / f"{distro.suite}-{distro.arch}"
+
+
+def _debian_option(distro: Distro) -> str:
+    return "" if distro == _DEFAULT_DISTRO else f" --debian {distro.suite}"
+
+
+def current_reference_target(cache_dir: Path | None = None,
+                             distro: Distro = _DEFAULT_DISTRO) -> ReferenceTarget:
+    """The current build of ``distro`` in ``cache_dir`` (no building); fails when there is none."""
+    deploy = distro_dir(Path(cache_dir or default_cache_dir()), distro) / "target"
     manifest = stamp.read_manifest(deploy)
     if manifest is None:
-        raise BuildError(f"no reference target in {cache_dir}: run 'xen-ref-target build'")
+        raise BuildError(f"no Debian {distro.suite}/{distro.arch} reference target in "
+                         f"{deploy.parent}: run 'xen-ref-target build{_debian_option(distro)}'")
+    built = manifest.get("distro", {})
+    if (built.get("suite", distro.suite), built.get("arch", distro.arch)) != (distro.suite, distro.arch):
+        raise BuildError(f"{deploy} holds a Debian {built.get('suite')}/{built.get('arch')} build, "
+                         f"not {distro.suite}/{distro.arch}: run 'xen-ref-target build"
+                         f"{_debian_option(distro)} --force'")
     return ReferenceTarget(deploy, deploy / QEMUBOOT_CONF, deploy / HOST_ROOTFS,
                            manifest.get("guests", []), manifest)
 
@@ -213,17 +251,17 @@ def _settings_for_key(boot: XenHostBoot, distro: Distro) -> dict[str, Any]:
             "guests": json.dumps([asdict(g) for g in all_guests()])}
 
 
-_DEFAULT_DISTRO = Distro()
-
-
 def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = print,
-                 apt: PrivateApt | None = None, boot: XenHostBoot = REFERENCE_BOOT,
+                 apt: PrivateApt | None = None, boot: XenHostBoot | None = None,
                  distro: Distro = _DEFAULT_DISTRO) -> ReferenceTarget:
     """Build (or reuse) the reference target in ``cache_dir`` and return it.
 
     Reuses the current build when its key matches and its files are intact, unless ``force``.
-    Packages come from a private apt state in ``<cache>/apt`` (see :mod:`xenreftarget.apt`).
+    Packages come from a private apt state in ``<cache>/apt`` (see :mod:`xenreftarget.apt`);
+    the build and its ``target`` link are in :func:`distro_dir`. ``boot`` defaults to
+    :func:`reference_boot` of ``distro``.
     """
+    boot = boot or reference_boot(distro)
     cache_dir = Path(cache_dir or default_cache_dir()).absolute()
     if any(ch.isspace() for ch in str(cache_dir)):
         raise BuildError(f"cache folder {cache_dir} contains white space, which QEMU options in "
@@ -231,7 +269,8 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
     missing = missing_host_tools()
     if missing:
         raise BuildError("host tools missing:\n  " + "\n  ".join(missing))
-    with _locked(cache_dir, log):
+    home = distro_dir(cache_dir, distro)
+    with _locked(home, log):
         try:
             apt = apt or PrivateApt(cache_dir / "apt", distro, log=log)
             apt.ensure_lists()
@@ -241,11 +280,11 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
         inputs = stamp.build_inputs(records, stamp.source_digest(source_folders()),
                                     _settings_for_key(boot, distro))
         key = stamp.input_key(inputs)
-        current = cache_dir / "target"
+        current = home / "target"
         fresh, reason = stamp.check_current(current, key)
         if fresh and not force:
             log(f"reference target is up to date: {current.resolve()}")
-            return current_reference_target(cache_dir)
+            return current_reference_target(cache_dir, distro)
         old = stamp.read_manifest(current)
         if force:
             reason = "forced"
@@ -253,15 +292,15 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
             reason = "; ".join(stamp.describe_changes(old.get("inputs", {}), inputs)[:8])
         log(f"building the reference target ({reason})")
         deploy = _build(cache_dir, records, inputs, key, boot, apt, log, distro)
-        _publish(cache_dir, deploy, log)
-        target = current_reference_target(cache_dir)
+        _publish(home, deploy, log)
+        target = current_reference_target(cache_dir, distro)
         target.rebuilt = True
         return target
 
 
 def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, Any], key: str,
            boot: XenHostBoot, apt: PrivateApt, log: Log, distro: Distro) -> Path:
-    builds = cache_dir / "builds"
+    builds = distro_dir(cache_dir, distro) / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=builds))
     try:
@@ -312,15 +351,15 @@ def _kernel_release(records: Sequence[PackageRecord]) -> str:
     return kernel[0][len("linux-image-"):] if kernel else ""
 
 
-def _publish(cache_dir: Path, final: Path, log: Log) -> None:
-    """Point ``<cache>/target`` at ``final`` atomically, then drop the builds no longer used."""
-    link = cache_dir / "target"
-    tmp_link = cache_dir / f".target-{os.getpid()}"
+def _publish(home: Path, final: Path, log: Log) -> None:
+    """Point ``<home>/target`` at ``final`` atomically, then drop the builds no longer used."""
+    link = home / "target"
+    tmp_link = home / f".target-{os.getpid()}"
     if tmp_link.is_symlink() or tmp_link.exists():
         tmp_link.unlink()
-    os.symlink(os.path.relpath(final, cache_dir), tmp_link)
+    os.symlink(os.path.relpath(final, home), tmp_link)
     os.replace(tmp_link, link)
-    for entry in (cache_dir / "builds").iterdir():
+    for entry in (home / "builds").iterdir():
         if entry.resolve() != final.resolve() and not entry.name.startswith(".tmp-"):
             shutil.rmtree(entry, ignore_errors=True)
     log(f"reference target ready: {link} -> {final}")
@@ -342,8 +381,8 @@ def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: 
         boot.check_layout((deploy / KERNEL).stat().st_size, (deploy / INITRD).stat().st_size)
 
     with timer.step("guest images"):
-        _guest_images(work / "guests", deploy, packages)
-        compatguests.guest_images(work / "compat", deploy, packages, distro.xen_version, log)
+        _guest_images(work / "guests", deploy, packages, distro.label)
+        compatguests.guest_images(work / "compat", deploy, packages, distro.xen_version, log, distro.label)
         dom0less.build_ramdisk(packages, work / "guests", deploy)
 
     with timer.step("dom0 tree"):
@@ -371,19 +410,19 @@ def _unpack(work: Path, records: Sequence[PackageRecord],
     return packages, assemble.unpack_kernel(debs[kernel_name], work / "kernel")
 
 
-def guest_root(packages: dict[str, Path], tree: Path, spec: GuestSpec) -> None:
+def guest_root(packages: dict[str, Path], tree: Path, spec: GuestSpec, origin: str) -> None:
     """A guest's root file system (busybox, the shutdown marker script), named after its domain."""
-    assemble.guest_tree(packages, tree)
+    assemble.guest_tree(packages, tree, origin)
     (tree / "etc/hostname").write_text(f"{spec.name}\n")
     (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
     (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
 
 
-def _guest_images(work: Path, deploy: Path, packages: dict[str, Path]) -> None:
+def _guest_images(work: Path, deploy: Path, packages: dict[str, Path], origin: str) -> None:
     """Each guest's disk (busybox, its name, the shutdown marker script) and deploy configs."""
     for spec in GUESTS:
         tree = work / spec.name
-        guest_root(packages, tree, spec)
+        guest_root(packages, tree, spec, origin)
         assemble.make_ext4(tree, deploy / spec.disk, label=spec.name[:16],
                            size_bytes=GUEST_DISK_BYTES)
     for spec in GUESTS:
@@ -406,6 +445,8 @@ def _auto_bundle_config(spec: GuestSpec) -> str:
 
 def _bundle(dom0_root: Path, deploy: Path, log: Log, xen_version: str) -> list[dict[str, Any]]:
     """Bundle the guests into dom0's tree with the layer's engine, all forms in one call.
+
+    The configs are checked against the xl grammar of ``xen_version``, the Xen of dom0's xl.
 
     Guests marked ``autostart`` are passed as ``XEN_GUEST_AUTOSTART`` does: their configs are
     linked into ``/etc/xen/auto``, where xendomains starts them at boot. meta-virtualization's

@@ -114,20 +114,20 @@ def _work_dirs(work: Path) -> dict[str, Path]:
 
 
 def guest_images(work: Path, deploy: Path, packages: dict[str, Path], xen_version: str,
-                 log: Log) -> None:
+                 log: Log, origin: str = "Debian bookworm arm64") -> None:
     """The recipe guest's image in the deploy folder, and the bundle package's tree in ``work``.
 
     The bundle recipe's steps: the tarball (its fetched source), ``import_entries``
     (``do_compile``) and ``build_bundle_tree`` (``do_install``), for dom0's Xen.
     """
     recipe = _spec("BUNDLED_XEN_GUESTS")
-    guest_root(packages, work / "trees" / recipe.name, recipe)
+    guest_root(packages, work / "trees" / recipe.name, recipe, origin)
     assemble.make_ext4(work / "trees" / recipe.name, deploy / recipe.disk,
                        label=recipe.name[:16], size_bytes=GUEST_DISK_BYTES)
     bundled = _spec("XEN_GUEST_BUNDLES")
     dirs = _work_dirs(work)
     dirs["sources"].mkdir(parents=True)
-    guest_root(packages, work / "trees" / bundled.name, bundled)
+    guest_root(packages, work / "trees" / bundled.name, bundled, origin)
     write_rootfs_tarball(work / "trees" / bundled.name, dirs["sources"] / BUNDLE_TARBALL)
     guests = RecipeGuests(bundle_variables(), "XEN_GUEST_BUNDLES", machine=MACHINE,
                           kernel_imagetype=KERNEL, unpack_dir=str(dirs["sources"]),

@@ -66,6 +66,10 @@ MASKED_UNITS: Mapping[str, str] = {
                                           "(PID 1 itself makes /dev/fd and /dev/std*)",
     "systemd-remount-fs.service": "/etc/fstab is empty; the initrd mounts / read-write",
     "systemd-sysctl.service": "Debian's systemd ships only pid_max in sysctl.d",
+    "ldconfig.service": "no ldconfig in dom0 (libc-bin is not installed; the libraries are in the "
+                        "default paths); systemd 257 runs it whenever /etc/ld.so.cache is missing",
+    "systemd-networkd-persistent-storage.service": "systemd 257: networkd's state stays in /run "
+                                                   "(every boot starts from the pristine image)",
 }
 #: Generators (each one exec'd by PID 1 at every start) that have nothing to generate in dom0.
 MASKED_GENERATORS: Mapping[str, str] = {
@@ -110,7 +114,7 @@ def dom0_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path, dist
         if name not in (distro.hypervisor_package, "busybox-static"):
             install_package_tree(name, unpacked, root)
     install_busybox(packages["busybox-static"], root, init=False)
-    base_config(root, hostname, init="systemd")
+    base_config(root, hostname, init="systemd", origin=distro.label)
     link_xen_tools(root, distro)
     for folder in ("var/lib/xen/images", "etc/xen/auto", "var/log/xen"):
         (root / folder).mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Debian packages of the reference target: which ones, for which suite and architecture.
 
-:class:`Distro` names a Debian suite and architecture (bookworm/arm64 today; others are added
-by extending :data:`XEN_BY_SUITE` and :data:`TRIPLET_BY_ARCH`) and derives the package names
+:class:`Distro` names a Debian suite and architecture (bookworm/arm64 with Xen 4.17 and
+trixie/arm64 with Xen 4.20; others are added by extending :data:`XEN_BY_SUITE`,
+:data:`TRIPLET_BY_ARCH` and :data:`SUPPORTED`) and derives the package names
 from them: the root packages whose dependency closure makes dom0 (the hypervisor, Xen's
 toolstack, systemd, udev, bash, util-linux, busybox-static), the stand-ins (packages only
 maintainer scripts or unused tools need, declared installed instead of unpacked) and the
@@ -25,14 +26,16 @@ from typing import Callable
 from .errors import ReferenceTargetError
 
 #: The Xen generation each supported Debian suite ships.
-XEN_BY_SUITE: Mapping[str, str] = {"bookworm": "4.17"}
+XEN_BY_SUITE: Mapping[str, str] = {"bookworm": "4.17", "trixie": "4.20"}
 #: The GNU triplet of each supported Debian architecture (its multiarch library folder).
 TRIPLET_BY_ARCH: Mapping[str, str] = {"arm64": "aarch64-linux-gnu"}
 #: Combinations that have been built and booted; others fail with a clear message.
-SUPPORTED: tuple[tuple[str, str], ...] = (("bookworm", "arm64"),)
+SUPPORTED: tuple[tuple[str, str], ...] = (("bookworm", "arm64"), ("trixie", "arm64"))
 
+#: The Debian release built when none is chosen (``xen-ref-target build --debian``).
+DEFAULT_SUITE = "bookworm"
 #: The default distribution's Xen version (kept for callers that predate :class:`Distro`).
-XEN_VERSION = "4.17"
+XEN_VERSION = XEN_BY_SUITE[DEFAULT_SUITE]
 
 
 class PackageError(ReferenceTargetError):
@@ -61,7 +64,7 @@ class PackageRecord:
 class Distro:
     """A Debian suite and architecture, and the package names that follow from them."""
 
-    suite: str = "bookworm"
+    suite: str = DEFAULT_SUITE
     arch: str = "arm64"
 
     def check(self) -> None:
@@ -70,6 +73,11 @@ class Distro:
             known = ", ".join(f"{s}/{a}" for s, a in SUPPORTED)
             raise PackageError(f"Debian {self.suite}/{self.arch} is not supported by the reference "
                                f"target builder yet (supported: {known})")
+
+    @property
+    def label(self) -> str:
+        """How images name their origin, e.g. ``Debian trixie arm64``."""
+        return f"Debian {self.suite} {self.arch}"
 
     @property
     def xen_version(self) -> str:

@@ -532,7 +532,8 @@ def accounts_from_sysusers(texts: Iterable[str], extra_groups: Sequence[str] = (
     groups: dict[str, int | None] = {}
     users: dict[str, tuple[str, str, str, str]] = {}
     for row in _sysusers_lines(texts):
-        kind, name = row[0], row[1]
+        # "u!" (systemd 257, trixie: systemd-network) is a user whose account is locked; ours all are.
+        kind, name = row[0].rstrip("!"), row[1]
         ident = row[2] if len(row) > 2 else "-"
         if kind == "g":
             groups.setdefault(name, None if ident == "-" else int(ident))

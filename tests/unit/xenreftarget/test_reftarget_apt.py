@@ -236,6 +236,37 @@ def test_resolve_declares_stand_ins_then_takes_apts_closure_and_the_kernel(tmp_p
     assert install[-len(distro.root_packages()):] == list(distro.root_packages())
 
 
+def test_trixie_resolves_in_its_own_state_from_the_machines_bookworm_source(tmp_path, machine, runner):
+    """The trixie closure as apt printed it (t64 renames, Xen 4.20 libraries, kernel 6.12)."""
+    distro = Distro("trixie", "arm64")
+    stand_ins = list(distro.stand_ins())
+    closure = ["libc6", "libssl3t64", "libext2fs2t64", "libxenmisc4.20", "xen-hypervisor-4.20-arm64",
+               "xen-utils-4.20", "systemd"]
+    kernel = "linux-image-6.12.118+deb13-arm64"
+    runner.on(["apt-get", "update"])
+    runner.on(["apt-cache", "show", "--no-all-versions", *stand_ins], stdout=_show(stand_ins))
+    runner.on(["apt-get", "install", "--print-uris"], stdout="".join(
+        f"'http://deb.debian.org/debian/pool/{n}_1_arm64.deb' {n}_1_arm64.deb 10 SHA256:0\n" for n in closure))
+    runner.on(["apt-cache", "show", "--no-all-versions", "libc6=1"], stdout=_show(closure))
+    runner.on(["apt-cache", "show", "--no-all-versions", "linux-image-arm64"],
+              stdout=_show(["linux-image-arm64"]).replace("6.1.0-56-arm64", "6.12.118+deb13-arm64"))
+    runner.on(["apt-cache", "show", "--no-all-versions", kernel], stdout=_show([kernel]))
+    etc, os_release = machine
+    private = PrivateApt(tmp_path / "apt", distro, run=runner, log=lambda m: None, etc_apt=etc,
+                         os_release=os_release)
+    private.ensure_lists()
+    records = private.resolve()
+    assert private.state == tmp_path / "apt" / "trixie-arm64"
+    assert [r.name for r in records] == closure + [kernel]
+    sources = (private.state / "sources.list.d/debian.sources").read_text()
+    assert "Suites: trixie trixie-updates" in sources and "bookworm" not in sources.replace(
+        "# derived from", "")
+    assert "trixie-security" in sources and "Architectures: arm64" in sources
+    install = next(without_options(c) for c in runner.calls if "--print-uris" in c)
+    assert "xen-utils-4.20" in install and "xen-utils-4.17" not in install
+    assert (machine[0] / "sources.list.d/debian.sources").read_text() == MACHINE_SOURCES
+
+
 def test_unknown_package_is_named(tmp_path, machine, runner):
     runner.on(["apt-cache", "show"], stdout="", returncode=100, stderr="E: No packages found")
     with pytest.raises(PackageError, match="no bookworm/arm64 package busybox-static .*No packages found"):
@@ -260,7 +291,7 @@ def test_machine_without_codename_is_explained(tmp_path, machine, runner):
 
 def test_an_unsupported_distribution_is_refused_before_apt_runs(tmp_path, machine, runner):
     with pytest.raises(PackageError, match="not supported"):
-        PrivateApt(tmp_path, Distro("trixie", "arm64"), run=runner)
+        PrivateApt(tmp_path, Distro("forky", "arm64"), run=runner)
     assert runner.calls == []
 
 

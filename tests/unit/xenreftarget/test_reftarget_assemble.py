@@ -140,3 +140,39 @@ def test_a_packaged_folder_does_not_replace_a_layout_link(tmp_path):
     assemble.base_config(root, "dom0", init="systemd")
     assert (root / "etc/profile").read_text().startswith("export PATH=")   # ours wins
     assert "systemd" in (root / "etc/fstab").read_text()
+
+
+def test_trixie_base_files_usrmerge_links_keep_the_trees_folders(tmp_path):
+    # Since trixie base-files ships bin -> usr/bin, lib -> usr/lib, sbin -> usr/sbin itself.
+    root = tmp_path / "root"
+    assemble.base_layout(root)
+    base_files = _package(tmp_path, "base-files", {"bin": "->usr/bin", "lib": "->usr/lib",
+                                                   "sbin": "->usr/sbin", "etc/debian_version": "13.2"})
+    assemble.install_package_tree("base-files", base_files, root)
+    assert (root / "usr/bin").is_dir() and not (root / "usr/bin").is_symlink()
+    assert (root / "usr/lib").is_dir() and not (root / "usr/lib").is_symlink()
+    assert os.readlink(root / "bin") == "usr/bin"
+    assert (root / "etc/debian_version").read_text() == "13.2"
+    other = _package(tmp_path, "odd", {"bin": "->elsewhere"})
+    assert not assemble.is_usrmerge_alias(other / "bin", other)
+
+
+def test_busybox_is_found_below_usr_in_trixies_package(tmp_path):
+    unpacked = _package(tmp_path, "busybox-static", {"usr/bin/busybox": "ELF 1.37"})
+    assert assemble.package_file(unpacked, "bin/busybox") == unpacked / "usr/bin/busybox"
+    root = tmp_path / "root"
+    assemble.base_tree(root)
+    assemble.install_busybox(unpacked, root)
+    assert (root / "usr/bin/busybox").read_text() == "ELF 1.37"
+    bookworm = _package(tmp_path / "b", "busybox-static", {"bin/busybox": "ELF 1.35"})
+    assert assemble.package_file(bookworm, "bin/busybox") == bookworm / "bin/busybox"
+    with pytest.raises(assemble.AssembleError, match="no bin/busybox or usr/bin/busybox"):
+        assemble.install_busybox(tmp_path / "empty", root)
+
+
+def test_trixie_kernel_modules_below_usr_lib(tmp_path):
+    tree = assemble.KernelTree(tmp_path, "6.12.118+deb13-arm64", tmp_path / "usr")
+    assert tree.modules_dir == tmp_path / "usr/lib/modules/6.12.118+deb13-arm64"
+    assert tree.image == tmp_path / "boot/vmlinuz-6.12.118+deb13-arm64"
+    bookworm = assemble.KernelTree(tmp_path, "6.1.0-56-arm64")
+    assert bookworm.modules_dir == tmp_path / "lib/modules/6.1.0-56-arm64"

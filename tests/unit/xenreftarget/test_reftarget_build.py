@@ -201,3 +201,64 @@ def test_third_party_config_carries_ramdisk_extra_vif_and_memory():
     assert settings["vif"] == ["bridge=xenbr0"]
     assert settings["memory"] == str(build.GUEST_MEMORY_MB)
     assert settings["disk"] == [f"file:{spec.disk},xvda,rw"]
+
+
+TRIXIE = build.Distro("trixie", "arm64")
+
+
+def test_each_suite_keeps_its_own_target(tmp_path, assembled):
+    _, calls = assembled
+    bookworm = _build(tmp_path)
+    trixie = _build(tmp_path, distro=TRIXIE)
+    assert len(calls) == 2
+    assert bookworm.deploy_dir == tmp_path / "target"
+    assert trixie.deploy_dir == tmp_path / "trixie-arm64" / "target"
+    assert trixie.manifest["distro"] == {"suite": "trixie", "arch": "arm64", "xen": "4.20"}
+    assert bookworm.deploy_dir.resolve().exists(), "building trixie must not drop bookworm's build"
+    assert not _build(tmp_path).rebuilt and not _build(tmp_path, distro=TRIXIE).rebuilt
+    assert build.current_reference_target(tmp_path).manifest["distro"]["xen"] == "4.17"
+    assert build.current_reference_target(tmp_path, TRIXIE).manifest["distro"]["xen"] == "4.20"
+    assert len(calls) == 2
+
+
+def test_a_missing_trixie_target_names_the_build_command(tmp_path, assembled):
+    _build(tmp_path)
+    with pytest.raises(build.BuildError, match="no Debian trixie/arm64 reference target .* "
+                                              "'xen-ref-target build --debian trixie'"):
+        build.current_reference_target(tmp_path, TRIXIE)
+
+
+def test_a_target_of_another_suite_is_not_taken_for_this_one(tmp_path, assembled):
+    _build(tmp_path, distro=TRIXIE)
+    (tmp_path / "target").symlink_to(os.readlink(tmp_path / "trixie-arm64/target").replace(
+        "builds", "trixie-arm64/builds", 1))
+    with pytest.raises(build.BuildError, match="holds a Debian trixie/arm64 build, not bookworm/arm64"):
+        build.current_reference_target(tmp_path)
+
+
+def _deploy_with_a_trusted_disk(tmp_path):
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    for name in [spec.disk for spec in build.GUESTS] + [build.KERNEL, build.INITRD, "x.ext4"]:
+        (deploy / name).write_bytes(b"\0" * 4096)
+    # 'trusted' is a disk keyword of Xen 4.19: bookworm's xl 4.17 says "target respecified".
+    (deploy / "xen-guest-bundle-x.cfg").write_text(
+        'name = "x"\ntype = "pvh"\nmemory = 64\nkernel = "Image"\n'
+        "disk = [ 'format=raw,vdev=xvda,access=rw,trusted,target=x.ext4' ]\n")
+    return deploy
+
+
+@pytest.mark.parametrize("distro, accepted", [(build.Distro(), False), (TRIXIE, True)])
+def test_the_bundler_checks_configs_for_the_suites_xen(tmp_path, monkeypatch, distro, accepted):
+    deploy = _deploy_with_a_trusted_disk(tmp_path)
+    # only the deploy-dir config here: meta-virtualization's forms have their own tests
+    from xenreftarget import compatguests
+    monkeypatch.setattr(compatguests, "bundle_arguments", lambda: {})
+    dom0_root = tmp_path / "dom0"
+    (dom0_root / "etc/xen/auto").mkdir(parents=True)
+    if accepted:
+        guests = build._bundle(dom0_root, deploy, lambda m: None, distro.xen_version)
+        assert "x" in [g["name"] for g in guests]
+    else:
+        with pytest.raises(build.BuildError, match=r"trusted.*4\.19.*4\.17"):
+            build._bundle(dom0_root, deploy, lambda m: None, distro.xen_version)

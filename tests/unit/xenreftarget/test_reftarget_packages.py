@@ -2,6 +2,10 @@
 
 import pytest
 from xenreftarget.packages import (
+    DEFAULT_SUITE,
+    SUPPORTED,
+    XEN_BY_SUITE,
+    XEN_VERSION,
     Distro,
     PackageError,
     kernel_package_from_depends,
@@ -94,9 +98,34 @@ def test_roots_hold_what_dom0_needs_and_stand_ins_say_why():
     assert all(len(reason) > 20 for reason in stand_ins.values())
 
 
-@pytest.mark.parametrize("suite, arch", [("trixie", "arm64"), ("bookworm", "amd64"), ("sid", "armhf")])
+def test_trixie_arm64_names_xen_4_20_and_its_packages():
+    distro = Distro("trixie", "arm64")
+    distro.check()
+    assert distro.xen_version == "4.20"
+    assert distro.label == "Debian trixie arm64"
+    assert distro.hypervisor_package == "xen-hypervisor-4.20-arm64"
+    assert distro.hypervisor_path == "boot/xen-4.20-arm64"
+    assert distro.xen_bin_dir == "/usr/lib/xen-4.20/bin"
+    assert distro.kernel_meta_package == "linux-image-arm64"
+    roots = distro.root_packages()
+    assert "xen-utils-4.20" in roots and not any("4.17" in name for name in roots)
+    assert distro.stand_ins() == Distro().stand_ins()
+
+
+def test_the_default_is_bookworm_and_its_xen():
+    assert Distro() == Distro(DEFAULT_SUITE, "arm64") == Distro("bookworm")
+    assert XEN_VERSION == XEN_BY_SUITE["bookworm"] == "4.17"
+    assert {suite for suite, _ in SUPPORTED} <= set(XEN_BY_SUITE)
+
+
+def test_trixie_kernel_6_12_is_found_behind_the_meta_package():
+    depends = "linux-image-6.12.118+deb13-arm64 (= 6.12.118-1)"
+    assert kernel_package_from_depends(depends, "arm64") == "linux-image-6.12.118+deb13-arm64"
+
+
+@pytest.mark.parametrize("suite, arch", [("forky", "arm64"), ("bookworm", "amd64"), ("sid", "armhf")])
 def test_combinations_not_made_to_work_yet_are_refused(suite, arch):
-    with pytest.raises(PackageError, match=f"{suite}/{arch} is not supported .* bookworm/arm64"):
+    with pytest.raises(PackageError, match=f"{suite}/{arch} is not supported .* bookworm/arm64, trixie/arm64"):
         Distro(suite, arch).check()
 
 

@@ -101,3 +101,14 @@ def test_load_addresses_are_checked_against_kernel_and_ram_size() -> None:
         REFERENCE_BOOT.check_layout(64 * MiB, 2 * MiB)
     with pytest.raises(BootConfigError, match="does not fit in RAM"):
         replace(REFERENCE_BOOT, memory_mb=128).check_layout(32 * MiB, 2 * MiB)
+
+
+def test_xen_4_20_logs_at_info_so_the_banner_and_dom0_hand_over_show():
+    from xenreftarget.build import reference_boot
+    from xenreftarget.packages import Distro
+
+    assert reference_boot(Distro()) == REFERENCE_BOOT
+    trixie = reference_boot(Distro("trixie", "arm64"))
+    assert "loglvl=info " in trixie.xen.xen_cmdline() and "guest_loglvl=warning" in trixie.xen.xen_cmdline()
+    assert "loglvl=warning " in REFERENCE_BOOT.xen.xen_cmdline()
+    assert replace(trixie, xen=REFERENCE_BOOT.xen) == REFERENCE_BOOT

@@ -132,6 +132,16 @@ def test_accounts_are_made_like_sysusers_with_roots_empty_password():
     assert len(ids) == len(set(ids))
 
 
+def test_systemd_257s_locked_user_line_makes_the_account_too():
+    # trixie's systemd-network.conf: "u!" is a user whose account is locked (systemd 257).
+    trixie = dict(SYSUSERS, **{"systemd-network.conf": 'u! systemd-network - "systemd Network Management"\n'})
+    bookworm = units.accounts_from_sysusers(SYSUSERS.values())
+    accounts = units.accounts_from_sysusers(trixie.values())
+    assert accounts == bookworm
+    network = next(line for line in accounts.passwd.splitlines() if line.startswith("systemd-network:"))
+    assert network.split(":")[1] == "*"
+
+
 def test_every_file_we_write_is_in_the_mapping_table():
     mapped = " ".join(m.ours for m in units.UNIT_MAPPING)
     for path in dom0.unit_files(Distro()):

@@ -28,7 +28,22 @@ from xenreftarget import GUESTS, all_guests
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+DESTROY_DOM0LESS = "for d in $(xl list | awk '/^dom0less-/ {print $1}'); do xl destroy \"$d\"; done"
+
 GUEST_NAMES = [spec.name for spec in all_guests()]
+#: Guests xendomains starts at boot: the lifecycle checks them without ``xl create`` (its
+#: 'autostart' step), so they are left out of the one-guest-at-a-time test.
+STARTED_AT_BOOT = [spec.name for spec in all_guests() if spec.autostart]
+#: What the lifecycle may skip on the reference target: a guest started at boot is not created
+#: or unpaused, and these runs neither power off nor name the dom0less domains.
+ALLOWED_SKIPS = {(name, step) for name in STARTED_AT_BOOT for step in ("create", "unpause")} | {
+    ("dom0", "dom0less"), ("dom0", "poweroff")}
+
+
+def _running_at_boot(reference_target) -> set[str]:  # type: ignore[no-untyped-def]
+    """Domains that run before any ``xl create``: Domain-0, the dom0less ones, the autostart guests."""
+    dom0less = [f"dom0less-{n}" for n, _ in enumerate(reference_target.manifest.get("dom0less", []), start=1)]
+    return {"Domain-0", *dom0less, *(g["name"] for g in reference_target.guests if g.get("autostart"))}
 
 
 def _address_when_up(interface: str, seconds: int) -> str:
@@ -68,7 +83,8 @@ def test_every_bundling_form_put_a_guest_into_dom0(reference_target):
 def test_dom0_runs_the_toolstack_and_the_bridge(xen_host, reference_target):
     domains = xen_host.xl.list()
     assert domains[0].name == "Domain-0" and domains[0].in_state("r")
-    assert len(domains) == 1, f"no guest should run yet: {domains}"
+    assert {d.name for d in domains} == _running_at_boot(reference_target), \
+        f"only the domains started at boot may run yet: {domains}"
     assert int(xen_host.xl.info()["total_memory"]) > 0
     # dom0's DHCP runs in the background (as systemd-networkd does in the Yocto image)
     bridge = xen_host.console.run(_address_when_up("xenbr0", 60), timeout=120)
@@ -93,7 +109,7 @@ def _reporter_log(request):  # type: ignore[no-untyped-def]
     return (lambda m: reporter.write_line(m)) if reporter else None
 
 
-@pytest.mark.parametrize("name", GUEST_NAMES)
+@pytest.mark.parametrize("name", [n for n in GUEST_NAMES if n not in STARTED_AT_BOOT])
 def test_guest_lifecycle(name, xen_host, reference_target, http_server, e2e_timings, request):
     guest = _guest(reference_target, name)
     started = time.monotonic()
@@ -115,8 +131,12 @@ def test_all_guests_together_as_the_main_job_does(xen_host, reference_target, ht
     e2e_timings["lifecycle all guests together (s)"] = round(time.monotonic() - started, 1)
     assert report.ok, report.summary()
     assert sorted(report.subjects()) == sorted(["dom0", *GUEST_NAMES])
-    assert all(r.outcome is Outcome.PASS for r in report.results)
-    assert [d.name for d in xen_host.xl.list()] == ["Domain-0"]
+    unexpected = [r.line() for r in report.results
+                  if r.outcome is not Outcome.PASS and (r.subject, r.step) not in ALLOWED_SKIPS]
+    assert not unexpected, "\n".join(unexpected)
+    # every guest is destroyed, those started at boot too; the dom0less domains stay
+    assert {d.name for d in xen_host.xl.list()} == \
+        _running_at_boot(reference_target) - set(STARTED_AT_BOOT)
 
 
 def test_detached_create_then_xl_console(xen_host, xen_guest, reference_target, e2e_timings):
@@ -221,7 +241,9 @@ def test_zz_clean_poweroff_leaves_no_qemu(xen_host, e2e_timings):
     machine = xen_host.machine
     pid = machine.pid
     started = time.monotonic()
-    # busybox init's poweroff runs rcK (destroys guests, unmounts), then Xen halts the machine.
+    # (known limit, docs/bundling.md: a running dom0less domain holds dom0's shutdown ~3 minutes)
+    assert xen_host.console.run(DESTROY_DOM0LESS, timeout=300).status == 0
+    # systemd's poweroff stops xendomains (guests shut down), unmounts, then Xen halts the machine.
     xen_host.console.start("poweroff")
     code = machine.process.wait(timeout=600)
     e2e_timings["poweroff (s)"] = round(time.monotonic() - started, 1)

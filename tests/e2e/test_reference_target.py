@@ -18,8 +18,13 @@ import time
 
 import pytest
 from xenqemu.lifecycle import (
+    DEFAULT_PLAN,
+    FINAL_STEPS,
+    GUEST_STEPS,
+    HOST_STEPS,
     GuestConfig,
     LifecycleOptions,
+    LifecyclePlan,
     LifecycleReport,
     Outcome,
     run_lifecycle,
@@ -96,12 +101,18 @@ def test_dom0_runs_the_toolstack_and_the_bridge(xen_host, reference_target):
         assert os.path.basename(guest["config"]) in listing
 
 
-def _lifecycle(xen_host, configs, http_server, log=None, **options) -> LifecycleReport:  # type: ignore[no-untyped-def]
+def _lifecycle(xen_host, configs, http_server, log=None, plan=DEFAULT_PLAN,  # type: ignore[no-untyped-def]
+               **options) -> LifecycleReport:
     """The lifecycle check with everything the reference target lets it check."""
     settings = {"guests": tuple(configs), "http": http_server, "expected_hostname": lambda name: name}
     settings.update(options)
-    return run_lifecycle(xen_host.console, LifecycleOptions(**settings),  # type: ignore[arg-type]
+    return run_lifecycle(xen_host.console, LifecycleOptions(**settings), plan,  # type: ignore[arg-type]
                          on_result=(lambda r: log(f"  {r.line()}")) if log else None)
+
+
+#: For the broken-config tests, which run after the all-guests test has destroyed the guests
+#: started at boot: the 'autostart' host step would fail on them, not on the broken config.
+WITHOUT_AUTOSTART = LifecyclePlan(tuple(s for s in HOST_STEPS if s.name != "autostart"), GUEST_STEPS, FINAL_STEPS)
 
 
 def _reporter_log(request):  # type: ignore[no-untyped-def]
@@ -170,13 +181,13 @@ def test_config_with_a_wrong_disk_path_fails_the_lifecycle_check(xen_host, refer
     guest = _guest(reference_target, "thirdparty-guest")
     disk = next(f for f in guest["files"] if f.endswith(".ext4"))
     broken = _broken_copy(xen_host, guest["config"], disk, "/var/lib/xen/images/missing.ext4", "disk")
-    report = _lifecycle(xen_host, [broken], http_server)
+    report = _lifecycle(xen_host, [broken], http_server, plan=WITHOUT_AUTOSTART)
     failed = report.failed_step(guest["name"])
     assert failed is not None and failed.step == "create", report.summary()
     assert all(r.outcome is Outcome.NOT_RUN for r in report.of(guest["name"])[2:])
     assert xen_host.xl.find(guest["name"]) is None, "the failed guest must not stay behind"
     # the dom0 checks of the same run (what xenqemu lifecycle reports first) all passed
-    assert all(r.outcome is Outcome.PASS for r in report.of("dom0"))
+    assert all(r.outcome is Outcome.PASS or ("dom0", r.step) in ALLOWED_SKIPS for r in report.of("dom0"))
     # the bundled config itself is untouched and still names the real disk
     text = xen_host.console.run(f"cat {guest['config']}", timeout=60).output
     assert GuestConfig.from_text(text, guest["config"]).disk_target == disk
@@ -189,7 +200,7 @@ def test_config_pointing_at_another_guests_disk_fails_the_lifecycle_check(xen_ho
     own_disk = next(f for f in guest["files"] if f.endswith(".ext4"))
     other_disk = next(f for f in other["files"] if f.endswith(".ext4"))
     broken = _broken_copy(xen_host, guest["config"], own_disk, other_disk, "swapped")
-    report = _lifecycle(xen_host, [broken], http_server)
+    report = _lifecycle(xen_host, [broken], http_server, plan=WITHOUT_AUTOSTART)
     failed = report.failed_step(guest["name"])
     assert failed is not None and failed.step == "root device", report.summary()
     assert other["name"] in failed.detail
@@ -253,4 +264,4 @@ def test_zz_clean_poweroff_leaves_no_qemu(xen_host, e2e_timings):
     leftovers = _qemu_processes_of(str(machine.run_dir))
     assert leftovers == [], f"QEMU processes of this run left: {leftovers}"
     serial = machine.paths.serial_log.read_text(errors="replace")
-    assert "Requesting system poweroff" in serial and "Dom0 halted" in serial
+    assert "reboot: Power down" in serial and "Dom0 halted" in serial

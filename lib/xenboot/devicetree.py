@@ -50,7 +50,9 @@ def dump_machine_dtb(qemu: str, machine_args: Sequence[str], output: Path) -> Pa
         raise BootConfigError(f"{len(positions)} -machine options in {' '.join(args)!r}",
                               "give the machine options of QB_MACHINE (one -machine)", key="QB_MACHINE")
     args[positions[0] + 1] += f",dumpdtb={output}"
-    _run([qemu, *args, "-nographic", "-display", "none"], "dumping the machine's device tree",
+    # -nic none: no default NIC, whose PCI boot ROM (ipxe-qemu's efi-virtio.rom, only recommended
+    # by qemu-system-arm) QEMU would load; a PCI device does not change the device tree
+    _run([qemu, *args, "-nographic", "-display", "none", "-nic", "none"], "dumping the machine's device tree",
          "install qemu-system-arm and check the machine options (QB_MACHINE, QB_CPU, QB_SMP, QB_MEM)")
     if not output.is_file():
         raise BootConfigError(f"QEMU wrote no device tree to {output}", "check the machine options",

@@ -194,8 +194,21 @@ def test_a_huge_disk_spec_in_a_valid_config_is_bounded(deploy, rootfs):
 
 # ------------------------------------------------ 5. disk errors
 
-def _child_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=LIB + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def _child_env(lib: str = LIB) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=lib + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _lib_for_anyone() -> str:
+    """A copy of the bundler readable by any user: the checkout may sit in a private home
+    (the fresh-machine check clones into /root), where the unprivileged child cannot read it."""
+    folder = tempfile.mkdtemp(prefix="xenbundle-lib-")
+    shutil.copytree(os.path.join(LIB, "xenbundle"), os.path.join(folder, "xenbundle"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, _dirs, files in os.walk(folder):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return folder
 
 
 CHILD = r"""
@@ -228,13 +241,19 @@ print(json.dumps(result))
 def run_child(rootfs: Path, deploy: Path, setup: str, *, user: str | None = None) -> dict[str, object]:
     """Bundle in a child with its own mount namespace after the shell commands ``setup``."""
     python = [sys.executable, "-c", CHILD, str(rootfs), str(deploy), GUEST]
+    lib = LIB
     if user:
         python = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *python]
+        lib = _lib_for_anyone()
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     argv = ["unshare", *userns, "--mount", "--propagation", "private", "sh", "-euc",
             setup + '\nexec "$@"', "child", *python]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=_child_env(), timeout=120,
-                          check=False)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=_child_env(lib), timeout=120,
+                              check=False)
+    finally:
+        if lib != LIB:
+            shutil.rmtree(lib, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.splitlines()[-1])
 

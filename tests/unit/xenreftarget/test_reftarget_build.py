@@ -253,7 +253,7 @@ def test_the_bundler_checks_configs_for_the_suites_xen(tmp_path, monkeypatch, di
     deploy = _deploy_with_a_trusted_disk(tmp_path)
     # only the deploy-dir config here: meta-virtualization's forms have their own tests
     from xenreftarget import compatguests
-    monkeypatch.setattr(compatguests, "bundle_arguments", lambda: {})
+    monkeypatch.setattr(compatguests, "bundle_arguments", dict)
     dom0_root = tmp_path / "dom0"
     (dom0_root / "etc/xen/auto").mkdir(parents=True)
     if accepted:

@@ -288,3 +288,19 @@ def test_shared_read_only_disks_are_fine(deploy, rootfs):
         'name = "ro2"\nkernel = "Image"\ndisk = ["file:web-qemuarm64.rootfs.ext4,xvda,r"]\n')
     plan = plan_bundle(str(rootfs), str(deploy))
     assert [g.name for g in plan.guests] == ["ro", "ro2"]
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "fifo"])
+def test_ramdisk_that_is_not_a_regular_file_is_an_error_and_nothing_is_written(deploy, rootfs, kind):
+    """Hostile deploy directories: the named ramdisk is a dangling link or a FIFO (never opened)."""
+    ramdisk = deploy / "initrd.cpio.gz"
+    if kind == "fifo":
+        os.mkfifo(ramdisk)
+    else:
+        ramdisk.symlink_to("/nonexistent/initrd")
+    before = sorted(str(p) for p in rootfs.rglob("*"))
+    with pytest.raises(BundleError) as info:
+        bundle_guests(str(rootfs), str(deploy), log=lambda _m: None, recipe_guests=guests(
+            "web", {}, {"XEN_GUEST_RAMDISK": "initrd.cpio.gz"}))
+    assert any("initrd.cpio.gz" in p for p in info.value.problems), info.value.problems
+    assert sorted(str(p) for p in rootfs.rglob("*")) == before

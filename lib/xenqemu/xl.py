@@ -190,6 +190,19 @@ class Xl:
             raise XlError(f"{config} has no name = \"...\" setting")
         return name
 
+    def idle_configs(self, pattern: str = "/etc/xen/*.cfg") -> builtins.list[tuple[str, str]]:
+        """``(config, domain name)`` for each config in dom0 whose domain is not running.
+
+        A host that autostarts guests or boots dom0less domains already runs some of its configs'
+        domains; ``xl create`` on those fails with "already exists", so callers that want a fresh
+        guest pick from these.
+        """
+        listing = self.channel.run(f"ls -1 {pattern} 2>/dev/null", timeout=self.timeout).output
+        configs = [line.strip() for line in listing.splitlines() if line.strip().endswith(".cfg")]
+        running = {domain.name for domain in self.list()}
+        named = [(config, self.config_name(config)) for config in configs]
+        return [(config, name) for config, name in named if name not in running]
+
     @overload
     def create(self, config: str, console: Literal[False] = False, *, extra: str = "", user: str = "root",
                password: str | None = None, boot_timeout: float | None = None,

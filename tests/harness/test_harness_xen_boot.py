@@ -40,11 +40,11 @@ def cold_guests(cold_host: XenHost):
     factory.cleanup()
 
 
-def guest_configs(host: XenHost) -> list:
-    output = host.run("ls -1 /etc/xen/*.cfg").output
-    configs = [line.strip() for line in output.splitlines() if line.strip().endswith(".cfg")]
-    assert configs, "the host image bundles no guest config in /etc/xen"
-    return configs
+def idle_config(host: XenHost) -> tuple[str, str]:
+    """The first bundled config whose domain is not already running (autostart, dom0less)."""
+    idle = host.xl.idle_configs()
+    assert idle, "the host image bundles no guest config in /etc/xen that is not already running"
+    return idle[0]
 
 
 def test_dom0_boot_phases_and_xl(cold_host: XenHost) -> None:
@@ -60,8 +60,7 @@ def test_dom0_boot_phases_and_xl(cold_host: XenHost) -> None:
 
 def test_guest_create_console_detach_destroy(cold_host: XenHost, cold_guests: GuestFactory) -> None:
     xen_host, xen_guest = cold_host, cold_guests
-    config = guest_configs(xen_host)[0]
-    name = xen_host.xl.config_name(config)
+    config, name = idle_config(xen_host)
     free_before = xen_host.xl.free_memory()
     with xen_guest.attach(config) as guest:
         status, cmdline = guest.run("cat /proc/cmdline")
@@ -76,7 +75,7 @@ def test_guest_create_console_detach_destroy(cold_host: XenHost, cold_guests: Gu
 
 def test_detached_create_then_console(cold_host: XenHost, cold_guests: GuestFactory) -> None:
     xen_host, xen_guest = cold_host, cold_guests
-    config = guest_configs(xen_host)[0]
+    config, _ = idle_config(xen_host)
     domain = xen_guest(config)
     assert xen_host.xl.domid(domain.name) == domain.id
     with xen_guest.console(domain.name) as guest:

@@ -114,3 +114,17 @@ def test_attach_then_detach_returns_to_dom0_without_fixed_sleeps(dom0: ConsoleCh
 def test_detach_from_a_console_that_is_not_nested_is_an_error(dom0: ConsoleChannel) -> None:
     with pytest.raises(Exception, match="not a nested console"):
         Xl(dom0).detach(dom0)
+
+
+def test_idle_configs_leave_out_the_domains_that_already_run() -> None:
+    """An autostarted or dom0less domain is running at boot: 'xl create' on its config would fail."""
+    xen = FakeXen()
+    autostarted = xen.add_config("started-at-boot")
+    idle = xen.add_config("waiting")
+    xen.guests["started-at-boot"] = Guest("started-at-boot", 1, 128, "", "started-at-boot")
+    xl = Xl(FakeChannel(xen))  # type: ignore[arg-type]
+    assert xl.idle_configs() == [(idle, "waiting")]
+    assert autostarted not in dict(xl.idle_configs())
+    del xen.guests["started-at-boot"]
+    assert xl.idle_configs() == [(autostarted, "started-at-boot"), (idle, "waiting")]
+    assert Xl(FakeChannel(FakeXen())).idle_configs() == []  # type: ignore[arg-type]

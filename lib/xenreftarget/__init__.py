@@ -1,4 +1,4 @@
-"""xenreftarget: the reference Xen target, assembled from Debian bookworm arm64 packages.
+"""xenreftarget: the reference Xen target, assembled from Debian bookworm arm64 (or amd64) packages.
 
 A stand-in for the bitbake-built ``xen-image-minimal`` / ``xen-guest-image-minimal`` images
 (a full build takes hours and needs the internet), so that the bundling engine and the QEMU
@@ -11,6 +11,8 @@ Public API::
     target.qemuboot_conf             # <cache>/target/xen-image-minimal-qemuarm64.qemuboot.conf
     target.guests                    # [{"name", "config" (path in dom0), "files", "origin"}]
     current_reference_target()       # the current build, without building
+    build_target(distro=Distro(arch="amd64"))   # the amd64 target (qemux86-64), cached on its own
+    current_reference_target(arch="amd64")
 
 Its qemuboot.conf is written by :mod:`xenboot` (``REFERENCE_BOOT`` in :mod:`xenreftarget.build`).
 Every error is a :class:`ReferenceTargetError`.  Command line: ``xen-ref-target build [--cache
@@ -28,6 +30,9 @@ from .build import (
     default_cache_dir,
 )
 from .errors import ReferenceTargetError
+from .machines import MACHINES, ReferenceMachine, machine_for
+from .packages import Distro
 
-__all__ = ["GUESTS", "REFERENCE_BOOT", "BuildError", "GuestSpec", "ReferenceTarget", "ReferenceTargetError",
-           "build_target", "current_reference_target", "default_cache_dir"]
+__all__ = ["GUESTS", "MACHINES", "REFERENCE_BOOT", "BuildError", "Distro", "GuestSpec", "ReferenceMachine",
+           "ReferenceTarget", "ReferenceTargetError", "build_target", "current_reference_target",
+           "default_cache_dir", "machine_for"]

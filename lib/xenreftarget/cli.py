@@ -1,4 +1,4 @@
-"""Command line of the reference target builder: ``xen-ref-target build [--cache DIR] [--force]``.
+"""Command line of the reference target builder: ``xen-ref-target build [--arch ARCH] [--cache DIR] [--force]``.
 
 A thin layer over :func:`xenreftarget.build.build_target`; exit status 0 on success, 1 when the
 build fails (the message says which step and what to do), 2 for usage errors.
@@ -16,13 +16,15 @@ from xenboot import BootConfigError
 
 from .build import build_target, current_reference_target, default_cache_dir
 from .errors import ReferenceTargetError
+from .machines import MACHINES
+from .packages import Distro
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xen-ref-target",
         description="Build the reference Xen target (Xen, dom0 and bundled guests) from Debian "
-                    "bookworm arm64 packages, for QEMU.")
+                    "bookworm packages (arm64 or amd64), for QEMU.")
     sub = parser.add_subparsers(dest="command", required=True)
     cache_help = (f"cache folder (default: $XEN_REF_CACHE or "
                   f"${{XDG_CACHE_HOME:-~/.cache}}/meta-xen-ref/reftarget; now {default_cache_dir()})")
@@ -31,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even when up to date")
     show = sub.add_parser("show", help="print the current target's manifest summary as JSON")
     show.add_argument("--cache", type=Path, default=None, help=cache_help)
+    for command in (build, show):
+        command.add_argument("--arch", choices=sorted(MACHINES), default="arm64",
+                             help="Debian architecture of the target (default arm64, booted as qemuarm64; "
+                                  "amd64 is booted as qemux86-64); each is cached on its own")
     return parser
 
 
@@ -44,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             start = time.monotonic()
-            target = build_target(args.cache, force=args.force, log=_log)
+            target = build_target(args.cache, force=args.force, log=_log, distro=Distro(arch=args.arch))
             _log(f"{'built' if target.rebuilt else 'reused'} in {time.monotonic() - start:.1f} s")
             _log(f"qemuboot.conf: {target.qemuboot_conf}")
             for guest in target.guests:
                 _log(f"guest {guest['name']}: {guest['config']}")
             return 0
-        target = current_reference_target(args.cache)
+        target = current_reference_target(args.cache, args.arch)
         summary = {"deploy_dir": str(target.deploy_dir), "qemuboot_conf": str(target.qemuboot_conf),
                    "guests": target.guests, "timings_s": target.manifest.get("timings_s", {})}
         print(json.dumps(summary, indent=2))

@@ -23,14 +23,13 @@ from .build import (
     GUESTS,
     REFERENCE_BOOT,
     BuildError,
-    GuestSpec,
     ReferenceTarget,
     build_target,
     current_reference_target,
     default_cache_dir,
 )
 from .errors import ReferenceTargetError
-from .machines import MACHINES, ReferenceMachine, machine_for
+from .machines import MACHINES, GuestSpec, ReferenceMachine, machine_for
 from .packages import Distro
 
 __all__ = ["GUESTS", "MACHINES", "REFERENCE_BOOT", "BuildError", "Distro", "GuestSpec", "ReferenceMachine",

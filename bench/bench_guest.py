@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--warm", action="store_true", help="start the host from the harness's snapshot")
     args = parser.parse_args()
-    target = resolve_target(args.target)
+    target = resolve_target(args.target, args.arch)
     base = Path(tempfile.mkdtemp(prefix="xq-bench-guest-runs-"))
     times: dict[str, list[tuple[float, float]]] = {"script": [], "harness": []}
     with QemuMachine(load_target(target), base_dir=base, warm=args.warm) as machine:  # not timed

@@ -83,7 +83,7 @@ def main() -> int:
     parser = target_parser(__doc__, runs=3)
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
-    args.target = resolve_target(args.target)
+    args.target = resolve_target(args.target, args.arch)
     base = Path(tempfile.mkdtemp(prefix="xq-bench-runs-"))
     baseline: list[float] = []
     harness: list[float] = []

@@ -3,7 +3,7 @@
 
 Usage: ``bench/bench_guest.py [TARGET] [--runs N] [--guest CFG] [--warm]`` (TARGET: a
 qemuboot.conf or YAML target; default: the reference target from ``xen-ref-target show``; CFG: a
-guest config in dom0, default the first ``/etc/xen/*.cfg``).
+guest config in dom0, default the first ``/etc/xen/*.cfg`` whose domain is not already running).
 
 The host boots once (not timed; ``--warm`` starts it from the harness's snapshot).  Then, on that
 same machine and its one serial console, each run times the same guest lifecycle twice, once
@@ -98,17 +98,18 @@ def harness_lifecycle(console: ConsoleChannel, config: str, name: str) -> tuple[
 
 def main() -> int:
     parser = target_parser(__doc__, runs=3)
-    parser.add_argument("--guest", default=None, help="guest config in dom0 (default: the first /etc/xen/*.cfg)")
+    parser.add_argument("--guest", default=None, help="guest config in dom0 (default: the first /etc/xen/*.cfg whose "
+                        "domain is not running: not autostarted, not dom0less)")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--warm", action="store_true", help="start the host from the harness's snapshot")
     args = parser.parse_args()
-    target = resolve_target(args.target)
+    target = resolve_target(args.target, args.arch)
     base = Path(tempfile.mkdtemp(prefix="xq-bench-guest-runs-"))
     times: dict[str, list[tuple[float, float]]] = {"script": [], "harness": []}
     with QemuMachine(load_target(target), base_dir=base, warm=args.warm) as machine:  # not timed
         console = machine.boot()
-        config = args.guest or console.run("ls -1 /etc/xen/*.cfg | head -n 1", check=True).output.strip()
-        name = Xl(console).config_name(config)
+        xl = Xl(console)
+        config, name = (args.guest, xl.config_name(args.guest)) if args.guest else xl.idle_configs()[0]
         print(f"guest {name} from {config}", flush=True)
         for i in range(args.runs):
             order = ("script", "harness") if i % 2 == 0 else ("harness", "script")

@@ -45,7 +45,7 @@ def main() -> int:
     parser = target_parser(__doc__, runs=5)
     parser.add_argument("--snapshot-cache", default=None, help="cache folder (default: a temporary one)")
     args = parser.parse_args()
-    target = resolve_target(args.target)
+    target = resolve_target(args.target, args.arch)
     base = Path(tempfile.mkdtemp(prefix="xq-bench-warm-"))
     cache = Path(args.snapshot_cache) if args.snapshot_cache else base / "snapshots"
     try:

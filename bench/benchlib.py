@@ -20,16 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
 
-def resolve_target(path: str | None) -> str:
-    """``path``, or the reference target's qemuboot.conf from ``xen-ref-target show``."""
+def resolve_target(path: str | None, arch: str = "arm64") -> str:
+    """``path``, or the ``arch`` reference target's qemuboot.conf from ``xen-ref-target show``."""
     if path:
         return path
     env = dict(os.environ, PYTHONPATH=str(ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    result = subprocess.run([sys.executable, "-m", "xenreftarget", "show"], capture_output=True, text=True,
-                            env=env, check=False)
+    result = subprocess.run([sys.executable, "-m", "xenreftarget", "show", "--arch", arch], capture_output=True,
+                            text=True, env=env, check=False)
     if result.returncode != 0:
         raise SystemExit("no target given and `xen-ref-target show` failed (build it with "
-                         f"`xen-ref-target build`):\n{result.stderr.strip()}")
+                         f"`xen-ref-target build --arch {arch}`):\n{result.stderr.strip()}")
     return str(json.loads(result.stdout)["qemuboot_conf"])
 
 
@@ -38,6 +38,8 @@ def target_parser(doc: str, runs: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("target", nargs="?", help="qemuboot.conf or YAML (default: xen-ref-target show)")
     parser.add_argument("--runs", type=int, default=runs, help=f"runs of each side (default {runs})")
+    parser.add_argument("--arch", default="arm64", choices=("arm64", "amd64"),
+                        help="without TARGET: which reference target (default arm64; amd64 boots as qemux86-64)")
     return parser
 
 

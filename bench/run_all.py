@@ -131,7 +131,7 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args()
     names = args.only or list(BENCHMARKS)
-    target = resolve_target(args.target) if set(names) - NO_TARGET - OWN_TARGETS else ""
+    target = resolve_target(args.target, args.arch) if set(names) - NO_TARGET - OWN_TARGETS else ""
     before = machine_facts()
     print(f"machine: {before}", flush=True)
     results: list[dict[str, object]] = []

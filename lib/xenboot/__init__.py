@@ -7,7 +7,7 @@ reference-target builder (:mod:`xenreftarget`), ``scripts/oe`` and the layer's c
 * :mod:`xenboot.qemuboot`: read a qemuboot.conf the way runqemu reads it, write it the way
   qemuboot.bbclass writes it;
 * :mod:`xenboot.contract`: the ``QB_XEN_*`` variables with their one set of defaults;
-* :mod:`xenboot.host`: a whole qemuboot.conf for a Xen host on qemuarm64;
+* :mod:`xenboot.host`: a whole qemuboot.conf for a Xen host on qemuarm64 or (multiboot) qemux86-64;
 * :mod:`xenboot.multiboot`: Xen on x86 as a multiboot kernel with dom0 as its module: syslinux
   (mboot.c32) and GRUB (multiboot2) configs, QEMU's multiboot arguments;
 * :mod:`xenboot.loaders`: QEMU ``guest-loader`` devices, composed and parsed back;
@@ -38,7 +38,7 @@ from .contract import (
     xen_cmdline,
 )
 from .errors import BootConfigError
-from .host import XenHostBoot
+from .host import X86_TCG_CPU, X86XenHostBoot, XenHostBoot
 from .layout import ARM_VIRT_RAM_BASE, Module, RamRegion, align_up, check_layout
 from .loaders import GuestLoader, guest_loaders_in
 from .multiboot import (
@@ -47,6 +47,7 @@ from .multiboot import (
     grub_config,
     image_boot_config,
     live_bootargs,
+    multiboot_modules,
     syslinux_config,
 )
 from .qemuboot import (
@@ -67,6 +68,7 @@ __all__ = [
     "DOM0_KERNEL_ADDR",
     "DOM0_MEM",
     "X86_DOM0_BOOTARGS",
+    "X86_TCG_CPU",
     "X86_XEN_CONSOLE",
     "XEN_CONSOLE",
     "BootConfigError",
@@ -76,6 +78,7 @@ __all__ = [
     "QemubootConf",
     "RamRegion",
     "SerialPort",
+    "X86XenHostBoot",
     "XenBoot",
     "XenHostBoot",
     "align_up",
@@ -85,6 +88,7 @@ __all__ = [
     "guest_loaders_in",
     "image_boot_config",
     "live_bootargs",
+    "multiboot_modules",
     "read_qemuboot",
     "read_text",
     "render_qemuboot",

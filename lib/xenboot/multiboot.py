@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import BootConfigError
-from .qemuopts import escape
+from .qemuopts import escape, split_option
 
 __all__ = [
     "LIVE_INITRD",
@@ -41,6 +41,7 @@ __all__ = [
     "grub_config",
     "image_boot_config",
     "live_bootargs",
+    "multiboot_modules",
     "parse_serial",
     "parse_timeout",
     "syslinux_config",
@@ -244,3 +245,20 @@ def image_boot_config(values: Mapping[str, str], loader: str, *, live: bool = Fa
     serial = parse_serial(value("XEN_REF_BOOT_SERIAL"))
     write = syslinux_config if loader == "syslinux" else grub_config
     return write(boot, timeout=timeout, serial=serial)
+
+
+def multiboot_modules(args: list[str]) -> list[tuple[str, str]]:
+    """``(path, command line)`` of each multiboot module named by ``-initrd`` in an argv fragment.
+
+    QEMU separates modules at single commas (``,,`` is a comma inside one) and takes the first
+    word of each as its file; the reverse of :meth:`MultibootXen.qemu_args`.
+    """
+    found: list[tuple[str, str]] = []
+    for option, value in zip(args, args[1:]):
+        if option != "-initrd":
+            continue
+        for module in split_option(value):
+            path, _, cmdline = module.strip().partition(" ")
+            if path:
+                found.append((path, cmdline.strip()))
+    return found

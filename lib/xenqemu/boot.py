@@ -69,11 +69,11 @@ class Phase:
 
 PHASES: list[Phase] = [
     Phase("xen_banner", "Xen banner", r"Xen version \d|\(XEN\) Xen \d|__  __",
-          "QEMU did not start Xen: check -kernel is a Xen binary for arm64, and -machine "
-          "virtualization=on,gic-version=3"),
+          "QEMU did not start Xen: check -kernel is a Xen binary for the machine (on arm64 with "
+          "-machine virtualization=on,gic-version=3; on x86 the uncompressed multiboot ELF, not xen.gz)"),
     Phase("dom0_handover", "hand-over to dom0", r"Serial input to DOM0[^\n]*\n",
-          "Xen did not start dom0: look for a panic above; check the dom0 guest-loader kernel, "
-          "dom0_mem and that QEMU has enough memory"),
+          "Xen did not start dom0: look for a panic above; check dom0's kernel (guest-loader on Arm, "
+          "the first -initrd module on x86), dom0_mem and that QEMU has enough memory"),
     Phase("dom0_kernel", "dom0 kernel output", r"(?m)^(?!\(XEN\))[^\n]*\S[^\n]*\n",
           "dom0 printed nothing: check dom0's bootargs have console=hvc0"),
     Phase("login_prompt", "login prompt", r"(?:login:[ \t]*|(?:^|\n)[^\n]*[#$][ \t]*)$",

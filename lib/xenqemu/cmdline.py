@@ -1,17 +1,18 @@
-"""Build the ``qemu-system-aarch64`` argv for a :class:`~xenqemu.target.Target`.
+"""Build the QEMU argv (``qemu-system-aarch64``, ``qemu-system-x86_64``) for a :class:`~xenqemu.target.Target`.
 
 The harness never calls runqemu: it builds the command line itself so that it controls the
 console, the monitor and the network forwards:
 
-* ``-kernel`` is Xen and ``-append`` Xen's command line; the dom0 kernel (and initrd) are loaded
-  by ``-device guest-loader`` (QEMU adds the ``/chosen/module@`` nodes to its own device tree);
+* ``-kernel`` is Xen and ``-append`` Xen's command line; on Arm the dom0 kernel (and initrd) are
+  loaded by ``-device guest-loader`` (QEMU adds the ``/chosen/module@`` nodes to its own device
+  tree), on x86 they are multiboot modules of ``-initrd`` (in the target's extra arguments);
 * the root filesystem is a ``virtio-blk-device`` (virtio-mmio, handed by Xen to dom0) with
   ``snapshot=on`` so the base image is never modified (for a qemuboot.conf with ``QB_ROOTFS_OPT``
   the global ``-snapshot`` does the same);
 * user-mode network with port forwards only on 127.0.0.1;
 * ``-display none -no-reboot -S``: no window, exit on reset, start paused;
-* QMP on a unix socket and the first serial port (the PL011 that Xen drives, so Xen's and dom0's
-  console) on a unix socket chardev that also writes a raw log file.
+* QMP on a unix socket and the first serial port (the PL011, or COM1 on x86, that Xen drives, so
+  Xen's and dom0's console) on a unix socket chardev that also writes a raw log file.
 """
 
 from __future__ import annotations

@@ -358,8 +358,9 @@ class QemuMachine:
                 self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                                                 start_new_session=True, close_fds=True, cwd=self.run_dir)
             except FileNotFoundError:
-                raise MachineError(f"QEMU binary {self.argv[0]!r} not found: install qemu-system-arm "
-                                   "(Debian) or pass qemu_binary=/path/to/qemu-system-aarch64") from None
+                package = "qemu-system-x86" if "x86" in self.argv[0] else "qemu-system-arm"
+                raise MachineError(f"QEMU binary {self.argv[0]!r} not found: install {package} "
+                                   f"(Debian) or pass qemu_binary=/path/to/{Path(self.argv[0]).name}") from None
         self.started_at = time.monotonic()
 
     def _start_watchdog(self) -> None:

@@ -91,6 +91,10 @@ def _set_machine(conf: QemubootConf, target: Target) -> None:
         if "@" not in value and not os.path.exists(value):
             raise _fail(conf, "QB_OPT_APPEND", f"{prop}={value} does not exist",
                         "build or copy that file, or fix the path in the value")
+    for module, _ in xenboot.multiboot_modules(target.extra_args):
+        if not os.path.exists(module):
+            raise _fail(conf, "QB_OPT_APPEND", f"multiboot module {module} (-initrd) does not exist",
+                        "build or copy that file, or fix the path in the value")
     target.rng_args = _split(conf, "QB_RNG")
     uses_guest_loader = any("guest-loader" in a for a in target.extra_args)
     kernel_is_xen = bool(target.kernel and target.kernel.name.lower().startswith("xen"))
@@ -147,6 +151,10 @@ def _set_xen_cmdline(conf: QemubootConf, target: Target, notes: list[str]) -> No
     """For Xen, -append is Xen's command line: QB_KERNEL_CMDLINE_APPEND only."""
     append = conf.get("QB_KERNEL_CMDLINE_APPEND")
     target.kernel_cmdline = "" if conf.get("QB_KERNEL_CMDLINE") == "none" else append
+    if not is_arm(target):
+        notes.append("-append is Xen's command line: QB_KERNEL_CMDLINE_APPEND only; dom0's command "
+                     "line is its multiboot module's (-initrd)")
+        return
     notes.append("-append is Xen's command line: QB_KERNEL_CMDLINE_APPEND only; dom0's command "
                  "line is the guest-loader bootargs")
     machine_text = " ".join(target.machine_args)
@@ -156,6 +164,11 @@ def _set_xen_cmdline(conf: QemubootConf, target: Target, notes: list[str]) -> No
     if "gic-version" not in machine_text:
         target.machine_args += ["-machine", "gic-version=3"]
         notes.append("added -machine gic-version=3")
+
+
+def is_arm(target: Target) -> bool:
+    """Whether the target runs on QEMU's Arm ``virt`` machine (Xen needs EL2 and a GIC there)."""
+    return "-x86" not in target.qemu_binary and not target.qemu_binary.endswith(("i386", "x86_64"))
 
 
 def _set_linux_cmdline(conf: QemubootConf, target: Target) -> None:
@@ -185,7 +198,8 @@ def load_qemuboot(path: os.PathLike[str] | str) -> Target:
     first serial port, the PL011 that Xen drives, on a unix socket); ``QB_SLIRP_OPT`` and
     runqemu's fixed host ports are ignored (port forwards only when asked, only on 127.0.0.1);
     ``QB_GRAPHICS`` and ``QB_CPU_KVM`` are ignored (headless, TCG); for a Xen target ``-append``
-    is Xen's command line and ``-machine virtualization=on,gic-version=3`` is added when missing;
+    is Xen's command line and, on Arm, ``-machine virtualization=on,gic-version=3`` is added when
+    missing (on x86 dom0 is a multiboot module of ``-initrd`` in ``QB_OPT_APPEND``);
     a compressed root filesystem is refused with a fix.
     """
     conf = _read_conf(Path(path))

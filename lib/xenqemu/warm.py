@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xenboot.multiboot import multiboot_modules
 from xenboot.qemuopts import files_named
 
 from .boot import BootError, PhaseResult
@@ -161,6 +162,10 @@ def image_files(target: Target) -> dict[str, Path]:
     for prop, value in files_named(list(target.extra_args) + list(target.rng_args)):
         if "@" not in value and os.path.isfile(value):
             roles.setdefault(f"{prop}:{Path(value).name}", Path(value))
+    # x86: dom0's kernel and initrd as multiboot modules of -initrd
+    for module, _ in multiboot_modules(list(target.extra_args)):
+        if os.path.isfile(module):
+            roles.setdefault(f"multiboot:{Path(module).name}", Path(module))
     return roles
 
 

@@ -1,4 +1,4 @@
-"""xenreftarget: the reference Xen target, assembled from Debian arm64 packages.
+"""xenreftarget: the reference Xen target, assembled from Debian arm64 (or amd64) packages.
 
 A stand-in for the bitbake-built ``xen-image-minimal`` / ``xen-guest-image-minimal`` images
 (a full build takes hours and needs the internet), so that the bundling engine and the QEMU
@@ -13,17 +13,18 @@ Public API::
     target.guests                    # [{"name", "config" (path in dom0), "files", "origin"}]
     all_guests()                     # every GuestSpec: GUESTS and meta-virtualization's forms
     current_reference_target()       # the current build, without building
+    build_target(distro=Distro(arch="amd64"))   # the amd64 target (qemux86-64), cached on its own
+    current_reference_target(distro=Distro(arch="amd64"))
 
 Its qemuboot.conf is written by :mod:`xenboot` (``REFERENCE_BOOT`` in :mod:`xenreftarget.build`).
 Every error is a :class:`ReferenceTargetError`.  Command line: ``xen-ref-target build [--debian
-SUITE] [--cache DIR] [--force]``.
+SUITE] [--arch ARCH] [--cache DIR] [--force]``.
 """
 
 from .build import (
     GUESTS,
     REFERENCE_BOOT,
     BuildError,
-    GuestSpec,
     ReferenceTarget,
     all_guests,
     build_target,
@@ -31,6 +32,9 @@ from .build import (
     default_cache_dir,
 )
 from .errors import ReferenceTargetError
+from .machines import MACHINES, GuestSpec, ReferenceMachine, machine_for
+from .packages import Distro
 
-__all__ = ["GUESTS", "REFERENCE_BOOT", "BuildError", "GuestSpec", "ReferenceTarget", "ReferenceTargetError",
-           "all_guests", "build_target", "current_reference_target", "default_cache_dir"]
+__all__ = ["GUESTS", "MACHINES", "REFERENCE_BOOT", "BuildError", "Distro", "GuestSpec", "ReferenceMachine",
+           "ReferenceTarget", "ReferenceTargetError", "all_guests", "build_target", "current_reference_target",
+           "default_cache_dir", "machine_for"]

@@ -134,7 +134,7 @@ class KernelTree:
 
     @property
     def image(self) -> Path:
-        """The kernel binary (Debian's arm64 ``vmlinuz`` is an uncompressed Image)."""
+        """The kernel binary (Debian's arm64 ``vmlinuz`` is an uncompressed Image, amd64's a bzImage)."""
         return self.root / "boot" / f"vmlinuz-{self.release}"
 
     def load_order(self, names: Sequence[str]) -> list[str]:
@@ -237,7 +237,7 @@ def base_config(root: Path, hostname: str = "qemuarm64", init: str = "busybox in
         "etc/profile": ("export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
                         "export PS1='root@\\h:$(if [ \"$PWD\" = \"$HOME\" ]; then echo \"~\"; "
                         "else echo \"$PWD\"; fi)\\$ '\n"),
-        "etc/issue": f"meta-xen-ref reference target ({origin}) \\n \\l\n\n",
+        "etc/issue": f"meta-xen-ref reference target ({hostname}, {origin}) \\n \\l\n\n",
         "etc/fstab": f"# the root file system is mounted by the initrd; the rest by {init}\n",
         "etc/resolv.conf": "",
     }
@@ -304,20 +304,23 @@ def install_modules(kernel: KernelTree, names: Sequence[str], root: Path) -> lis
     return order
 
 
-def guest_tree(packages: Mapping[str, Path], root: Path, origin: str = "Debian bookworm arm64") -> None:
+def guest_tree(packages: Mapping[str, Path], root: Path, origin: str = "Debian bookworm arm64",
+               hostname: str = "qemuarm64") -> None:
     """Lay out a guest's root file system: busybox (sh, getty, login, udhcpc, wget) only."""
-    base_tree(root, origin=origin)
+    base_tree(root, hostname, origin=origin)
     install_busybox(packages["busybox-static"], root)
     write_executable(root / "etc/init.d/rcS", initscripts.guest_rcs())
     write_executable(root / "etc/init.d/rcK", initscripts.guest_rck())
 
 
-def initrd_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path) -> list[str]:
-    """Lay out the initrd: busybox, the storage modules, ``/init``. Returns the module order."""
+def initrd_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path,
+                extra_modules: Sequence[str] = ()) -> list[str]:
+    """Lay out the initrd: busybox, the storage modules (and ``extra_modules``, such as the PCI
+    transport on x86), ``/init``. Returns the module order."""
     (root / "bin").mkdir(parents=True, exist_ok=True)
     (root / "dev").mkdir(parents=True, exist_ok=True)
     shutil.copy2(package_file(packages["busybox-static"], "bin/busybox"), root / "bin" / "busybox")
-    order = kernel.load_order(INITRD_MODULES)
+    order = kernel.load_order((*extra_modules, *INITRD_MODULES))
     for rel in order:
         dest = root / "lib/modules" / kernel.release / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ of the ``target`` symlink, so an interrupted build leaves no half-written target
 from __future__ import annotations
 
 import fcntl
+import gzip
 import json
 import os
 import shutil
@@ -37,12 +38,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from xenboot import XenBoot, XenHostBoot, write_qemuboot
+from xenboot import XenHostBoot, write_qemuboot
 
 from . import assemble, dom0, dom0less, stamp
 from .apt import PrivateApt
 from .errors import ReferenceTargetError
 from .initscripts import SHUTDOWN_MARKER
+from .machines import MACHINES, GuestSpec, HostBoot, ReferenceMachine, machine_for
 from .packages import (
     Distro,
     PackageError,
@@ -53,77 +55,55 @@ from .packages import (
 
 Log = Callable[[str], None]
 
-MACHINE = "qemuarm64"
-XEN_BINARY = f"xen-{MACHINE}"
-KERNEL = "Image"
-INITRD = f"xen-ref-initramfs-{MACHINE}.cpio.gz"
-HOST_IMAGE_LINK_NAME = f"xen-image-minimal-{MACHINE}.rootfs"
-HOST_ROOTFS = f"{HOST_IMAGE_LINK_NAME}.ext4"
+#: The default (arm64) reference machine; :data:`xenreftarget.machines.MACHINES` has the others.
+ARM64 = MACHINES["arm64"]
+MACHINE = ARM64.machine
+XEN_BINARY = ARM64.xen_binary
+KERNEL = ARM64.kernel
+INITRD = ARM64.initrd
+HOST_IMAGE_LINK_NAME = ARM64.host_image_link_name
+HOST_ROOTFS = ARM64.host_rootfs
 #: The name the project's contract uses for the host's qemuboot.conf.
-QEMUBOOT_CONF = f"xen-image-minimal-{MACHINE}.qemuboot.conf"
+QEMUBOOT_CONF = ARM64.qemuboot_conf
 #: The name oe-core writes (``${IMAGE_LINK_NAME}.qemuboot.conf``), a symlink to the former.
-QEMUBOOT_CONF_LINK = f"{HOST_IMAGE_LINK_NAME}.qemuboot.conf"
+QEMUBOOT_CONF_LINK = ARM64.qemuboot_conf_link
 GUEST_DISK_BYTES = 64 << 20
 GUEST_MEMORY_MB = 128
 GUEST_EXTRA = "console=hvc0 root=/dev/xvda rw quiet"
 #: How QEMU boots the reference target: the qemuboot.conf contract's defaults (xenboot) except
 #: for a smaller machine, Debian's kernel with its initrd, and a quiet boot.
-REFERENCE_BOOT = XenHostBoot(
-    machine=MACHINE, image_link_name=HOST_IMAGE_LINK_NAME, xen_binary=XEN_BINARY, memory_mb=1024, smp=2,
-    xen=XenBoot(dom0_kernel=KERNEL, dom0_initrd=INITRD, dom0_mem="384M",
-                dom0_bootargs="console=hvc0 root=/dev/vda rw quiet",
-                cmdline_extra="dom0_max_vcpus=2 loglvl=warning guest_loglvl=warning"))
+REFERENCE_BOOT = ARM64.boot
 #: Xen 4.18 made INFO the level of a printk without one ("Xen version ...", "*** Serial input
 #: to DOM0", which the harness's boot phases wait for): ``loglvl=warning`` hides them on 4.20.
 #: From 4.18 on the reference target logs at Xen's default, ``loglvl=info``.
 _QUIET_LOGLVL_BEFORE = (4, 18)
 
 
-def reference_boot(distro: Distro) -> XenHostBoot:
-    """How QEMU boots the reference target of ``distro`` (:data:`REFERENCE_BOOT` but Xen's log level)."""
+def reference_boot(distro: Distro) -> HostBoot:
+    """How QEMU boots the reference target of ``distro``: its machine's boot, but Xen's log level."""
+    boot = machine_for(distro.arch).boot
     major, minor = (int(part) for part in distro.xen_version.split("."))
     if (major, minor) < _QUIET_LOGLVL_BEFORE:
-        return REFERENCE_BOOT
-    extra = REFERENCE_BOOT.xen.cmdline_extra.replace("loglvl=warning ", "loglvl=info ")
-    return replace(REFERENCE_BOOT, xen=replace(REFERENCE_BOOT.xen, cmdline_extra=extra))
+        return boot
+    extra = boot.xen.cmdline_extra.replace("loglvl=warning ", "loglvl=info ")
+    return replace(boot, xen=replace(boot.xen, cmdline_extra=extra))
 
 
 class BuildError(ReferenceTargetError):
     """The target could not be built; the message says which step failed and what to do."""
 
 
-@dataclass(frozen=True)
-class GuestSpec:
-    """One guest of the reference target and the bundling form that brings it into dom0."""
-
-    form: str            #: "XEN_BUNDLED_GUESTS", "deploy-config", "auto-bundle" (or a compatguests form)
-    name: str            #: domain name
-    disk: str            #: the guest's root file system in the deploy folder
-    config: str = ""     #: config file in the deploy folder (forms 2 and 3)
-    autostart: bool = False  #: named in XEN_GUEST_AUTOSTART: xendomains starts it at boot
+#: The arm64 target's guests: one per bundling form, each with its own disk file and domain name,
+#: and one that starts at boot (the others are created by the lifecycle check with ``xl create -c``).
+GUESTS: tuple[GuestSpec, ...] = ARM64.guests
 
 
-#: The guests: one per bundling form, each with its own disk file and domain name, and one that
-#: starts at boot (the others are created by the lifecycle check with ``xl create -c``).
-GUESTS: tuple[GuestSpec, ...] = (
-    # The bundler names an entry's domain after its rootfs file.
-    GuestSpec("XEN_BUNDLED_GUESTS", f"xen-guest-image-minimal-{MACHINE}",
-              f"xen-guest-image-minimal-{MACHINE}.rootfs.ext4"),
-    GuestSpec("deploy-config", "thirdparty-guest", "thirdparty-guest.ext4",
-              "xen-guest-bundle-thirdparty-guest.cfg"),
-    GuestSpec("auto-bundle", "xen-guest-image-auto",
-              f"xen-guest-image-auto-{MACHINE}.rootfs.ext4",
-              f"xen-guest-bundle-xen-guest-image-auto-{MACHINE}.rootfs.cfg"),
-    GuestSpec("XEN_BUNDLED_GUESTS", f"xen-guest-image-autostart-{MACHINE}",
-              f"xen-guest-image-autostart-{MACHINE}.rootfs.ext4", autostart=True),
-)
-
-
-def all_guests() -> tuple[GuestSpec, ...]:
-    """Every guest: :data:`GUESTS` and those of meta-virtualization's forms (compatguests)."""
+def all_guests(machine: ReferenceMachine = ARM64) -> tuple[GuestSpec, ...]:
+    """Every guest of ``machine``'s target: its own and those of meta-virtualization's forms
+    (:mod:`xenreftarget.compatguests`) where the machine has them."""
     from .compatguests import COMPAT_GUESTS
 
-    return GUESTS + COMPAT_GUESTS
+    return machine.guests + (COMPAT_GUESTS if machine.compat_guests else ())
 
 
 @dataclass
@@ -156,29 +136,30 @@ def source_folders() -> list[Path]:
     return [_lib_dir() / "xenreftarget", _lib_dir() / "xenbundle", _lib_dir() / "xenboot"]
 
 
-def deploy_config_text(spec: GuestSpec, comment: str) -> str:
+def deploy_config_text(spec: GuestSpec, comment: str, machine: ReferenceMachine = ARM64) -> str:
     """A guest config as it would lie in DEPLOY_DIR_IMAGE: paths relative to that folder."""
     return (
         f"# {comment}\n"
         f'name = "{spec.name}"\n'
-        'type = "pvh"\n'
+        f'type = "{spec.type or "pvh"}"\n'
         f"memory = {GUEST_MEMORY_MB}\n"
         "vcpus = 1\n"
-        f'kernel = "{KERNEL}"\n'
+        f'kernel = "{machine.kernel}"\n'
         "# Debian's kernel has ext4 and xen-blkfront as modules: the initrd loads them.\n"
-        f'ramdisk = "{INITRD}"\n'
+        f'ramdisk = "{machine.initrd}"\n'
         f'extra = "{GUEST_EXTRA}"\n'
         f"disk = [ 'file:{spec.disk},xvda,rw' ]\n"
         "vif = [ 'bridge=xenbr0' ]\n"
     )
 
 
-def guest_settings(name: str) -> Any:
+def guest_settings(name: str, machine: ReferenceMachine = ARM64) -> Any:
     """Settings of a generated guest config (the bbclasses read them from ``XEN_GUEST_*``)."""
     from xenbundle import GuestSettings
 
+    kind = next((g.type for g in machine.guests if g.name == name), None)
     return GuestSettings(name=name, memory=GUEST_MEMORY_MB, vcpus=1, extra=GUEST_EXTRA,
-                         vif=("bridge=xenbr0",), ramdisk=INITRD)
+                         vif=("bridge=xenbr0",), ramdisk=machine.initrd, type=kind)
 
 
 @contextmanager
@@ -219,54 +200,66 @@ def distro_dir(cache_dir: Path, distro: Distro = _DEFAULT_DISTRO) -> Path:
     """The folder of ``distro``'s builds, ``target`` link and lock inside ``cache_dir``.
 
     The default distribution keeps the cache folder itself (the layout before there was a
-    choice); any other gets ``<cache>/<suite>-<arch>``, so that each suite has its own target.
+    choice); any other gets ``<cache>/<suite>-<arch>``, so that each suite and architecture has
+    its own target and building one never replaces another's.
     """
     return cache_dir if distro == _DEFAULT_DISTRO else cache_dir / f"{distro.suite}-{distro.arch}"
 
 
-def _debian_option(distro: Distro) -> str:
-    return "" if distro == _DEFAULT_DISTRO else f" --debian {distro.suite}"
+def _build_options(distro: Distro) -> str:
+    """The ``xen-ref-target build`` options that choose ``distro``."""
+    options = "" if distro.suite == _DEFAULT_DISTRO.suite else f" --debian {distro.suite}"
+    return options + ("" if distro.arch == _DEFAULT_DISTRO.arch else f" --arch {distro.arch}")
+
+
+def _machine(distro: Distro) -> ReferenceMachine:
+    try:
+        return machine_for(distro.arch)
+    except PackageError as err:
+        raise BuildError(str(err)) from None
 
 
 def current_reference_target(cache_dir: Path | None = None,
                              distro: Distro = _DEFAULT_DISTRO) -> ReferenceTarget:
     """The current build of ``distro`` in ``cache_dir`` (no building); fails when there is none."""
+    machine = _machine(distro)
     deploy = distro_dir(Path(cache_dir or default_cache_dir()), distro) / "target"
     manifest = stamp.read_manifest(deploy)
     if manifest is None:
         raise BuildError(f"no Debian {distro.suite}/{distro.arch} reference target in "
-                         f"{deploy.parent}: run 'xen-ref-target build{_debian_option(distro)}'")
+                         f"{deploy.parent}: run 'xen-ref-target build{_build_options(distro)}'")
     built = manifest.get("distro", {})
     if (built.get("suite", distro.suite), built.get("arch", distro.arch)) != (distro.suite, distro.arch):
         raise BuildError(f"{deploy} holds a Debian {built.get('suite')}/{built.get('arch')} build, "
                          f"not {distro.suite}/{distro.arch}: run 'xen-ref-target build"
-                         f"{_debian_option(distro)} --force'")
-    return ReferenceTarget(deploy, deploy / QEMUBOOT_CONF, deploy / HOST_ROOTFS,
+                         f"{_build_options(distro)} --force'")
+    return ReferenceTarget(deploy, deploy / machine.qemuboot_conf, deploy / machine.host_rootfs,
                            manifest.get("guests", []), manifest)
 
 
-def _settings_for_key(boot: XenHostBoot, distro: Distro) -> dict[str, Any]:
+def _settings_for_key(boot: HostBoot, distro: Distro, machine: ReferenceMachine) -> dict[str, Any]:
     return {"boot": json.dumps(asdict(boot), sort_keys=True),
             "distro": f"{distro.suite}/{distro.arch}",
-            "guests": json.dumps([asdict(g) for g in all_guests()])}
+            "guests": json.dumps([asdict(g) for g in all_guests(machine)])}
 
 
 def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = print,
-                 apt: PrivateApt | None = None, boot: XenHostBoot | None = None,
+                 apt: PrivateApt | None = None, boot: HostBoot | None = None,
                  distro: Distro = _DEFAULT_DISTRO) -> ReferenceTarget:
-    """Build (or reuse) the reference target in ``cache_dir`` and return it.
+    """Build (or reuse) the reference target of ``distro``'s architecture in ``cache_dir``.
 
     Reuses the current build when its key matches and its files are intact, unless ``force``.
     Packages come from a private apt state in ``<cache>/apt`` (see :mod:`xenreftarget.apt`);
     the build and its ``target`` link are in :func:`distro_dir`. ``boot`` defaults to
-    :func:`reference_boot` of ``distro``.
+    :func:`reference_boot` of ``distro`` (its architecture's machine, :mod:`xenreftarget.machines`).
     """
-    boot = boot or reference_boot(distro)
     cache_dir = Path(cache_dir or default_cache_dir()).absolute()
     if any(ch.isspace() for ch in str(cache_dir)):
         raise BuildError(f"cache folder {cache_dir} contains white space, which QEMU options in "
                          "qemuboot.conf cannot carry; choose another with --cache or XEN_REF_CACHE")
-    missing = missing_host_tools()
+    machine = _machine(distro)
+    boot = boot or reference_boot(distro)
+    missing = missing_host_tools(arch=distro.arch)
     if missing:
         raise BuildError("host tools missing:\n  " + "\n  ".join(missing))
     home = distro_dir(cache_dir, distro)
@@ -278,7 +271,7 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
         except PackageError as err:
             raise BuildError(str(err)) from None
         inputs = stamp.build_inputs(records, stamp.source_digest(source_folders()),
-                                    _settings_for_key(boot, distro))
+                                    _settings_for_key(boot, distro, machine))
         key = stamp.input_key(inputs)
         current = home / "target"
         fresh, reason = stamp.check_current(current, key)
@@ -290,8 +283,8 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
             reason = "forced"
         elif old and reason == "inputs changed":
             reason = "; ".join(stamp.describe_changes(old.get("inputs", {}), inputs)[:8])
-        log(f"building the reference target ({reason})")
-        deploy = _build(cache_dir, records, inputs, key, boot, apt, log, distro)
+        log(f"building the {distro.label} reference target ({reason})")
+        deploy = _build(cache_dir, records, inputs, key, boot, apt, log, distro, machine)
         _publish(home, deploy, log)
         target = current_reference_target(cache_dir, distro)
         target.rebuilt = True
@@ -299,7 +292,7 @@ def build_target(cache_dir: Path | None = None, force: bool = False, log: Log = 
 
 
 def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, Any], key: str,
-           boot: XenHostBoot, apt: PrivateApt, log: Log, distro: Distro) -> Path:
+           boot: HostBoot, apt: PrivateApt, log: Log, distro: Distro, machine: ReferenceMachine) -> Path:
     builds = distro_dir(cache_dir, distro) / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=builds))
@@ -312,14 +305,16 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
                 debs = apt.download(records, cache_dir / "debs")
             except PackageError as err:
                 raise BuildError(str(err)) from None
-        guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log, distro)
-        with timer.step("dom0less boot"):
-            boot_values = {**boot.variables(), **dom0less.boot_variables(boot, deploy, tmp / "dtb")}
-            write_qemuboot(deploy / dom0less.NO_DOM0_QEMUBOOT_CONF,
-                           dom0less.no_dom0_variables(boot, deploy, tmp / "dtb-no-dom0"))
+        guests = _assemble(tmp / "work", deploy, records, debs, boot, timer, log, distro, machine)
+        boot_values = boot.variables()
+        if machine.dom0less and isinstance(boot, XenHostBoot):
+            with timer.step("dom0less boot"):
+                boot_values.update(dom0less.boot_variables(boot, deploy, tmp / "dtb"))
+                write_qemuboot(deploy / dom0less.NO_DOM0_QEMUBOOT_CONF,
+                               dom0less.no_dom0_variables(boot, deploy, tmp / "dtb-no-dom0"))
         with timer.step("qemuboot.conf"):
-            write_qemuboot(deploy / QEMUBOOT_CONF, boot_values)
-            os.symlink(QEMUBOOT_CONF, deploy / QEMUBOOT_CONF_LINK)
+            write_qemuboot(deploy / machine.qemuboot_conf, boot_values)
+            os.symlink(machine.qemuboot_conf, deploy / machine.qemuboot_conf_link)
         shutil.rmtree(tmp / "work", ignore_errors=True)
         manifest = {
             "key": key,
@@ -331,6 +326,7 @@ def _build(cache_dir: Path, records: Sequence[PackageRecord], inputs: dict[str, 
                           "bootargs": dom0less.DOM0LESS_GUEST.bootargs}],
             "dom0_init": "systemd",
             "distro": {"suite": distro.suite, "arch": distro.arch, "xen": distro.xen_version},
+            "machine": machine.machine,
             "shutdown_marker": SHUTDOWN_MARKER,
             "kernel_release": _kernel_release(records),
             "timings_s": dict(timer.steps, total=timer.total),
@@ -365,37 +361,54 @@ def _publish(home: Path, final: Path, log: Log) -> None:
     log(f"reference target ready: {link} -> {final}")
 
 
+def _boot_files(work: Path, deploy: Path, packages: dict[str, Path], kernel: assemble.KernelTree,
+                boot: HostBoot, distro: Distro, machine: ReferenceMachine) -> None:
+    """Xen (uncompressed where Debian ships it gzip'd: QEMU's multiboot loader needs the ELF),
+    dom0's kernel and the initrd."""
+    xen = packages[distro.hypervisor_package] / distro.hypervisor_path
+    if xen.suffix == ".gz":
+        with gzip.open(xen, "rb") as packed, open(deploy / machine.xen_binary, "wb") as out:
+            shutil.copyfileobj(packed, out)
+    else:
+        shutil.copy2(xen, deploy / machine.xen_binary)
+    shutil.copy2(kernel.image, deploy / machine.kernel)
+    assemble.initrd_tree(packages, kernel, work / "initrd", machine.extra_modules)
+    assemble.write_initrd(work / "initrd", deploy / machine.initrd)
+    boot.check_layout((deploy / machine.kernel).stat().st_size, (deploy / machine.initrd).stat().st_size)
+
+
 def _assemble(work: Path, deploy: Path, records: Sequence[PackageRecord], debs: dict[str, Path],
-              boot: XenHostBoot, timer: _Timer, log: Log, distro: Distro) -> list[dict[str, Any]]:
+              boot: HostBoot, timer: _Timer, log: Log, distro: Distro,
+              machine: ReferenceMachine = ARM64) -> list[dict[str, Any]]:
     from . import compatguests  # imports GuestSpec from here
 
     with timer.step("unpack"):
         packages, kernel = _unpack(work, records, debs)
 
     with timer.step("boot files"):
-        xen = packages[distro.hypervisor_package] / distro.hypervisor_path
-        shutil.copy2(xen, deploy / XEN_BINARY)
-        shutil.copy2(kernel.image, deploy / KERNEL)
-        assemble.initrd_tree(packages, kernel, work / "initrd")
-        assemble.write_initrd(work / "initrd", deploy / INITRD)
-        boot.check_layout((deploy / KERNEL).stat().st_size, (deploy / INITRD).stat().st_size)
+        _boot_files(work, deploy, packages, kernel, boot, distro, machine)
 
     with timer.step("guest images"):
-        _guest_images(work / "guests", deploy, packages, distro.label)
-        compatguests.guest_images(work / "compat", deploy, packages, distro.xen_version, log, distro.label)
-        dom0less.build_ramdisk(packages, work / "guests", deploy)
+        _guest_images(work / "guests", deploy, packages, distro.label, machine)
+        if machine.compat_guests:
+            compatguests.guest_images(work / "compat", deploy, packages, distro.xen_version, log, distro.label)
+        if machine.dom0less:
+            dom0less.build_ramdisk(packages, work / "guests", deploy)
 
     with timer.step("dom0 tree"):
         dom0_root = work / "dom0"
-        dom0.dom0_tree(packages, kernel, dom0_root, distro)
-        compatguests.install_bundle_package(work / "compat", dom0_root)
-        dom0less.install_dom0_support(dom0_root, distro.xen_bin_dir)
+        dom0.dom0_tree(packages, kernel, dom0_root, distro, hostname=machine.machine,
+                       extra_modules=machine.extra_modules)
+        if machine.compat_guests:
+            compatguests.install_bundle_package(work / "compat", dom0_root)
+        if machine.dom0less:
+            dom0less.install_dom0_support(dom0_root, distro.xen_bin_dir)
 
     with timer.step("bundle guests"):
-        installed = _bundle(dom0_root, deploy, log, distro.xen_version)
+        installed = _bundle(dom0_root, deploy, log, distro.xen_version, machine)
 
     with timer.step("dom0 image"):
-        assemble.make_ext4(dom0_root, deploy / HOST_ROOTFS, label="xen-dom0")
+        assemble.make_ext4(dom0_root, deploy / machine.host_rootfs, label="xen-dom0")
     return installed
 
 
@@ -410,40 +423,44 @@ def _unpack(work: Path, records: Sequence[PackageRecord],
     return packages, assemble.unpack_kernel(debs[kernel_name], work / "kernel")
 
 
-def guest_root(packages: dict[str, Path], tree: Path, spec: GuestSpec, origin: str) -> None:
+def guest_root(packages: dict[str, Path], tree: Path, spec: GuestSpec, origin: str,
+               hostname: str = MACHINE) -> None:
     """A guest's root file system (busybox, the shutdown marker script), named after its domain."""
-    assemble.guest_tree(packages, tree, origin)
+    assemble.guest_tree(packages, tree, origin, hostname=hostname)
     (tree / "etc/hostname").write_text(f"{spec.name}\n")
     (tree / "etc/xen-ref").mkdir(parents=True, exist_ok=True)
     (tree / "etc/xen-ref/guest").write_text(f"name={spec.name}\nform={spec.form}\n")
 
 
-def _guest_images(work: Path, deploy: Path, packages: dict[str, Path], origin: str) -> None:
+def _guest_images(work: Path, deploy: Path, packages: dict[str, Path], origin: str,
+                  machine: ReferenceMachine = ARM64) -> None:
     """Each guest's disk (busybox, its name, the shutdown marker script) and deploy configs."""
-    for spec in GUESTS:
+    for spec in machine.guests:
         tree = work / spec.name
-        guest_root(packages, tree, spec, origin)
+        guest_root(packages, tree, spec, origin, machine.machine)
         assemble.make_ext4(tree, deploy / spec.disk, label=spec.name[:16],
                            size_bytes=GUEST_DISK_BYTES)
-    for spec in GUESTS:
+    for spec in machine.guests:
         if spec.form == "deploy-config":
-            text = deploy_config_text(spec, "A third-party guest: a config dropped into the deploy folder.")
+            text = deploy_config_text(spec, "A third-party guest: a config dropped into the deploy folder.",
+                                      machine)
             (deploy / spec.config).write_text(text)
         elif spec.form == "auto-bundle":
-            (deploy / spec.config).write_text(_auto_bundle_config(spec))
+            (deploy / spec.config).write_text(_auto_bundle_config(spec, machine))
 
 
-def _auto_bundle_config(spec: GuestSpec) -> str:
+def _auto_bundle_config(spec: GuestSpec, machine: ReferenceMachine = ARM64) -> str:
     """The config a guest image with XEN_GUEST_AUTO_BUNDLE deploys for itself.
 
     Rendered by the same function as ``xen-ref-guest.bbclass``'s ``do_xen_guest_bundle_config``.
     """
     import xenbundle.guests
 
-    return xenbundle.guests.auto_bundle_config(guest_settings(spec.name), spec.disk, KERNEL)
+    return xenbundle.guests.auto_bundle_config(guest_settings(spec.name, machine), spec.disk, machine.kernel)
 
 
-def _bundle(dom0_root: Path, deploy: Path, log: Log, xen_version: str) -> list[dict[str, Any]]:
+def _bundle(dom0_root: Path, deploy: Path, log: Log, xen_version: str,
+            machine: ReferenceMachine = ARM64) -> list[dict[str, Any]]:
     """Bundle the guests into dom0's tree with the layer's engine, all forms in one call.
 
     The configs are checked against the xl grammar of ``xen_version``, the Xen of dom0's xl.
@@ -459,19 +476,21 @@ def _bundle(dom0_root: Path, deploy: Path, log: Log, xen_version: str) -> list[d
     except ImportError as err:
         raise BuildError(f"the bundling engine xenbundle cannot be imported ({err}); "
                          "put the layer's lib/ folder on PYTHONPATH") from None
-    entries = " ".join(f"{g.disk}:{KERNEL}" for g in GUESTS if g.form == "XEN_BUNDLED_GUESTS")
+    guests = machine.guests
+    compat = compatguests.bundle_arguments() if machine.compat_guests else {}
+    entries = " ".join(f"{g.disk}:{machine.kernel}" for g in guests if g.form == "XEN_BUNDLED_GUESTS")
 
     def settings(domain_name: str) -> Any:
-        return guest_settings(domain_name)
+        return guest_settings(domain_name, machine)
 
     try:
         result = xenbundle.bundle_guests(str(dom0_root), str(deploy), bundled_guests=entries,
                                          config_glob="xen-guest-bundle*.cfg", settings=settings,
-                                         autostart=[g.name for g in GUESTS if g.autostart], log=log,
-                                         xen_version=xen_version, **compatguests.bundle_arguments())
+                                         autostart=[g.name for g in guests if g.autostart], log=log,
+                                         xen_version=xen_version, **compat)
     except xenbundle.BundleError as err:
         raise BuildError(f"bundling the guests failed:\n{err}") from None
-    disks = {g.name: g.disk for g in all_guests()}
+    disks = {g.name: g.disk for g in all_guests(machine)}
     # Origins name files in the temporary build folder: keep them relative to the deploy folder.
     return [{"name": g.name, "config": "/" + str(g.config).lstrip("/"),
              "files": ["/" + str(f).lstrip("/") for f in g.files],

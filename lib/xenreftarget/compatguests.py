@@ -49,9 +49,9 @@ from .build import (
     KERNEL,
     MACHINE,
     BuildError,
-    GuestSpec,
     guest_root,
 )
+from .machines import GuestSpec
 
 #: The ``BUNDLED_XEN_GUESTS`` entry: an image recipe's name, also the domain name.
 RECIPE_ENTRY = "xen-guest-image-recipe"

@@ -104,8 +104,10 @@ def machine_id(hostname: str) -> str:
 
 
 def dom0_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path, distro: Distro,
-              hostname: str = "qemuarm64") -> list[str]:
+              hostname: str = "qemuarm64", extra_modules: tuple[str, ...] = ()) -> list[str]:
     """Lay out dom0's root file system (before the guests are bundled into it).
+
+    ``extra_modules`` are loaded before :data:`DOM0_MODULES` (the PCI transport on x86).
 
     Returns the kernel modules' load order (paths relative to ``lib/modules/<release>``).
     """
@@ -114,12 +116,15 @@ def dom0_tree(packages: Mapping[str, Path], kernel: KernelTree, root: Path, dist
         if name not in (distro.hypervisor_package, "busybox-static"):
             install_package_tree(name, unpacked, root)
     install_busybox(packages["busybox-static"], root, init=False)
+    if (root / "usr/lib64").is_dir():
+        # x86-64's ELF interpreter is /lib64/ld-linux-x86-64.so.2 (merged /usr: usr/lib64)
+        _symlink("usr/lib64", root / "lib64")
     base_config(root, hostname, init="systemd", origin=distro.label)
     link_xen_tools(root, distro)
     for folder in ("var/lib/xen/images", "etc/xen/auto", "var/log/xen"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    order = install_modules(kernel, DOM0_MODULES, root)
-    systemd_config(root, distro, hostname)
+    order = install_modules(kernel, (*extra_modules, *DOM0_MODULES), root)
+    systemd_config(root, distro, hostname, extra_modules)
     mark_updated(root)
     return order
 
@@ -146,7 +151,7 @@ def _write(root: Path, rel: str, text: str) -> None:
     path.write_text(text)
 
 
-def unit_files(distro: Distro) -> dict[str, str]:
+def unit_files(distro: Distro, extra_modules: tuple[str, ...] = ()) -> dict[str, str]:
     """Our unit files and configuration, keyed by their path in dom0."""
     unit_dir, etc = units.UNIT_DIR, units.ETC_UNIT_DIR
     files = {
@@ -160,7 +165,7 @@ def unit_files(distro: Distro) -> dict[str, str]:
         f"{etc}/systemd-udev-trigger.service.d/xen-ref.conf": units.udev_trigger_dropin(CONSOLE),
         "/etc/systemd/system.conf.d/xen-ref.conf": units.system_conf_dropin(),
         "/usr/lib/tmpfiles.d/xen-ref.conf": units.tmpfiles_conf(),
-        "/etc/modules-load.d/xen-ref.conf": units.modules_load_conf(DOM0_MODULES),
+        "/etc/modules-load.d/xen-ref.conf": units.modules_load_conf((*extra_modules, *DOM0_MODULES)),
         units.XENDOMAINS_DEFAULTS: units.xendomains_defaults(XENDOMAINS_STOP_MAXWAIT_S),
     }
     for name, text in units.networkd_files().items():
@@ -168,9 +173,9 @@ def unit_files(distro: Distro) -> dict[str, str]:
     return files
 
 
-def systemd_config(root: Path, distro: Distro, hostname: str) -> None:
+def systemd_config(root: Path, distro: Distro, hostname: str, extra_modules: tuple[str, ...] = ()) -> None:
     """Write our units and configuration, enable and mask units, write accounts and machine id."""
-    for rel, text in unit_files(distro).items():
+    for rel, text in unit_files(distro, extra_modules).items():
         _write(root, rel, text)
     write_executable(root / units.XENDOMAINS.lstrip("/"), units.xendomains_script())
     write_executable(root / units.XENSTORE_READY.lstrip("/"), units.xenstore_ready_script())

@@ -28,9 +28,9 @@ from .errors import ReferenceTargetError
 #: The Xen generation each supported Debian suite ships.
 XEN_BY_SUITE: Mapping[str, str] = {"bookworm": "4.17", "trixie": "4.20"}
 #: The GNU triplet of each supported Debian architecture (its multiarch library folder).
-TRIPLET_BY_ARCH: Mapping[str, str] = {"arm64": "aarch64-linux-gnu"}
+TRIPLET_BY_ARCH: Mapping[str, str] = {"arm64": "aarch64-linux-gnu", "amd64": "x86_64-linux-gnu"}
 #: Combinations that have been built and booted; others fail with a clear message.
-SUPPORTED: tuple[tuple[str, str], ...] = (("bookworm", "arm64"), ("trixie", "arm64"))
+SUPPORTED: tuple[tuple[str, str], ...] = (("bookworm", "arm64"), ("trixie", "arm64"), ("bookworm", "amd64"))
 
 #: The Debian release built when none is chosen (``xen-ref-target build --debian``).
 DEFAULT_SUITE = "bookworm"
@@ -96,8 +96,9 @@ class Distro:
 
     @property
     def hypervisor_path(self) -> str:
-        """The Xen binary inside :attr:`hypervisor_package`."""
-        return f"boot/xen-{self.xen_version}-{self.arch}"
+        """The Xen binary inside :attr:`hypervisor_package` (gzip'd on x86, as GRUB loads it)."""
+        suffix = ".gz" if self.arch == "amd64" else ""
+        return f"boot/xen-{self.xen_version}-{self.arch}{suffix}"
 
     @property
     def xen_bin_dir(self) -> str:
@@ -243,8 +244,14 @@ def extract_deb(deb: Path, dest: Path, run: Runner = _run) -> None:
         raise PackageError(f"dpkg-deb -x {deb} failed: {result.stderr.strip()}")
 
 
-def host_tool_packages() -> Mapping[str, str]:
-    """Host programs the builder runs, each with the Debian package that provides it."""
+#: The QEMU that boots each architecture's target, and its Debian package.
+QEMU_BY_ARCH: Mapping[str, tuple[str, str]] = {"arm64": ("qemu-system-aarch64", "qemu-system-arm"),
+                                               "amd64": ("qemu-system-x86_64", "qemu-system-x86")}
+
+
+def host_tool_packages(arch: str = "arm64") -> Mapping[str, str]:
+    """Host programs the builder runs (and the QEMU for ``arch``), each with its Debian package."""
+    qemu, qemu_package = QEMU_BY_ARCH.get(arch, QEMU_BY_ARCH["arm64"])
     return {
         "apt-get": "apt",
         "apt-cache": "apt",
@@ -253,18 +260,18 @@ def host_tool_packages() -> Mapping[str, str]:
         "mkfs.ext4": "e2fsprogs",
         "depmod": "kmod",
         "modprobe": "kmod",
-        "qemu-system-aarch64": "qemu-system-arm",
+        qemu: qemu_package,
     }
 
 
 def missing_host_tools(which: Callable[[str], str | None] = shutil.which,
-                       extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin")) -> list[str]:
+                       extra_dirs: Sequence[str] = ("/usr/sbin", "/sbin"), arch: str = "arm64") -> list[str]:
     """Messages for each host program that is missing, naming the apt package to install.
 
     ``extra_dirs`` are searched too: a non-root PATH often lacks /usr/sbin (mkfs.ext4, depmod).
     """
     missing = []
-    for tool, package in host_tool_packages().items():
+    for tool, package in host_tool_packages(arch).items():
         found = which(tool) or any(os.access(os.path.join(d, tool), os.X_OK) for d in extra_dirs)
         if not found:
             missing.append(f"{tool} is missing: install it with 'apt-get install {package}'")

@@ -93,6 +93,20 @@ def test_every_host_program_comes_from_setup_host_or_a_minimal_debian(repo_scan:
     assert not problems, "host programs without a package in scripts/setup-host:\n" + "\n".join(problems)
 
 
+def test_the_qemu_of_every_reference_architecture_comes_from_setup_host() -> None:
+    """The launches above are declared with arm64's QEMU; the amd64 target's QB_SYSTEM_NAME names
+    qemu-system-x86_64, which the same launches run: each architecture's QEMU must be installed too."""
+    from xenreftarget.packages import QEMU_BY_ARCH
+
+    packages = installed_packages()
+    setup = hostpackages.closure(hostpackages.setup_host_packages(REPO), packages)
+    minimal = hostpackages.minimal_debian(packages)
+    for arch, (program, package) in QEMU_BY_ARCH.items():
+        assert package in hostpackages.setup_host_packages(REPO), f"{arch}: {package} not in setup-host.packages"
+        verdict = classify(program, setup, minimal, Path(sys.executable).parent)
+        assert verdict.source == "setup-host", f"{arch}: {program}: {verdict}"
+
+
 def test_the_scan_sees_the_programs_the_harness_tests_and_the_builder_run(repo_scan: ScanResult) -> None:
     """The programs the last fresh machine lacked, or that the builder needs, are found in the code."""
     programs = repo_scan.programs()

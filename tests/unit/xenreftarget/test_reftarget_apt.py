@@ -336,3 +336,30 @@ def test_download_failure_reports_apts_message(tmp_path, machine, runner):
     runner.on(["apt-get", "download"], returncode=100, stderr="E: Unable to locate package foo")
     with pytest.raises(PackageError, match="Unable to locate package foo"):
         _private(tmp_path, machine, runner).download([record("foo")], tmp_path / "debs")
+
+
+def test_amd64_resolution_asks_for_amd64_packages_and_takes_the_amd64_kernel(tmp_path, machine, runner):
+    distro = Distro("bookworm", "amd64")
+    stand_ins = list(distro.stand_ins())
+    closure = ["libc6", "xen-hypervisor-4.17-amd64", "xen-utils-4.17"]
+    show = _show(stand_ins + closure).replace("arm64", "amd64")
+    runner.on(["apt-cache", "show", "--no-all-versions", *stand_ins], stdout=show)
+    runner.on(["apt-get", "install", "--print-uris"], stdout="".join(
+        f"'http://deb.debian.org/debian/pool/{n}_1_amd64.deb' {n}_1_amd64.deb 10 MD5Sum:0\n" for n in closure))
+    runner.on(["apt-cache", "show", "--no-all-versions", "libc6=1"], stdout=show)
+    runner.on(["apt-cache", "show", "--no-all-versions", "linux-image-amd64"],
+              stdout=_show(["linux-image-amd64"]).replace("Architecture: arm64", "Architecture: amd64")
+              + "Depends: linux-image-6.1.0-57-amd64 (= 1)\n")
+    runner.on(["apt-cache", "show", "--no-all-versions", "linux-image-6.1.0-57-amd64"],
+              stdout=_show(["linux-image-6.1.0-57-amd64"]).replace("arm64", "amd64"))
+    etc, os_release = machine
+    private = PrivateApt(tmp_path / "apt", distro, run=runner, log=lambda m: None, etc_apt=etc,
+                         os_release=os_release)
+    private.prepare()
+    records = private.resolve()
+    assert [r.name for r in records] == closure + ["linux-image-6.1.0-57-amd64"]
+    assert private.state.name == "bookworm-amd64"
+    assert "APT::Architecture=amd64" in private.options()
+    assert "Architectures: amd64" in (private.state / "sources.list.d/debian.sources").read_text()
+    install = next(without_options(c) for c in runner.calls if "--print-uris" in c)
+    assert install[-len(distro.root_packages()):] == list(distro.root_packages())

@@ -33,18 +33,18 @@ def assembled(monkeypatch):
     """Replace the real assembly with one that writes small files and counts its calls."""
     calls = []
 
-    def fake_assemble(work, deploy, records, debs, boot, timer, log, distro):
+    def fake_assemble(work, deploy, records, debs, boot, timer, log, distro, machine=build.ARM64):
         calls.append(deploy)
         if getattr(fake_assemble, "fail", False):
-            (deploy / build.KERNEL).write_bytes(b"half")
+            (deploy / machine.kernel).write_bytes(b"half")
             raise RuntimeError("mkfs.ext4 killed")
-        (deploy / build.KERNEL).write_bytes(b"kernel")
-        (deploy / build.HOST_ROOTFS).write_bytes(b"rootfs")
+        (deploy / machine.kernel).write_bytes(b"kernel")
+        (deploy / machine.host_rootfs).write_bytes(b"rootfs")
         return [{"name": "g1", "config": "/etc/xen/g1.cfg", "files": [], "origin": "x", "autostart": False},
                 {"name": "g2", "config": "/etc/xen/g2.cfg", "files": [], "origin": "y", "autostart": True}]
 
     monkeypatch.setattr(build, "_assemble", fake_assemble)
-    monkeypatch.setattr(build, "missing_host_tools", list)
+    monkeypatch.setattr(build, "missing_host_tools", lambda arch="arm64": [])
     # the dom0less device tree needs QEMU and the real files (tests/unit/xenreftarget/test_reftarget_dom0less.py)
     monkeypatch.setattr(build.dom0less, "boot_variables", lambda boot, deploy, work: {})
     monkeypatch.setattr(build.dom0less, "no_dom0_variables", lambda boot, deploy, work: {"QB_ROOTFS": "none"})
@@ -136,7 +136,7 @@ def test_white_space_in_the_cache_path_is_refused(tmp_path, assembled):
 
 def test_missing_host_tools_stop_the_build(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "missing_host_tools",
-                        lambda: ["mkfs.ext4 is missing: install it with 'apt-get install e2fsprogs'"])
+                        lambda arch="arm64": ["mkfs.ext4 is missing: install it with 'apt-get install e2fsprogs'"])
     with pytest.raises(build.BuildError, match="apt-get install e2fsprogs"):
         _build(tmp_path)
 

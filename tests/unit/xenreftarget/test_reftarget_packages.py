@@ -123,10 +123,31 @@ def test_trixie_kernel_6_12_is_found_behind_the_meta_package():
     assert kernel_package_from_depends(depends, "arm64") == "linux-image-6.12.118+deb13-arm64"
 
 
-@pytest.mark.parametrize("suite, arch", [("forky", "arm64"), ("bookworm", "amd64"), ("sid", "armhf")])
+@pytest.mark.parametrize("suite, arch", [("forky", "arm64"), ("trixie", "amd64"), ("bookworm", "armhf"), ("sid", "armhf")])
 def test_combinations_not_made_to_work_yet_are_refused(suite, arch):
-    with pytest.raises(PackageError, match=f"{suite}/{arch} is not supported .* bookworm/arm64, trixie/arm64"):
+    with pytest.raises(PackageError, match=f"{suite}/{arch} is not supported .* bookworm/arm64, trixie/arm64, bookworm/amd64"):
         Distro(suite, arch).check()
+
+
+def test_bookworm_amd64_names_the_gzipped_multiboot_xen_and_the_amd64_kernel():
+    distro = Distro("bookworm", "amd64")
+    distro.check()
+    assert distro.triplet == "x86_64-linux-gnu"
+    assert distro.hypervisor_package == "xen-hypervisor-4.17-amd64"
+    assert distro.hypervisor_path == "boot/xen-4.17-amd64.gz"
+    assert distro.kernel_meta_package == "linux-image-amd64"
+    assert distro.root_packages()[0] == "xen-hypervisor-4.17-amd64"
+    assert "xen-hypervisor-4.17-arm64" not in distro.root_packages()
+    assert kernel_package_from_depends("linux-image-6.1.0-57-amd64 (= 6.1.192-3)", "amd64") == \
+        "linux-image-6.1.0-57-amd64"
+
+
+def test_the_qemu_a_build_needs_follows_the_architecture():
+    found = {"apt-get", "apt-cache", "dpkg", "dpkg-deb", "depmod", "modprobe", "mkfs.ext4", "qemu-system-aarch64"}
+    which = lambda t: f"/usr/bin/{t}" if t in found else None
+    assert missing_host_tools(which=which, extra_dirs=()) == []
+    assert missing_host_tools(which=which, extra_dirs=(), arch="amd64") == [
+        "qemu-system-x86_64 is missing: install it with 'apt-get install qemu-system-x86'"]
 
 
 def test_missing_host_tools_name_the_apt_package():

@@ -76,7 +76,8 @@ PHASES: list[Phase] = [
           "the first -initrd module on x86), dom0_mem and that QEMU has enough memory"),
     Phase("dom0_kernel", "dom0 kernel output", r"(?m)^(?!\(XEN\))[^\n]*\S[^\n]*\n",
           "dom0 printed nothing: check dom0's bootargs have console=hvc0"),
-    Phase("login_prompt", "login prompt", r"(?:login:[ \t]*|(?:^|\n)[^\n]*[#$][ \t]*)$",
+    # dom0's: a line that Xen did not prefix (a dom0less guest's prompt reads "(XEN) DOM1: ... login:")
+    Phase("login_prompt", "login prompt", r"(?:^|\n)(?!\(XEN\)|\(d\d+\))[^\n]*(?:login:|[#$])[ \t]*$",
           "dom0 booted but no login prompt or shell appeared on hvc0: check the getty/shell on hvc0 "
           "and the root filesystem (root=, initrd modules)"),
 ]

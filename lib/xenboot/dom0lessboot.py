@@ -29,10 +29,14 @@ from .devicetree import (
 from .dom0less import Dom0lessDomain, Dom0lessLayout, check_memory, place_modules
 from .errors import BootConfigError
 from .layout import RamRegion
+from .ubootscript import UbootBoard, uboot_script
 
-__all__ = ["Dom0lessBoot", "QemuTools", "deploy_file_sizes", "machine_arguments", "qemu_dom0less_boot",
-           "without_guest_loaders"]
+__all__ = ["UBOOT_KEYS", "Dom0lessBoot", "QemuTools", "deploy_file_sizes", "deployed_layout", "machine_arguments",
+           "qemu_dom0less_boot", "uboot_board", "without_guest_loaders", "write_uboot_script"]
 
+#: The board settings :func:`uboot_board` reads (a board's files, where Xen and its tree go).
+UBOOT_KEYS = ("XEN_REF_UBOOT_LOAD_SOURCE", "XEN_REF_UBOOT_XEN_FILE", "XEN_REF_UBOOT_XEN_ADDR",
+              "XEN_REF_UBOOT_FDT_FILE", "XEN_REF_UBOOT_FDT_ADDR", "XEN_REF_UBOOT_XEN_CMDLINE")
 #: The qemuboot.conf variables that give the QEMU machine's shape (the dumped tree must match it).
 MACHINE_KEYS = ("QB_MACHINE", "QB_CPU", "QB_SMP", "QB_MEM")
 
@@ -94,6 +98,18 @@ def deploy_file_sizes(deploy: Path, needed: Iterable[tuple[str, str]]) -> dict[s
     return sizes
 
 
+def deployed_layout(xen: XenBoot | None, domains: Sequence[Dom0lessDomain], deploy: Path, ram: RamRegion,
+                    dom0_mib: int) -> Dom0lessLayout:
+    """The checked layout of dom0's and the domains' modules, sized by their files in ``deploy``.
+
+    The memory check comes first (it needs no file); then every file must be in ``deploy``
+    (:func:`deploy_file_sizes`); then :func:`~xenboot.dom0less.place_modules`.
+    """
+    check_memory(domains, ram, dom0_mib if xen is not None else 0)
+    sizes = deploy_file_sizes(deploy, _needed_files(xen, domains))
+    return place_modules(xen, domains, sizes, ram, dom0_mib)
+
+
 def without_guest_loaders(opt_append: str) -> list[str]:
     """``QB_OPT_APPEND``'s words without its ``-device guest-loader,...`` pairs.
 
@@ -115,9 +131,14 @@ def without_guest_loaders(opt_append: str) -> list[str]:
 
 def _install(built: Path, destination: Path) -> None:
     """Put ``built`` at ``destination`` whole (a copy next to it, then a rename)."""
-    partial = destination.with_name(destination.name + ".partial")
-    shutil.copyfile(built, partial)
-    os.replace(partial, destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".partial")
+        shutil.copyfile(built, partial)
+        os.replace(partial, destination)
+    except OSError as err:
+        raise BootConfigError(f"{destination} could not be written: {err.strerror}",
+                              "check that the folder is writable and has space", path=destination) from None
 
 
 def qemu_dom0less_boot(xen: XenBoot | None, domains: Sequence[Dom0lessDomain], *, deploy: Path,
@@ -130,19 +151,53 @@ def qemu_dom0less_boot(xen: XenBoot | None, domains: Sequence[Dom0lessDomain], *
     guest-loader devices are replaced by loader devices, other options are kept).  ``xen`` None:
     no dom0.  ``work`` is scratch space.  Raises :class:`BootConfigError`.
     """
-    check_memory(domains, ram, dom0_mib if xen is not None else 0)
-    sizes = deploy_file_sizes(deploy, _needed_files(xen, domains))
-    layout = place_modules(xen, domains, sizes, ram, dom0_mib)
+    layout = deployed_layout(xen, domains, deploy, ram, dom0_mib)
     work.mkdir(parents=True, exist_ok=True)
     dumped = dump_machine_dtb(tools.qemu, machine_arguments(machine), work / "machine.dtb")
     built = compile_dts(merged_source(decompile_dtb(dumped, tools.dtc), layout), work / dtb.name, tools.dtc)
-    try:
-        dtb.parent.mkdir(parents=True, exist_ok=True)
-        _install(built, dtb)
-    except OSError as err:
-        raise BootConfigError(f"the device tree could not be written to {dtb}: {err.strerror}",
-                              "check that the folder is writable and has space", path=dtb) from None
+    _install(built, dtb)
     variables = qemuboot_variables(layout, dtb.name)
     kept = without_guest_loaders(machine.get("QB_OPT_APPEND") or "")
     variables["QB_OPT_APPEND"] = " ".join([*(shlex.quote(w) for w in kept), variables["QB_OPT_APPEND"]])
     return Dom0lessBoot(layout, variables)
+
+
+def uboot_board(values: Mapping[str, str]) -> UbootBoard:
+    """The board of the ``XEN_REF_UBOOT_*`` settings (:data:`UBOOT_KEYS`); unset or empty: the default.
+
+    Raises :class:`BootConfigError` naming a setting whose address does not parse.
+    """
+    default = UbootBoard()
+
+    def text(key: str, fallback: str) -> str:
+        return (values.get(key) or "").strip() or fallback
+
+    def address(key: str, fallback: int) -> int:
+        value = text(key, "")
+        try:
+            return int(value, 0) if value else fallback
+        except ValueError:
+            raise BootConfigError(f"{value[:40]!r} is not an address", "write it like 0x40200000", key=key) from None
+
+    return UbootBoard(load_source=text("XEN_REF_UBOOT_LOAD_SOURCE", default.load_source),
+                      xen_file=text("XEN_REF_UBOOT_XEN_FILE", default.xen_file),
+                      xen_addr=address("XEN_REF_UBOOT_XEN_ADDR", default.xen_addr),
+                      xen_size=default.xen_size,
+                      fdt_file=text("XEN_REF_UBOOT_FDT_FILE", default.fdt_file),
+                      fdt_addr=address("XEN_REF_UBOOT_FDT_ADDR", default.fdt_addr),
+                      fdt_room=default.fdt_room,
+                      xen_cmdline=text("XEN_REF_UBOOT_XEN_CMDLINE", default.xen_cmdline))
+
+
+def write_uboot_script(layout: Dom0lessLayout, board: UbootBoard, ram: RamRegion, output: Path,
+                       work: Path) -> str:
+    """Write the U-Boot script of ``layout`` (:func:`~xenboot.ubootscript.uboot_script`) to ``output``.
+
+    Returns its text; raises :class:`BootConfigError` (layout on the board, or a write that failed).
+    """
+    text = uboot_script(layout, board, ram)
+    work.mkdir(parents=True, exist_ok=True)
+    built = work / output.name
+    built.write_text(text)
+    _install(built, output)
+    return text

@@ -170,7 +170,8 @@ def uboot_board(values: Mapping[str, str]) -> UbootBoard:
     default = UbootBoard()
 
     def text(key: str, fallback: str) -> str:
-        return (values.get(key) or "").strip() or fallback
+        # blanks collapsed: a composed command line ("${A} ${B}" with B empty) reads as Xen splits it
+        return " ".join((values.get(key) or "").split()) or fallback
 
     def address(key: str, fallback: int) -> int:
         value = text(key, "")

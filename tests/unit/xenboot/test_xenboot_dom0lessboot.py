@@ -135,9 +135,9 @@ def test_uboot_board_reads_the_settings_and_keeps_defaults_for_unset_ones() -> N
     assert uboot_board({}) == UbootBoard()
     board = uboot_board({"XEN_REF_UBOOT_LOAD_SOURCE": "usb 0:2", "XEN_REF_UBOOT_XEN_ADDR": "0x60000000",
                          "XEN_REF_UBOOT_FDT_FILE": "rk3588-rock-5b.dtb", "XEN_REF_UBOOT_FDT_ADDR": " ",
-                         "XEN_REF_UBOOT_XEN_CMDLINE": "console=dtuart dom0_mem=1G"})
+                         "XEN_REF_UBOOT_XEN_CMDLINE": "dom0_mem=1G  console=dtuart"})
     assert board == UbootBoard(load_source="usb 0:2", xen_addr=0x60000000, fdt_file="rk3588-rock-5b.dtb",
-                               xen_cmdline="console=dtuart dom0_mem=1G")
+                               xen_cmdline="dom0_mem=1G console=dtuart")
     with pytest.raises(BootConfigError, match=r"key 'XEN_REF_UBOOT_FDT_ADDR': '4G' is not an address"):
         uboot_board({"XEN_REF_UBOOT_FDT_ADDR": "4G"})
 

@@ -90,7 +90,7 @@ def deploy_file_sizes(deploy: Path, needed: Iterable[tuple[str, str]]) -> dict[s
         if size <= 0:
             state = "is empty" if size == 0 else "is missing (or not a regular file)"
             raise BootConfigError(
-                f"{what}: {path} {state}",
+                f"{what} {state}",
                 "build or deploy it there before the boot files are written (a guest image needs a "
                 "cpio image type, e.g. IMAGE_FSTYPES += \"cpio.gz\"), or name the deployed file "
                 "(XEN_GUEST_RAMDISK / XEN_GUEST_KERNEL)", path=path)

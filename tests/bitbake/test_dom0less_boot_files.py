@@ -168,7 +168,7 @@ def test_a_ramdisk_missing_at_task_time_stops_naming_the_file_and_the_fix(projec
     with pytest.raises(bb.BBHandledException):
         bb.build.exec_func(function, d)
     errors = bblog.text(logging.ERROR)
-    assert f"dom0less guest 'tiny' ramdisk: {deploy / RAMDISK} is missing" in errors, errors
+    assert f"xen-ref-dom0less: {deploy / RAMDISK}: dom0less guest 'tiny' ramdisk is missing" in errors, errors
     assert re.search(r'Fix: build or deploy it there .*IMAGE_FSTYPES \+= "cpio.gz".*XEN_GUEST_RAMDISK', errors)
     assert not list(Path(d.getVar("IMGDEPLOYDIR")).iterdir()), "nothing is written"
     assert d.getVar("QB_DTB") is None

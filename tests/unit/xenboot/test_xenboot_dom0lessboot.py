@@ -84,7 +84,7 @@ def test_a_missing_ramdisk_names_the_file_what_it_is_and_the_fix(deploy: Path, t
         qemu_dom0less_boot(XenBoot(), (GUEST,), deploy=deploy, machine={}, ram=RAM, dom0_mib=384,
                            work=tmp_path / "work", dtb=tmp_path / "x.dtb", tools=QemuTools(qemu="false"))
     text = str(caught.value)
-    assert f"dom0less guest 'tiny' ramdisk: {deploy / 'tiny.cpio.gz'} is missing" in text
+    assert text.startswith(f"{deploy / 'tiny.cpio.gz'}: dom0less guest 'tiny' ramdisk is missing")
     assert 'IMAGE_FSTYPES += "cpio.gz"' in text and "XEN_GUEST_RAMDISK" in text
     assert not (tmp_path / "x.dtb").exists()
 
@@ -93,10 +93,10 @@ def test_file_sizes_follow_links_and_refuse_empty_and_dangling_files(deploy: Pat
     assert deploy_file_sizes(deploy, [("Image", "k"), ("tiny.cpio.gz", "r")]) == {"Image": 5 * MiB + 3,
                                                                                    "tiny.cpio.gz": 4002}
     (deploy / "empty.cpio.gz").write_bytes(b"")
-    with pytest.raises(BootConfigError, match=r"the ramdisk: .*empty.cpio.gz is empty"):
+    with pytest.raises(BootConfigError, match=r"empty.cpio.gz: the ramdisk is empty"):
         deploy_file_sizes(deploy, [("empty.cpio.gz", "the ramdisk")])
     (deploy / "dangling").symlink_to("gone")
-    with pytest.raises(BootConfigError, match=r"dom0 kernel: .*dangling is missing"):
+    with pytest.raises(BootConfigError, match=r"dangling: dom0 kernel is missing"):
         deploy_file_sizes(deploy, [("dangling", "dom0 kernel")])
 
 

@@ -60,9 +60,9 @@ def dump_machine_dtb(qemu: str, machine_args: Sequence[str], output: Path) -> Pa
     return output
 
 
-def decompile_dtb(dtb: Path) -> str:
-    """The source of a compiled tree (``dtc -I dtb -O dts``)."""
-    return _run(["dtc", "-q", "-I", "dtb", "-O", "dts", str(dtb)], f"decompiling {dtb}",
+def decompile_dtb(dtb: Path, dtc: str = "dtc") -> str:
+    """The source of a compiled tree (``dtc -I dtb -O dts``); ``dtc`` is the program to run."""
+    return _run([dtc, "-q", "-I", "dtb", "-O", "dts", str(dtb)], f"decompiling {dtb}",
                 "install device-tree-compiler (dtc)")
 
 
@@ -71,11 +71,11 @@ def merged_source(machine_dts: str, layout: Dom0lessLayout) -> str:
     return _SEED.sub("", machine_dts).rstrip() + "\n\n" + chosen_fragment(layout)
 
 
-def compile_dts(source: str, output: Path) -> Path:
+def compile_dts(source: str, output: Path, dtc: str = "dtc") -> Path:
     """Compile ``source`` into ``output`` (``dtc -I dts -O dtb``), with room for later edits."""
     source_path = output.with_suffix(".dts")
     source_path.write_text(source)
-    _run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-p", "4096", "-o", str(output), str(source_path)],
+    _run([dtc, "-q", "-I", "dts", "-O", "dtb", "-p", "4096", "-o", str(output), str(source_path)],
          f"compiling {source_path}", "the generated source is wrong: report it with the .dts file")
     return output
 

@@ -36,6 +36,7 @@ __all__ = [
     "Dom0lessDomain",
     "Dom0lessLayout",
     "PlacedModule",
+    "check_memory",
     "chosen_fragment",
     "place_modules",
 ]
@@ -145,9 +146,9 @@ def place_modules(xen: XenBoot | None, domains: Sequence[Dom0lessDomain], sizes:
         if not domains:
             raise BootConfigError("no dom0 and no dom0less domain", "give Xen at least one domain to start",
                                   key="XEN_DOM0LESS")
-        _check_memory(domains, ram, 0)
+        check_memory(domains, ram, 0)
         return _place_domains(domains, sizes, ram, (), "", DOM0_KERNEL_ADDR)
-    _check_memory(domains, ram, dom0_mib)
+    check_memory(domains, ram, dom0_mib)
     dom0 = [PlacedModule("dom0", "kernel", xen.dom0_kernel, xen.dom0_addr,
                          _size_of(sizes, xen.dom0_kernel, "dom0 kernel"))]
     if xen.dom0_initrd:
@@ -173,7 +174,8 @@ def _place_domains(domains: Sequence[Dom0lessDomain], sizes: Mapping[str, int], 
     return layout
 
 
-def _check_memory(domains: Sequence[Dom0lessDomain], ram: RamRegion, dom0_mib: int) -> None:
+def check_memory(domains: Sequence[Dom0lessDomain], ram: RamRegion, dom0_mib: int) -> None:
+    """Raise :class:`BootConfigError` when dom0's and the domains' memory do not fit in ``ram``."""
     total_mib = ram.size // (1024 * 1024)
     wanted = dom0_mib + sum(d.memory_mib + DOMAIN_OVERHEAD_MIB for d in domains)
     if wanted > total_mib:

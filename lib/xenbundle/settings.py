@@ -82,7 +82,11 @@ class DatastoreVariables:
         return _text(self._d.getVar(name))
 
     def explicit(self, name: str) -> str | None:
-        return _text(self._d.getVar(name, True, True))
+        # Unexpanded, then expanded apart: BitBake 2.8 (scarthgap) caches the expansion of
+        # getVar(name, True, noweakdefault=True), None for a ??= variable, and every later
+        # getVar(name) returns that None instead of the weak default.
+        raw = self._d.getVar(name, False, True)
+        return None if raw is None else _text(self._d.expand(raw))
 
     def flag(self, name: str, key: str) -> str | None:
         return _text(self._d.getVarFlag(name, key))

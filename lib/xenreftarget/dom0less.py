@@ -24,14 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from xenboot import XenHostBoot
-from xenboot.devicetree import (
-    compile_dts,
-    decompile_dtb,
-    dump_machine_dtb,
-    merged_source,
-    qemuboot_variables,
-)
-from xenboot.dom0less import Dom0lessDomain, place_modules
+from xenboot.dom0less import Dom0lessDomain
+from xenboot.dom0lessboot import QemuTools, qemu_dom0less_boot
 
 from . import assemble, initscripts
 from .cpio import console_node, write_initramfs
@@ -109,21 +103,18 @@ def _dom0_mib(boot: XenHostBoot) -> int:
     return int(int(size.rstrip("KMGT")) * factor)
 
 
+def _tools(boot: XenHostBoot, qemu: str) -> QemuTools:
+    return QemuTools(qemu=os.path.join(boot.qemu_bindir, qemu) if boot.qemu_bindir else qemu)
+
+
 def boot_variables(boot: XenHostBoot, deploy: Path, work: Path,
                    guests: tuple[Dom0lessDomain, ...] = (DOM0LESS_GUEST,),
                    qemu: str = "qemu-system-aarch64") -> dict[str, str]:
     """Write the dom0less device tree into ``deploy``; the qemuboot.conf values that boot it."""
-    values = boot.variables()
-    machine = (values["QB_MACHINE"].split() + values["QB_CPU"].split() + values["QB_SMP"].split()
-               + values["QB_MEM"].split())
-    sizes = {p.name: p.stat().st_size for p in deploy.iterdir() if p.is_file()}
-    layout = place_modules(boot.xen, guests, sizes, boot.ram, _dom0_mib(boot))
-    work.mkdir(parents=True, exist_ok=True)
-    dumped = dump_machine_dtb(os.path.join(boot.qemu_bindir, qemu) if boot.qemu_bindir else qemu,
-                              machine, work / "machine.dtb")
-    compile_dts(merged_source(decompile_dtb(dumped), layout), work / DOM0LESS_DTB)
-    os.replace(work / DOM0LESS_DTB, deploy / DOM0LESS_DTB)
-    return qemuboot_variables(layout, DOM0LESS_DTB)
+    made = qemu_dom0less_boot(boot.xen, guests, deploy=deploy, machine=boot.variables(), ram=boot.ram,
+                              dom0_mib=_dom0_mib(boot), work=work, dtb=deploy / DOM0LESS_DTB,
+                              tools=_tools(boot, qemu))
+    return made.variables
 
 
 #: The second scenario: Xen with no dom0 at all, only the dom0less guest ("true dom0less").
@@ -140,18 +131,11 @@ def no_dom0_variables(boot: XenHostBoot, deploy: Path, work: Path, qemu: str = "
     No root file system, no network, no ``QB_XEN_*`` dom0 contract; Xen's command line has no
     ``dom0_mem``.  The guest's console is its virtual UART, reached with Ctrl-a three times.
     """
-    sizes = {p.name: p.stat().st_size for p in deploy.iterdir() if p.is_file()}
-    layout = place_modules(None, (guest,), sizes, boot.ram, 0)
     values = {k: v for k, v in boot.variables().items() if not k.startswith("QB_XEN_")}
-    machine = (values["QB_MACHINE"].split() + values["QB_CPU"].split() + values["QB_SMP"].split()
-               + values["QB_MEM"].split())
-    work.mkdir(parents=True, exist_ok=True)
-    dumped = dump_machine_dtb(os.path.join(boot.qemu_bindir, qemu) if boot.qemu_bindir else qemu,
-                              machine, work / "machine.dtb")
-    compile_dts(merged_source(decompile_dtb(dumped), layout), work / NO_DOM0_DTB)
-    os.replace(work / NO_DOM0_DTB, deploy / NO_DOM0_DTB)
+    made = qemu_dom0less_boot(None, (guest,), deploy=deploy, machine=values, ram=boot.ram, dom0_mib=0,
+                              work=work, dtb=deploy / NO_DOM0_DTB, tools=_tools(boot, qemu))
     xen_words = [w for w in boot.xen.xen_cmdline().split() if not w.startswith(("dom0_mem=", "dom0_max_vcpus="))]
-    values.update(qemuboot_variables(layout, NO_DOM0_DTB))
+    values.update(made.variables)
     values.update({"QB_KERNEL_CMDLINE_APPEND": " ".join(xen_words), "QB_ROOTFS": "none",
                    "QB_DEFAULT_FSTYPE": "none", "QB_NET": "none", "QB_XEN_DOM0LESS_ONLY": "1"})
     return values

@@ -8,7 +8,9 @@ DESCRIPTION = "A minimal systemd-based Xen dom0: the xl toolstack with \
 HOMEPAGE = "https://xenproject.org/"
 LICENSE = "MIT"
 
-inherit core-image xen-ref-distro-check xen-ref-bundle xen-ref-qemuboot
+# xen-ref-dom0less: the boot files of dom0less guests (the merged device tree
+# and its qemuboot.conf values, a U-Boot script), only when there are some.
+inherit core-image xen-ref-distro-check xen-ref-bundle xen-ref-qemuboot xen-ref-dom0less
 
 # How the host boots: runqemu settings and Xen's command lines (xen-ref-qemuboot);
 # on x86-64 also the boot-loader configuration of its disk (xen-ref-x86-boot).

@@ -64,3 +64,33 @@ def test_dom0less_problems_stop_the_parse(project, deploy, bblog, conf, expected
         project.parse("xen-image-minimal", HOST, conf + "\n")
     errors = bblog.text(logging.ERROR)
     assert expected in errors, errors
+
+
+@pytest.mark.oecore
+@pytest.mark.parametrize("release", ["scarthgap", "wrynose"])
+def test_reading_a_weak_default_keeps_it_for_later_reads_on_each_bitbake(release):
+    """xenbundle's DatastoreVariables on the release's own BitBake (2.8 on scarthgap caches what
+    getVar(name, True, noweakdefault=True) returned: None for a ??= variable, which then hid the
+    weak default from every later getVar and made each dom0less guest's vCPUs "")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lib = Path(f"/opt/oe-env/{release}/bitbake/lib")
+    if not (lib / "bb" / "data_smart.py").is_file():
+        pytest.fail(f"needs {lib} (/work/shared/tools/setup-oe-env); deselect with -m 'not oecore'", pytrace=False)
+    layer_lib = Path(__file__).resolve().parents[2] / "lib"
+    code = """
+import bb.data, xenbundle.settings
+d = bb.data.init()
+d.setVarFlag("XEN_GUEST_VCPUS", "_defaultval", "${XEN_GUEST_VCPUS_DEFAULT}")
+d.setVarFlag("XEN_GUEST_VCPUS_DEFAULT", "_defaultval", "1")
+d.setVar("XEN_GUEST_VIF", "bridge=${BR}")
+d.setVar("BR", "xenbr0")
+v = xenbundle.settings.DatastoreVariables(d)
+print(v.explicit("XEN_GUEST_VCPUS"), v.value("XEN_GUEST_VCPUS"), v.explicit("XEN_GUEST_VIF"))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": f"{lib}:{layer_lib}", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["None", "1", "bridge=xenbr0"]

@@ -43,9 +43,11 @@ VARS = ["TARGET_ARCH", "KERNEL_IMAGETYPE", "MACHINE_FEATURES", "QB_SYSTEM_NAME",
         "QB_KERNEL_CMDLINE_APPEND", "QB_ROOTFS_OPT", "QB_TCPSERIAL_OPT", "SERIAL_CONSOLES", "QB_XEN_CMDLINE",
         "QB_XEN_CONSOLE", "QB_XEN_DOM0_BOOTARGS", "QB_XEN_DOM0_KERNEL", "IMAGE_INSTALL", "IMAGE_FSTYPES",
         "WKS_FILE", "WKS_FULL_PATH", "_WKS_TEMPLATE", "XEN_REF_SYSLINUX_CFG", "XEN_REF_GRUB_CFG",
-        "IMAGE_EFI_BOOT_FILES", "syslinux_populate", "efi_populate", "PREFERRED_VERSION_xen", "GRUB_BUILDIN"]
+        "IMAGE_EFI_BOOT_FILES", "syslinux_populate", "efi_populate", "PREFERRED_VERSION_xen", "GRUB_BUILDIN",
+        "XEN_REF_DOM0LESS_DTB", "XEN_REF_DOM0LESS_QEMU", "XEN_REF_DOM0LESS_DTC"]
 FLAGS = ["do_image_wic[depends]", "do_image_wic[prefuncs]", "do_bootimg[prefuncs]", "do_bootimg[depends]",
-         "do_write_qemuboot_conf[depends]"]
+         "do_write_qemuboot_conf[depends]", "do_write_qemuboot_conf[prefuncs]", "do_xen_ref_dom0less_uboot[task]",
+         "do_xen_ref_dom0less_uboot[deps]", "do_xen_ref_dom0less_uboot[depends]"]
 EXPAND = {loader + ("-live" if live else ""): f"${{@xen_ref_boot_config(d, '{loader}', {live})}}"
           for loader in xenboot.multiboot.LOADERS for live in (False, True)}
 
@@ -275,3 +277,29 @@ def test_grub_efi_gets_multiboot2_and_gzio_for_xen_on_x86_only(release: str, mac
     with_append = words(recipes["grub-efi"]["vars"]["GRUB_BUILDIN"])
     without = words(recipes["grub-efi-plain"]["vars"]["GRUB_BUILDIN"])
     assert with_append == without + added
+
+
+DOM0LESS_CONF = """\
+BUNDLED_XEN_GUESTS = "xen-guest-image-minimal:dom0less"
+XEN_GUEST_RAMDISK[xen-guest-image-minimal] = "xen-guest-image-minimal-qemuarm64.rootfs.cpio.gz"
+XEN_GUEST_MEMORY[xen-guest-image-minimal] = "128"
+"""
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_a_dom0less_guest_hooks_the_boot_files_into_the_real_image(release: str) -> None:
+    """With oe-core's image.bbclass (qemuboot from IMAGE_CLASSES) the prefunc, its native tools and
+    the U-Boot task are wired; without dom0less guests none of it (the other tests' image)."""
+    recipe = image(release, "qemuarm64", DOM0LESS_CONF)
+    flags, values = recipe["flags"], recipe["vars"]
+    assert "xen_ref_dom0less_qemu_boot" in words(flags["do_write_qemuboot_conf[prefuncs]"])
+    assert {"qemu-system-native:do_populate_sysroot", "dtc-native:do_populate_sysroot"} <= \
+        set(words(flags["do_write_qemuboot_conf[depends]"]))
+    assert flags["do_xen_ref_dom0less_uboot[task]"] and "do_rootfs" in flags["do_xen_ref_dom0less_uboot[deps]"]
+    assert "virtual/kernel:do_deploy" in words(flags["do_xen_ref_dom0less_uboot[depends]"])
+    assert values["XEN_REF_DOM0LESS_DTB"] == "xen-image-minimal-qemuarm64.dom0less.dtb"
+    assert values["XEN_REF_DOM0LESS_QEMU"].endswith("/recipe-sysroot-native/usr/bin/qemu-system-aarch64")
+    plain = image(release, "qemuarm64")["flags"]
+    assert "xen_ref_dom0less_qemu_boot" not in words(plain["do_write_qemuboot_conf[prefuncs]"])
+    assert not any(d.startswith("dtc-native") for d in words(plain["do_write_qemuboot_conf[depends]"]))
+    assert not plain["do_xen_ref_dom0less_uboot[task]"]

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"deploy_dir": str(target.deploy_dir), "qemuboot_conf": str(target.qemuboot_conf),
                    "distro": target.manifest.get("distro", {}),
                    "guests": target.guests, "shutdown_marker": target.manifest.get("shutdown_marker"),
+                   "poweroff_ends_qemu": target.manifest.get("poweroff_ends_qemu", True),
                    "timings_s": target.manifest.get("timings_s", {})}
         print(json.dumps(summary, indent=2))
         return 0

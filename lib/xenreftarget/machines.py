@@ -76,6 +76,9 @@ class ReferenceMachine:
     compat_guests: bool = True
     #: also boots a dom0less domain beside dom0 (:mod:`xenreftarget.dom0less`; Arm only)
     dom0less: bool = True
+    #: dom0's ``poweroff`` ends QEMU, which the main job's final step checks (not on qemux86-64:
+    #: docs/reference-target.md, "Known limit: poweroff")
+    poweroff_ends_qemu: bool = True
 
     @property
     def xen_binary(self) -> str:
@@ -130,7 +133,8 @@ def _amd64() -> ReferenceMachine:
     # Xen on x86 boots no domain from the device tree (dom0less is Arm's); the compat forms'
     # guests are built with the arm64 names and kernel (compatguests), so they stay on arm64.
     return ReferenceMachine("amd64", machine, "bzImage", boot, _guests(machine, types),
-                            extra_modules=("virtio_pci",), compat_guests=False, dom0less=False)
+                            extra_modules=("virtio_pci",), compat_guests=False, dom0less=False,
+                            poweroff_ends_qemu=False)
 
 
 #: The reference machines by Debian architecture.

@@ -66,6 +66,8 @@ def test_building_amd64_keeps_the_arm64_target(tmp_path, assembled):  # noqa: F8
     assert not (amd.deploy_dir / "xen-dom0less-only-qemuarm64.qemuboot.conf").exists()
     assert build.current_reference_target(tmp_path, Distro("bookworm", "amd64")).manifest["distro"]["arch"] == "amd64"
     assert build.current_reference_target(tmp_path).manifest["distro"]["arch"] == "arm64"
+    # the main job (run-lifecycle) leaves out the poweroff step where QEMU does not exit after it
+    assert amd.manifest["poweroff_ends_qemu"] is False and arm.manifest["poweroff_ends_qemu"] is True
     rebuilt = build.build_target(tmp_path, apt=FakeApt([record("linux-image-6.1.0-57-amd64", "6.1")]),
                                  log=lambda m: None, distro=Distro("bookworm", "amd64"), force=True)
     assert rebuilt.rebuilt and (tmp_path / "target").resolve().is_dir()

@@ -26,7 +26,9 @@ def test_show_reads_the_chosen_suites_target(tmp_path, capsys):
     assert shown["distro"]["xen"] == "4.20"
     assert shown["qemuboot_conf"].startswith(str(tmp_path / "trixie-arm64" / "target"))
     assert cli.main(["show", "--cache", str(tmp_path)]) == 0
-    assert json.loads(capsys.readouterr().out)["distro"]["xen"] == "4.17"
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["distro"]["xen"] == "4.17"
+    assert shown["poweroff_ends_qemu"] is True, "a manifest from before the field: the check stays on"
 
 
 def test_show_without_a_trixie_build_says_how_to_make_one(tmp_path, capsys):

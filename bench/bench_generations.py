@@ -37,7 +37,7 @@ import pexpect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_boot import time_baseline
-from bench_guest import harness_lifecycle, script_lifecycle
+from bench_guest import harness_lifecycle, script_lifecycle, settle
 from benchlib import ROOT, report, target_parser
 from xenqemu import QemuMachine, Xl, load_target
 
@@ -76,7 +76,9 @@ def warm_start_and_guest(target: str, config: str, base: Path, cache: Path,
         if machine.warm_result != "restored":
             raise SystemExit(f"{target}: the warm start did not restore the snapshot ({machine.warm_result})")
         name = Xl(console).config_name(config)
+        settle(console)
         script = script_lifecycle(machine, config, name, timeout)[1]
+        settle(console)
         harness = harness_lifecycle(console, config, name)[1]
     return warm, script, harness
 

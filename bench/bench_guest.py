@@ -19,7 +19,8 @@ serial line would) only waits for prompts with regular expressions; the harness 
 through its console protocol (exit status and md5-checked output), checks the running or
 blocked state (in the ``xl list`` the script also runs), and checks that the domain is gone and
 its memory came back (``xl info`` before and after, sharing round trips with ``xl destroy`` and
-``xl list``).  Prints raw times, medians, the ratios harness/script of the medians and, as a
+``xl list``).  Before each side (not timed) dom0 finishes the previous side's teardown (its
+hotplug scripts), so that neither side's guest starts next to the other's clean-up.  Prints raw times, medians, the ratios harness/script of the medians and, as a
 check that does not depend on how the load moved, the median of the per-run ratios.
 """
 
@@ -96,6 +97,18 @@ def harness_lifecycle(console: ConsoleChannel, config: str, name: str) -> tuple[
     return shell, time.monotonic() - started
 
 
+#: dom0's work left over from the last side: the hotplug scripts that tear the destroyed guest's
+#: disk and vif down still run after ``xl destroy`` returned, and would slow the next side's guest.
+SETTLE = ("i=0; while pgrep -f /etc/xen/scripts/ >/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; "
+          "sleep 1")
+
+
+def settle(console: ConsoleChannel) -> None:
+    """Wait (not timed) until dom0 has finished the previous side's teardown, the same for each side."""
+    console.sync()
+    console.run(SETTLE, timeout=120, check=True)
+
+
 def main() -> int:
     parser = target_parser(__doc__, runs=3)
     parser.add_argument("--guest", default=None, help="guest config in dom0 (default: the first /etc/xen/*.cfg whose "
@@ -114,6 +127,7 @@ def main() -> int:
         for i in range(args.runs):
             order = ("script", "harness") if i % 2 == 0 else ("harness", "script")
             for side in order:
+                settle(console)
                 times[side].append(script_lifecycle(machine, config, name, args.timeout) if side == "script"
                                    else harness_lifecycle(console, config, name))
             (s_shell, s_whole), (h_shell, h_whole) = times["script"][-1], times["harness"][-1]

@@ -544,8 +544,18 @@ def check_autostart(host: HostRun) -> str:
         host.alive.add(name)
         found.append(f"{name} (domain {domain.id}, {domain.state})")
     if problems:
-        raise _fail("autostart", "; ".join(problems) + ": see 'systemctl status xendomains' in dom0")
+        raise _fail("autostart", "; ".join(problems) + _xendomains_log(host))
     return "running since boot: " + ", ".join(found)
+
+
+def _xendomains_log(host: HostRun, lines: int = 12) -> str:
+    """What xendomains said at boot (its journal's last lines, each cut to 200 characters)."""
+    result = host.console.run(f"journalctl -u xendomains -b --no-pager -o cat 2>&1 | tail -n {lines} "
+                              "| cut -c1-200", timeout=host.options.command_timeout)
+    text = result.output.strip() if result.status == 0 else ""
+    if not text:
+        return ": see 'systemctl status xendomains' in dom0"
+    return "; xendomains' journal (last lines):\n" + text
 
 
 #: Xen's console switching: three Ctrl-a move the serial input to the next domain (then Xen, then dom0).

@@ -86,6 +86,8 @@ class FakeXen:
     #: /etc/xen/auto: link -> target
     auto_links: dict[str, str] = field(default_factory=dict)
     xendomains: str = "active"
+    #: what ``journalctl -u xendomains`` prints (empty: nothing logged)
+    xendomains_journal: str = ""
     powered_off: bool = False
     #: Xen's serial line: whose domain the input goes to (0: dom0, n: DOMn, -1: Xen), what it printed
     serial_focus: int = 0
@@ -111,6 +113,7 @@ class FakeXen:
             (r"wget -q -O - (\S+) \| sha256sum", self._fetch),
             (r"if \[ -d /run/systemd/system \]; then systemctl is-active xendomains; .*",
              lambda m: (0, self.xendomains + "\n")),
+            (r"journalctl -u xendomains -b .*", lambda m: (0, self.xendomains_journal)),
             (r"for l in /etc/xen/auto/\*; do .*", lambda m: (0, "".join(t + "\n" for t in self.auto_links.values()))),
             (r"for c in (.*); do readlink -f .*", lambda m: (0, "".join(c + "\n" for c in m[1].split()))),
             (r"ls /sys/class/net/(\S+)/brif", self._brif),
@@ -614,7 +617,18 @@ def test_an_autostart_guest_that_is_not_running_fails_the_autostart_step() -> No
     failed = report.failed_step("dom0")
     assert failed is not None and failed.step == "autostart"
     assert "auto (/etc/xen/xen-guest-bundle-auto.cfg) is not running after boot" in failed.detail
-    assert "systemctl status xendomains" in failed.detail
+    assert "systemctl status xendomains" in failed.detail, "nothing journaled: where to look"
+
+
+def test_the_autostart_failure_quotes_what_xendomains_logged() -> None:
+    xen = host_with("alpha")
+    autostarted(xen, "auto")
+    del xen.guests["auto"]
+    xen.xendomains_journal = ("Starting auto\nlibxl: error: libxl_device.c:1180:device_backend_callback: "
+                              "Domain 3:unable to add device with path /local/domain/0/backend/vbd/3/51712\n")
+    failed = run(xen).failed_step("dom0")
+    assert failed is not None and failed.step == "autostart"
+    assert "xendomains' journal (last lines):\nStarting auto\nlibxl: error: libxl_device.c:1180" in failed.detail
 
 
 def test_a_dangling_autostart_link_fails_the_autostart_step() -> None:

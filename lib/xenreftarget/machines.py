@@ -128,8 +128,10 @@ def _amd64() -> ReferenceMachine:
         memory_mb=1024, smp=2,
         xen=XenBoot(dom0_kernel="bzImage", dom0_initrd=f"xen-ref-initramfs-{machine}.cpio.gz", dom0_mem="384M",
                     dom0_bootargs=DOM0_BOOTARGS, cmdline_extra=XEN_EXTRA, console=X86_XEN_CONSOLE))
-    # Debian's amd64 kernel boots as PVH and as PV guest: both kinds, the autostarted one PV.
-    types = {"XEN_BUNDLED_GUESTS": "pvh", "deploy-config": "pv", "auto-bundle": "pvh", "autostart": "pv"}
+    # Debian's amd64 kernel boots as PVH and as PV guest: both kinds. One PVH guest only: under
+    # TCG a PVH guest runs on QEMU's emulated SVM and NPT, and one PVH boot in four triple-faulted
+    # at its start (2026-11-29; docs/reference-target.md), which PV guests do not depend on.
+    types = {"XEN_BUNDLED_GUESTS": "pv", "deploy-config": "pv", "auto-bundle": "pvh", "autostart": "pv"}
     # Xen on x86 boots no domain from the device tree (dom0less is Arm's); the compat forms'
     # guests are built with the arm64 names and kernel (compatguests), so they stay on arm64.
     return ReferenceMachine("amd64", machine, "bzImage", boot, _guests(machine, types),

@@ -45,6 +45,7 @@ def test_guest_configs_carry_the_type_kernel_and_initrd_of_the_architecture():
     assert 'type = "pv"' in text and 'kernel = "bzImage"' in text and AMD64.initrd in text
     pvh = next(g for g in AMD64.guests if g.form == "auto-bundle")
     assert build.guest_settings(pvh.name, AMD64).type == "pvh"
+    assert [g.type for g in AMD64.guests].count("pvh") == 1, "one PVH guest (docs/reference-target.md)"
     assert build.guest_settings(build.GUESTS[0].name).type is None   # arm64: xl's default
     assert 'type = "pvh"' in build.deploy_config_text(build.GUESTS[1], "arm64")
 

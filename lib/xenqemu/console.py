@@ -65,6 +65,8 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
 #: Lines that are console noise rather than command output: Xen's and the kernel's.
 NOISE_LINE = re.compile(r"(?m)^(?:\(XEN\)|\(d\d+\)|\[\s*\d+\.\d+\]).*\n")
+# The same, not yet ended: a dom0less guest's "(XEN) DOM1: ... login: " must not pass for dom0's.
+NOISE_TAIL = re.compile(r"(?m)^(?:\(XEN\)|\(d\d+\)|\[\s*\d+\.\d+\])[^\n]*\Z")
 #: Marker alphabet: upper-case letters without R, I, D (no ERROR/INFO/DEBUG spelled by chance).
 _MARKER_LETTERS = "".join(c for c in string.ascii_uppercase if c not in "RID")
 _GAP = r"(?:[^\n]+\n){0,3}?"  # up to three noise lines inserted at any point (fewest first)
@@ -315,6 +317,7 @@ class _LoginAttempt:
     user: str
     password: str | None
     failures: int = 0
+    sent_user: bool = False
     sent_password: bool = False
     #: seconds the next shell probe waits for an answer
     probe: float = 3.0
@@ -336,6 +339,8 @@ class _Prompts:
 @dataclass
 class _Settings:
     chunk_size: int = 48
+    #: chunks sent before the first one's echo is awaited (2 x 48 bytes stay below Xen's 128-byte ring)
+    chunks_in_flight: int = 2
     echo_timeout: float = 3.0
     #: seconds of silence while awaiting a prompt before a newline asks for it again
     nudge_after: float = 5.0
@@ -384,29 +389,39 @@ class ConsoleChannel:
         self.stream.send(text)
 
     def send_line(self, line: str) -> None:
-        """Send one line in chunks, waiting for each chunk's echo (Xen's small RX ring)."""
-        size = self.settings.chunk_size
+        """Send one line in chunks, at most ``chunks_in_flight`` of them not yet echoed.
+
+        Xen's serial receive ring holds 128 bytes for dom0 (a guest console's input passes through
+        it too): a chunk's echo proves that it has left every ring on the way, so the next one
+        may follow while a bounded number is still travelling.
+        """
+        size, window = self.settings.chunk_size, self.settings.chunks_in_flight
+        chunks = [line[offset:offset + size] for offset in range(0, len(line), size)]
         start = len(self.stream.buffer)
-        for offset in range(0, len(line), size):
-            chunk = line[offset:offset + size]
+        for index, chunk in enumerate(chunks):
+            if index >= window:
+                start = self._await_echo(chunks[index - window], start)
             self.stream.send(chunk)
-            if offset + size < len(line):  # the last chunk needs no wait: nothing follows it
-                start = self._await_echo(chunk, start)
         self.stream.send("\n")
 
     def _await_echo(self, chunk: str, start: int) -> int:
-        """Wait (briefly) until the tail of ``chunk`` is echoed; return the new search start."""
+        """Wait (briefly) until the tail of ``chunk`` is echoed after ``start``; return where it ends.
+
+        The echo may be wrapped or redrawn by the shell's line editor: white space between its
+        characters is ignored.  Without an echo in time (echo off?) the search start is kept.
+        """
         needle = re.sub(r"\s", "", chunk)[-4:]
         if not needle:
             return start
+        pattern = re.compile(r"\s*".join(re.escape(char) for char in needle))
         deadline = time.monotonic() + self.settings.echo_timeout
         while True:
-            haystack = re.sub(r"\s", "", self.stream.buffer[max(0, start - 16):])
-            if needle in haystack:
-                return len(self.stream.buffer)
+            found = pattern.search(self.stream.buffer, max(0, start - 16))
+            if found:
+                return found.end()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return len(self.stream.buffer)  # no echo (echo off?): carry on
+                return start
             self.stream.fill(min(0.2, remaining))
 
     # ------------------------------------------------------------------ sync and login
@@ -485,15 +500,16 @@ class ConsoleChannel:
         attempt = _LoginAttempt(user, password)
         if await_prompt > 0:
             self._await_prompt(min(deadline, time.monotonic() + await_prompt))
-        elif not self._prompts.login.search(self.stream.buffer[-200:]):
+        elif not self._prompts.login.search(self._console_tail()):
             self.stream.send("\n")  # no prompt waiting (the boot phases leave the login prompt)
         while time.monotonic() < deadline:
             tail = self._read_until_prompt(deadline)
             if self._answer_prompt(tail, attempt):
                 continue
-            # A shell prompt is trusted as such only on a top-level console: a nested one
-            # (xl create -c) may show the parent's prompt when the command failed.
-            if self.parent is None and SHELL_PROMPT.search(tail):
+            # A shell prompt is trusted as such on a top-level console, and on a nested one
+            # (xl create -c) once this login answered its login prompt; before that it may be the
+            # parent's prompt, shown when the command failed: a probe asks who answers.
+            if SHELL_PROMPT.search(tail) and (self.parent is None or attempt.sent_user):
                 self._install_helpers()  # their sync checks it is a shell
                 return
             if self._probe_shell(attempt, deadline):
@@ -531,15 +547,15 @@ class ConsoleChannel:
 
         Only the end of the output matters, and the buffer grows with a guest's boot messages.
         """
-        return NOISE_LINE.sub("", self.stream.buffer[-4096:])[-200:]
+        return NOISE_TAIL.sub("", NOISE_LINE.sub("", self.stream.buffer[-4096:]))[-200:]
 
     def _read_until_prompt(self, deadline: float) -> str:
         """Read until a prompt shows, or the console is quiet for a moment (at most 2 s)."""
         window_end = time.monotonic() + min(2.0, max(0.1, deadline - time.monotonic()))
-        while not self._prompts.recognised(self.stream.buffer[-200:]) and time.monotonic() < window_end:
+        while not self._prompts.recognised(self._console_tail()) and time.monotonic() < window_end:
             if not self.stream.fill(0.5):
                 break
-        return self.stream.buffer[-200:]
+        return self._console_tail()
 
     def _answer_prompt(self, tail: str, attempt: _LoginAttempt) -> bool:
         """Answer "Login incorrect", a login or a password prompt; False when ``tail`` shows none."""
@@ -556,6 +572,7 @@ class ConsoleChannel:
             # getty flushes its input before printing the prompt, so the name can go now
             self.stream.buffer = ""
             self.send_line(attempt.user)
+            attempt.sent_user = True
             return True
         if self._prompts.password.search(tail):
             self.stream.buffer = ""

@@ -1,11 +1,12 @@
 """A dom0less guest's login prompt, which Xen prints on the shared serial line as
-"(XEN) DOM1: <name> login: ", is not dom0's: the boot's login phase waits for dom0's own prompt."""
+"(XEN) DOM1: <name> login: ", is not dom0's: neither the boot's login phase nor the login
+answers it, and dom0's own prompt that follows is the one they take."""
 
 from __future__ import annotations
 
 import pexpect
 from xenqemu.boot import BootTimeouts, wait_boot_phases
-from xenqemu.console import ConsoleStream
+from xenqemu.console import ConsoleChannel, ConsoleStream
 
 BOOT = ("(XEN) Xen version 4.17.7 (Debian)\n"
         "(XEN) *** Serial input to DOM0 (type 'CTRL-a' three times to switch input)\n"
@@ -37,3 +38,12 @@ def test_the_login_phase_waits_for_dom0s_prompt_not_the_dom0less_guests() -> Non
     login = next(p for p in phases if p.name == "login_prompt")
     assert login.evidence.endswith("qemuarm64 login:")
     assert stream.buffer.rstrip().endswith("qemuarm64 login:")
+
+
+def test_the_login_answers_dom0s_prompt_only() -> None:
+    console = Scripted(DOM1_PROMPT)
+    channel = ConsoleChannel(console)  # type: ignore[arg-type]
+    assert channel._read_until_prompt(deadline=0.0) == "", "a Xen-prefixed line is no prompt"
+    assert console.typed == ""
+    console.parts.append(DOM0_PROMPT)
+    assert channel._read_until_prompt(deadline=10**9).endswith("qemuarm64 login: ")

@@ -50,41 +50,11 @@ class XenHostBoot:
 
     def variables(self) -> dict[str, str]:
         """The variables the image recipe would export into its qemuboot.conf."""
-        values = {
-            "DEPLOY_DIR_IMAGE": ".",
-            "IMAGE_LINK_NAME": self.image_link_name,
-            "IMAGE_NAME": self.image_link_name,
-            "MACHINE": self.machine,
-            "TUNE_ARCH": "aarch64",
-            "KERNEL_IMAGETYPE": self.xen.dom0_kernel,
-            "SERIAL_CONSOLES": self.serial_consoles,
-            "STAGING_BINDIR_NATIVE": self.qemu_bindir,
-            "QB_SYSTEM_NAME": "qemu-system-aarch64",
-            "QB_MACHINE": "-machine virt,gic-version=3,virtualization=on",
-            "QB_CPU": f"-cpu {self.cpu}",
-            "QB_CPU_KVM": "-cpu host -machine gic-version=3",
-            "QB_SMP": f"-smp {self.smp}",
-            "QB_MEM": f"-m {self.memory_mb}",
-            "QB_DEFAULT_KERNEL": self.xen_binary,
-            "QB_DEFAULT_FSTYPE": "ext4",
-            "QB_KERNEL_ROOT": "/dev/vda rw",
-            "QB_DRIVE_TYPE": "/dev/vd",
-            "QB_KERNEL_CMDLINE_APPEND": self.xen.xen_cmdline(),
-            "QB_OPT_APPEND": self.xen.opt_append(),
-            "QB_ROOTFS_OPT": "-drive id=disk0,file=@ROOTFS@,if=none,format=raw "
-                             "-device virtio-blk-device,drive=disk0",
-            "QB_NETWORK_DEVICE": "-device virtio-net-device,netdev=net0,mac=@MAC@",
-            "QB_TAP_OPT": "-netdev tap,id=net0,ifname=@TAP@,script=no,downscript=no",
-            "QB_NO_PNI": "net.ifnames=0",
-            # Xen hands virtio-mmio devices to dom0 as they are; PCI ones (runqemu's default RNG,
-            # qemuarm64's GPU) are left out.
-            "QB_RNG": "",
-            "QB_GRAPHICS": "",
-            "QB_SERIAL_OPT": "-serial mon:stdio",
-            "QB_TCPSERIAL_OPT": "-serial tcp:127.0.0.1:@PORT@,nodelay=on",
-        }
-        values.update(self.xen.variables())
-        return values
+        return _host_variables(self, tune_arch="aarch64", bus="device", opt_append=self.xen.opt_append(),
+                               machine_options={
+                                   "QB_SYSTEM_NAME": "qemu-system-aarch64",
+                                   "QB_MACHINE": "-machine virt,gic-version=3,virtualization=on",
+                                   "QB_CPU_KVM": "-cpu host -machine gic-version=3"})
 
 
 #: The CPU a Xen host on x86 gets under TCG: Xen's own CI's ``qemu64,+svm`` plus nested paging,
@@ -136,38 +106,46 @@ class X86XenHostBoot:
 
     def variables(self) -> dict[str, str]:
         """The variables the image recipe would export into its qemuboot.conf."""
-        values = {
-            "DEPLOY_DIR_IMAGE": ".",
-            "IMAGE_LINK_NAME": self.image_link_name,
-            "IMAGE_NAME": self.image_link_name,
-            "MACHINE": self.machine,
-            "TUNE_ARCH": "x86_64",
-            "KERNEL_IMAGETYPE": self.xen.dom0_kernel,
-            "SERIAL_CONSOLES": self.serial_consoles,
-            "STAGING_BINDIR_NATIVE": self.qemu_bindir,
-            "QB_SYSTEM_NAME": "qemu-system-x86_64",
-            "QB_MACHINE": "-machine q35",
-            "QB_CPU": f"-cpu {self.cpu}",
-            "QB_CPU_KVM": "-cpu host",
-            "QB_SMP": f"-smp {self.smp}",
-            "QB_MEM": f"-m {self.memory_mb}",
-            "QB_DEFAULT_KERNEL": self.xen_binary,
-            "QB_DEFAULT_FSTYPE": "ext4",
-            "QB_KERNEL_ROOT": "/dev/vda rw",
-            "QB_DRIVE_TYPE": "/dev/vd",
-            "QB_KERNEL_CMDLINE_APPEND": self.xen.xen_cmdline(),
-            "QB_OPT_APPEND": self.opt_append(),
-            "QB_ROOTFS_OPT": "-drive id=disk0,file=@ROOTFS@,if=none,format=raw "
-                             "-device virtio-blk-pci,drive=disk0",
-            "QB_NETWORK_DEVICE": "-device virtio-net-pci,netdev=net0,mac=@MAC@",
-            "QB_TAP_OPT": "-netdev tap,id=net0,ifname=@TAP@,script=no,downscript=no",
-            "QB_NO_PNI": "net.ifnames=0",
-            "QB_RNG": "",
-            "QB_GRAPHICS": "",
-            "QB_SERIAL_OPT": "-serial mon:stdio",
-            "QB_TCPSERIAL_OPT": "-serial tcp:127.0.0.1:@PORT@,nodelay=on",
-        }
-        values.update(self.xen.variables())
+        values = _host_variables(self, tune_arch="x86_64", bus="pci", opt_append=self.opt_append(),
+                                 machine_options={"QB_SYSTEM_NAME": "qemu-system-x86_64",
+                                                  "QB_MACHINE": "-machine q35", "QB_CPU_KVM": "-cpu host"})
         # guest-loader is Arm's; on x86 dom0 comes from the multiboot modules above.
         values["QB_XEN_GUEST_LOADER"] = ""
         return values
+
+
+def _host_variables(host: XenHostBoot | X86XenHostBoot, *, tune_arch: str, bus: str, opt_append: str,
+                    machine_options: dict[str, str]) -> dict[str, str]:
+    """The qemuboot.conf variables both architectures share; ``bus`` is virtio's transport
+    (``device``: virtio-mmio, which Xen on Arm hands to dom0 as it is; ``pci`` on x86)."""
+    values = {
+        "DEPLOY_DIR_IMAGE": ".",
+        "IMAGE_LINK_NAME": host.image_link_name,
+        "IMAGE_NAME": host.image_link_name,
+        "MACHINE": host.machine,
+        "TUNE_ARCH": tune_arch,
+        "KERNEL_IMAGETYPE": host.xen.dom0_kernel,
+        "SERIAL_CONSOLES": host.serial_consoles,
+        "STAGING_BINDIR_NATIVE": host.qemu_bindir,
+        "QB_CPU": f"-cpu {host.cpu}",
+        "QB_SMP": f"-smp {host.smp}",
+        "QB_MEM": f"-m {host.memory_mb}",
+        "QB_DEFAULT_KERNEL": host.xen_binary,
+        "QB_DEFAULT_FSTYPE": "ext4",
+        "QB_KERNEL_ROOT": "/dev/vda rw",
+        "QB_DRIVE_TYPE": "/dev/vd",
+        "QB_KERNEL_CMDLINE_APPEND": host.xen.xen_cmdline(),
+        "QB_OPT_APPEND": opt_append,
+        "QB_ROOTFS_OPT": f"-drive id=disk0,file=@ROOTFS@,if=none,format=raw -device virtio-blk-{bus},drive=disk0",
+        "QB_NETWORK_DEVICE": f"-device virtio-net-{bus},netdev=net0,mac=@MAC@",
+        "QB_TAP_OPT": "-netdev tap,id=net0,ifname=@TAP@,script=no,downscript=no",
+        "QB_NO_PNI": "net.ifnames=0",
+        # runqemu's default RNG and qemuarm64's GPU are PCI devices, which Xen on Arm leaves out
+        "QB_RNG": "",
+        "QB_GRAPHICS": "",
+        "QB_SERIAL_OPT": "-serial mon:stdio",
+        "QB_TCPSERIAL_OPT": "-serial tcp:127.0.0.1:@PORT@,nodelay=on",
+        **machine_options,
+    }
+    values.update(host.xen.variables())
+    return values
